@@ -1,0 +1,28 @@
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install run test unit integration clean
+
+$(BIN)/cartflow: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(BIN)/cartflow
+
+run: install
+	$(BIN)/cartflow up
+
+test: install
+	$(BIN)/pytest -q -ra
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/pytest -q -ra tests/integration
+
+clean:
+	rm -rf $(VENV) .cartflow .pytest_cache

@@ -1,0 +1,22 @@
+"""Error codes carried by ``CommandResult.error_code``."""
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    CART_EMPTY = "CART_EMPTY"
+    ITEM_NOT_FOUND = "ITEM_NOT_FOUND"
+    INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
+    PRODUCT_INACTIVE = "PRODUCT_INACTIVE"
+    SIZE_REQUIRED = "SIZE_REQUIRED"
+    SIZE_NOT_AVAILABLE = "SIZE_NOT_AVAILABLE"
+    INVALID_QUANTITY = "INVALID_QUANTITY"
+    RESERVATION_FAILED = "RESERVATION_FAILED"
+    CHECKOUT_VALIDATION_FAILED = "CHECKOUT_VALIDATION_FAILED"
+    # Added to v1: checkout commands are accepted by the contract before the
+    # checkout worker exists to answer them.
+    CHECKOUT_NOT_AVAILABLE = "CHECKOUT_NOT_AVAILABLE"
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    # The command was well formed but processing it failed inside cartflow;
+    # the message is also dead-lettered for an operator.
+    INTERNAL_ERROR = "INTERNAL_ERROR"

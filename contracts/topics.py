@@ -1,0 +1,34 @@
+"""Topic names and their keys. Every topic here is part of the contract."""
+
+CATALOG_EVENTS = "catalog.events"  # in, key product_id
+CART_COMMANDS = "cart.commands"  # in, key user_id
+CART_REPLIES = "cart.replies"  # out, key user_id (default reply_to)
+CART_EVENTS = "cart.events"  # out, key user_id
+STOCK_COMMANDS = "stock.commands"  # in, key product_id
+STOCK_EVENTS = "stock.events"  # out, key product_id
+CHECKOUT_COMMANDS = "checkout.commands"  # internal, key checkout id
+CHECKOUT_TIMEOUTS = "checkout.timeouts"  # internal, delayed deadline events
+PAYMENT_EVENTS = "payment.events"  # in, key payment_id
+ORDER_EVENTS = "order.events"  # out, key payment_id (one checkout stays in order)
+NOTIFICATIONS_EVENTS = "notifications.events"  # out, key user_id
+
+ALL_TOPICS = (
+    CATALOG_EVENTS,
+    CART_COMMANDS,
+    CART_REPLIES,
+    CART_EVENTS,
+    STOCK_COMMANDS,
+    STOCK_EVENTS,
+    CHECKOUT_COMMANDS,
+    CHECKOUT_TIMEOUTS,
+    PAYMENT_EVENTS,
+    ORDER_EVENTS,
+    NOTIFICATIONS_EVENTS,
+)
+
+DLQ_SUFFIX = ".dlq"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where messages of ``topic`` that cannot be processed are parked."""
+    return topic + DLQ_SUFFIX

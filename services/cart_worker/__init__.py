@@ -1,0 +1,1 @@
+"""The cart worker: answers cart commands and keeps carts in MongoDB."""

@@ -1,0 +1,134 @@
+"""MongoDB storage of carts and of the catalog read model.
+
+Money is stored as decimal strings, never as binary floats. Each cart carries a
+``version``: a write succeeds only against the version that was read, so two
+consumers that briefly own the same partition during a rebalance cannot
+overwrite each other's changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from pymongo import InsertOne, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.cart_worker.domain import Cart, CartLine, Change, Product, SizeOption
+from services.runtime.mongo import ConcurrentModification
+
+CARTS = "cart.carts"
+CATALOG = "cart.catalog"
+
+
+def product_to_doc(product: Product) -> dict[str, Any]:
+    return {
+        "_id": product.product_id,
+        "name": product.name,
+        "price": str(product.price),
+        "image_url": product.image_url,
+        "is_deleted": product.is_deleted,
+        "sizes": [{"size": option.size, "price": str(option.price)} for option in product.sizes],
+    }
+
+
+def product_from_doc(doc: dict[str, Any]) -> Product:
+    return Product(
+        product_id=doc["_id"],
+        name=doc["name"],
+        price=Decimal(doc["price"]),
+        image_url=doc.get("image_url"),
+        is_deleted=bool(doc.get("is_deleted")),
+        sizes=tuple(SizeOption(option["size"], Decimal(option["price"])) for option in doc.get("sizes") or ()),
+    )
+
+
+def _line_to_doc(line: CartLine) -> dict[str, Any]:
+    return {
+        "item_id": line.item_id,
+        "product_id": line.product_id,
+        "size": line.size,
+        "quantity": line.quantity,
+        "product_name": line.product_name,
+        "unit_price": str(line.unit_price),
+        "image_url": line.image_url,
+        "added_at": line.added_at,
+        "updated_at": line.updated_at,
+        "properties": dict(line.properties),
+        "has_product_changed": line.has_product_changed,
+        "change_details": [change.as_dict() for change in line.change_details],
+    }
+
+
+def _line_from_doc(doc: dict[str, Any]) -> CartLine:
+    return CartLine(
+        item_id=doc["item_id"],
+        product_id=doc["product_id"],
+        size=doc.get("size"),
+        quantity=doc["quantity"],
+        product_name=doc["product_name"],
+        unit_price=Decimal(doc["unit_price"]),
+        image_url=doc.get("image_url"),
+        added_at=doc["added_at"],
+        updated_at=doc["updated_at"],
+        properties=doc.get("properties") or {},
+        has_product_changed=bool(doc.get("has_product_changed")),
+        change_details=tuple(Change(**change) for change in doc.get("change_details") or ()),
+    )
+
+
+def cart_to_doc(cart: Cart) -> dict[str, Any]:
+    return {
+        "_id": cart.user_id,
+        "version": cart.version,
+        "updated_at": cart.updated_at,
+        "items": [_line_to_doc(line) for line in cart.lines],
+    }
+
+
+def cart_from_doc(doc: dict[str, Any]) -> Cart:
+    return Cart(
+        user_id=doc["_id"],
+        lines=tuple(_line_from_doc(line) for line in doc.get("items") or ()),
+        version=doc.get("version", 0),
+        updated_at=doc.get("updated_at"),
+    )
+
+
+async def load_carts(db: AsyncDatabase, user_ids: Iterable[str]) -> dict[str, Cart]:
+    ids = list(set(user_ids))
+    if not ids:
+        return {}
+    return {doc["_id"]: cart_from_doc(doc) async for doc in db[CARTS].find({"_id": {"$in": ids}})}
+
+
+async def load_products(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[str, Product]:
+    ids = list(set(product_ids))
+    if not ids:
+        return {}
+    return {doc["_id"]: product_from_doc(doc) async for doc in db[CATALOG].find({"_id": {"$in": ids}})}
+
+
+async def save_carts(db: AsyncDatabase, carts: Iterable[Cart], session: AsyncClientSession) -> None:
+    """Write each cart at version + 1, only over the version it was read at."""
+    inserts, replaces = [], []
+    for cart in carts:
+        doc = cart_to_doc(cart)
+        doc["version"] = cart.version + 1
+        if cart.version == 0:
+            inserts.append(InsertOne(doc))
+        else:
+            replaces.append(ReplaceOne({"_id": cart.user_id, "version": cart.version}, doc))
+    if not (inserts or replaces):
+        return
+    result = await db[CARTS].bulk_write([*inserts, *replaces], ordered=True, session=session)
+    if result.matched_count != len(replaces):
+        raise ConcurrentModification(f"{len(replaces) - result.matched_count} cart(s) changed concurrently")
+
+
+async def save_products(db: AsyncDatabase, products: Iterable[Product], session: AsyncClientSession) -> None:
+    ops = [ReplaceOne({"_id": p.product_id}, product_to_doc(p), upsert=True) for p in products]
+    if ops:
+        await db[CATALOG].bulk_write(ops, ordered=True, session=session)

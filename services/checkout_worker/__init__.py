@@ -1,0 +1,1 @@
+"""The checkout worker: checkout sagas with a payment deadline (not built yet)."""

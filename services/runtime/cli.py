@@ -1,0 +1,170 @@
+"""The ``cartflow`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from contracts.topics import ALL_TOPICS
+from services.runtime.settings import Settings
+
+app = typer.Typer(help="cartflow: cart, stock and checkout workers on Kafka and MongoDB.", no_args_is_help=True, pretty_exceptions_enable=False)
+
+#: Workers that exist, by name, and where their spec lives.
+WORKERS = {"cart": "services.cart_worker.app:SPEC"}
+PLANNED_WORKERS = ("stock", "checkout")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def load_spec(name: str):
+    module_name, _, attribute = WORKERS[name].partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+@app.command()
+def worker(name: Annotated[str, typer.Argument(help="cart | stock | checkout")]) -> None:
+    """Run one worker against the configured backends (for scaling out)."""
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    if name not in WORKERS:
+        if name in PLANNED_WORKERS:
+            typer.echo(f"the {name} worker is not part of this release yet", err=True)
+        else:
+            typer.echo(f"unknown worker {name!r}; choose one of: {', '.join(WORKERS)}", err=True)
+        raise typer.Exit(2)
+    from services.runtime.worker import build_app
+
+    asyncio.run(build_app(load_spec(name), settings).run())
+
+
+@app.command()
+def up(
+    workers: Annotated[str, typer.Option(help="Comma-separated workers to start.")] = ",".join(WORKERS),
+) -> None:
+    """Start the backends and every worker; stop everything on Ctrl-C or SIGTERM."""
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    from services.runtime.backends import open_backends
+    from services.runtime.kafka import ensure_topics
+
+    names = [name.strip() for name in workers.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WORKERS]
+    if unknown:
+        typer.echo(f"unknown or unreleased worker(s): {', '.join(unknown)}", err=True)
+        raise typer.Exit(2)
+    home = Path(settings.data_dir)
+    stop = {"now": False}
+
+    def request_stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with open_backends(settings, data_dir=home / "data", log_dir=home / "logs") as backends:
+        asyncio.run(ensure_topics(settings, backends.kafka_bootstrap, ALL_TOPICS))
+        env = dict(
+            os.environ,
+            CARTFLOW_KAFKA_BOOTSTRAP=backends.kafka_bootstrap,
+            CARTFLOW_MONGO_URL=backends.mongo_url,
+            CARTFLOW_TEST_BACKEND="external",
+        )
+        children: dict[str, subprocess.Popen] = {}
+
+        def spawn(name: str) -> None:
+            log_file = open(home / "logs" / f"{name}-worker.log", "ab")  # noqa: SIM115 - owned by the child
+            children[name] = subprocess.Popen(
+                [sys.executable, "-m", "services.runtime.cli", "worker", name],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+        for name in names:
+            spawn(name)
+        typer.echo(f"cartflow is up ({backends.kind} backends)")
+        typer.echo(f"  CARTFLOW_KAFKA_BOOTSTRAP={backends.kafka_bootstrap}")
+        typer.echo(f"  CARTFLOW_MONGO_URL={backends.mongo_url}")
+        typer.echo(f"  workers: {', '.join(names)} (logs in {home / 'logs'})")
+        typer.echo("Press Ctrl-C to stop.")
+        try:
+            while not stop["now"]:
+                time.sleep(0.5)
+                for name, child in list(children.items()):
+                    if child.poll() is not None and not stop["now"]:
+                        typer.echo(f"{name} worker exited with {child.returncode}; restarting it", err=True)
+                        spawn(name)
+        finally:
+            typer.echo("stopping workers...")
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
+            for child in children.values():
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            typer.echo("stopping backends...")
+    typer.echo("cartflow stopped")
+
+
+@app.command()
+def send(
+    topic: Annotated[str, typer.Argument(help="Topic, e.g. cart.commands (the deployment's prefix is added).")],
+    payload: Annotated[str, typer.Argument(help="The message as JSON; envelope fields are filled in.")],
+    wait: Annotated[bool, typer.Option(help="Wait for the CommandResult of a command.")] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 30.0,
+) -> None:
+    """Publish one message and print the reply when it has one."""
+    settings = Settings()
+    if not settings.kafka_bootstrap:
+        typer.echo("set CARTFLOW_KAFKA_BOOTSTRAP (printed by `cartflow up`)", err=True)
+        raise typer.Exit(2)
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:
+        typer.echo(f"not JSON: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    from contracts.topics import CART_REPLIES
+    from services.runtime.client import CartflowClient
+
+    async def run() -> None:
+        async with CartflowClient(
+            settings.kafka_bootstrap or "", reply_topic=settings.topic(CART_REPLIES), **settings.kafka_client_options
+        ) as client:
+            is_command = topic.endswith("commands") and wait
+            if is_command:
+                reply = await client.request(settings.topic(topic), body, timeout=timeout)
+                typer.echo(json.dumps(reply, indent=2))
+            else:
+                sent = await client.publish(settings.topic(topic), body)
+                typer.echo(json.dumps(sent, indent=2))
+
+    try:
+        asyncio.run(run())
+    except TimeoutError:
+        typer.echo(f"no reply within {timeout}s", err=True)
+        raise typer.Exit(1) from None
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,97 @@
+"""A small async client for upstream services: publish a message, await its reply.
+
+Replies are matched by ``correlation_id`` on the reply topic, read without a
+consumer group (every partition, from the end), so a client never joins or
+disturbs the workers' groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from contracts.envelope import SCHEMA_VERSION, new_message_id
+from contracts.topics import CART_REPLIES
+
+#: Which field keys the messages of a topic (per the contract's topic table).
+KEY_FIELDS = ("user_id", "product_id", "payment_id", "checkout_id")
+
+
+def fill_envelope(payload: dict[str, Any]) -> dict[str, Any]:
+    message = dict(payload)
+    message.setdefault("message_id", new_message_id())
+    message.setdefault("schema_version", SCHEMA_VERSION)
+    message.setdefault("occurred_at", datetime.now(UTC).isoformat())
+    message.setdefault("correlation_id", message["message_id"])
+    return message
+
+
+def message_key(message: dict[str, Any]) -> bytes | None:
+    for name in KEY_FIELDS:
+        if isinstance(message.get(name), str):
+            return message[name].encode()
+    return None
+
+
+class CartflowClient:
+    def __init__(self, bootstrap: str, *, reply_topic: str = CART_REPLIES, **kafka_options: Any) -> None:
+        self.bootstrap = bootstrap
+        self.reply_topic = reply_topic
+        self.kafka_options = kafka_options
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> CartflowClient:
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self.kafka_options)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.kafka_options
+        )
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.reply_topic)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - first look at a topic
+            partitions = self._consumer.partitions_for_topic(self.reply_topic) or set()
+        if not partitions:
+            await self.__aexit__()
+            raise LookupError(f"reply topic {self.reply_topic!r} does not exist: is cartflow running?")
+        self._consumer.assign([TopicPartition(self.reply_topic, p) for p in sorted(partitions)])
+        await self._consumer.seek_to_end()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer:
+            await self._consumer.stop()
+        if self._producer:
+            await self._producer.stop()
+
+    async def publish(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Publish one message with its envelope filled in; return the message as sent."""
+        assert self._producer, "use the client as an async context manager"
+        message = fill_envelope(payload)
+        await self._producer.send_and_wait(topic, json.dumps(message).encode(), key=message_key(message))
+        return message
+
+    async def request(self, topic: str, payload: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+        """Publish a command and return its ``CommandResult``; TimeoutError if none comes in time."""
+        payload = {"reply_to": self.reply_topic, **payload}
+        message = await self.publish(topic, payload)
+        return await self.reply_to(message["correlation_id"], timeout=timeout)
+
+    async def reply_to(self, correlation_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        assert self._consumer, "use the client as an async context manager"
+        async with asyncio.timeout(timeout):
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=200)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            reply = json.loads(record.value)
+                        except ValueError:
+                            continue
+                        if isinstance(reply, dict) and reply.get("correlation_id") == correlation_id:
+                            return reply

@@ -1,0 +1,109 @@
+"""Kafka plumbing: topics, the relay's producer, and the FastStream batch subscriber."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from contracts.topics import dead_letter_topic
+from services.runtime.records import Incoming
+from services.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings, bootstrap: str, names: Iterable[str]) -> None:
+    """Create the topics (and their dead-letter topics) that do not exist yet."""
+    wanted = set()
+    for name in names:
+        wanted.add(settings.topic(name))
+        wanted.add(dead_letter_topic(settings.topic(name)))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **settings.kafka_client_options)
+    await admin.start()
+    try:
+        missing = sorted(wanted - set(await admin.list_topics()))
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1) for name in missing]
+            )
+            for topic, code, *_ in getattr(response, "topic_errors", ()):
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise RuntimeError(f"could not create topic {topic}: error {code}")
+            log.info("created topics %s", ", ".join(missing))
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
+    # acks=all for durability; no idempotent producer and no transactions: the
+    # outbox plus consumer-side dedup give exactly-once effects without them.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=1 << 20,
+        max_request_size=4 << 20,
+        **settings.kafka_client_options,
+    )
+
+
+def faststream_security(settings: Settings) -> BaseSecurity | None:
+    """The same Kafka security settings, in the shape FastStream's broker takes."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = settings.kafka_client_options.get("ssl_context")
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=ssl_context)  # type: ignore[arg-type]
+    username = settings.kafka_sasl_username or ""
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    mechanism = (settings.kafka_sasl_mechanism or "PLAIN").upper()
+    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[mechanism]
+    return kind(username, password, ssl_context=ssl_context, use_ssl=protocol == "SASL_SSL")  # type: ignore[arg-type]
+
+
+def make_broker(settings: Settings, bootstrap: str) -> KafkaBroker:
+    return KafkaBroker(bootstrap, security=faststream_security(settings))
+
+
+async def _raw_bodies(message) -> None:
+    # The processor reads the raw records itself, so that bytes that are not JSON
+    # (or lie about their content type) reach it instead of failing in a decoder.
+    return None
+
+
+def subscribe_batches(
+    broker: KafkaBroker,
+    settings: Settings,
+    *,
+    worker: str,
+    topics: Iterable[str],
+    process: Callable[[list[Incoming]], Awaitable[None]],
+) -> None:
+    """Consume ``topics`` in batches, committing offsets only after ``process`` returned.
+
+    NACK_ON_ERROR rewinds every partition of a failed batch to its first record,
+    so nothing is committed past a message whose effects are not durable.
+    """
+
+    @broker.subscriber(
+        *[settings.topic(name) for name in topics],
+        group_id=settings.group_id(worker),
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_bodies,
+        title=f"{worker}-worker",
+    )
+    async def consume(message: KafkaMessage) -> None:
+        await process([Incoming.from_record(record) for record in message.raw_message])

@@ -1,0 +1,71 @@
+"""Messages as the runtime moves them: raw records in, records to publish out."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One consumed Kafka record, bytes untouched."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def from_record(cls, record: Any) -> Incoming:
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=tuple((k, bytes(v or b"")) for k, v in (record.headers or ())),
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """A dedup key for a record that carries no usable message_id."""
+        digest = hashlib.sha256()
+        digest.update(self.key or b"")
+        digest.update(b"\x00")
+        digest.update(self.value or b"")
+        return "sha256:" + digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to publish through the outbox."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    #: Replies are stored with the inbox entry and sent again when the same
+    #: command is delivered again; events are not.
+    is_reply: bool = False
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "key": self.key,
+            "value": self.value,
+            "headers": [[name, value] for name, value in self.headers],
+            "is_reply": self.is_reply,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Outgoing:
+        return cls(
+            topic=doc["topic"],
+            key=bytes(doc["key"]) if doc.get("key") is not None else None,
+            value=bytes(doc["value"]),
+            headers=tuple((name, bytes(value)) for name, value in doc.get("headers") or ()),
+            is_reply=bool(doc.get("is_reply")),
+        )

@@ -1,0 +1,68 @@
+"""Settings, read from ``CARTFLOW_*`` environment variables (documented in the README)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARTFLOW_", extra="ignore")
+
+    # Backends. Unset URLs mean "start or find them" (see services.runtime.backends).
+    kafka_bootstrap: str | None = None
+    mongo_url: str | None = None
+    mongo_db: str = "cartflow"
+    backend: Literal["auto", "embedded", "containers", "external"] = Field(
+        default="auto", validation_alias="CARTFLOW_TEST_BACKEND"
+    )
+    data_dir: str = ".cartflow"
+
+    # Kafka client security, passed straight to aiokafka.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+
+    # Topics: a prefix lets several deployments (or test runs) share one cluster.
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=4, ge=1)
+
+    # Consumption.
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_timeout_ms: int = Field(default=20, ge=0)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+
+    # Outbox relay.
+    relay_batch_size: int = Field(default=1000, ge=1)
+    relay_poll_seconds: float = Field(default=0.5, gt=0)
+    relay_lease_seconds: float = Field(default=5.0, gt=0)
+
+    # Cart rules.
+    cart_item_max_quantity: int = Field(default=99, ge=1)
+
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    def group_id(self, worker: str) -> str:
+        return f"{self.topic_prefix}cartflow-{worker}"
+
+    @cached_property
+    def kafka_client_options(self) -> dict[str, object]:
+        options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context()
+        return options

@@ -1,0 +1,1 @@
+"""The stock worker: stock levels and reservations (not built yet)."""
