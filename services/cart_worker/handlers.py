@@ -79,6 +79,12 @@ class CartLogic:
             return Work(record, key, None, (dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=now),))
         return Work(record, key, None, (reply,))
 
+    def arrange(self, works: list[Work]) -> list[Work]:
+        # Catalog events fetched together with commands were published no later
+        # than those commands were fetched: apply them first (a stable sort keeps
+        # each partition's own order).
+        return sorted(works, key=lambda work: work.record.topic != self.catalog_topic)
+
     def _invalid_reply(self, record: Incoming, malformed: Malformed) -> Outgoing | None:
         """A rejection addressed to the sender, when the record says who that is."""
         message_id = malformed.message_id

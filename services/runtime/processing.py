@@ -59,6 +59,9 @@ class WorkerLogic(Protocol):
 
     def decode(self, record: Incoming) -> Work: ...
 
+    def arrange(self, works: list[Work]) -> list[Work]:
+        """The order to apply a batch in; records of one partition keep their order."""
+
     async def load(self, db: AsyncDatabase, messages: list[Any]) -> Any:
         """Read every aggregate the messages touch; return a unit of work."""
 
@@ -93,7 +96,7 @@ class BatchProcessor:
         self.processed = 0
 
     async def process(self, records: list[Incoming]) -> None:
-        works = [self.logic.decode(record) for record in records]
+        works = self.logic.arrange([self.logic.decode(record) for record in records])
         try:
             await self._retrying(lambda: self._commit(works))
         except Exception as exc:

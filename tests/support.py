@@ -1,0 +1,202 @@
+"""Test helpers that speak to the system as a foreign client would: raw bytes on
+topics, raw records read back, and worker processes started and killed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def command(kind: str, **fields: Any) -> dict[str, Any]:
+    """A contract v1 message, envelope filled in, as an upstream service would write it."""
+    return {
+        "message_id": str(uuid.uuid4()),
+        "type": kind,
+        "schema_version": 1,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        **fields,
+    }
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.value)
+        except ValueError:
+            return None
+
+
+class Publisher:
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        await self.producer.send_and_wait(topic, value, key=key)
+
+    async def send(self, topic: str, message: dict[str, Any], key_field: str = "user_id") -> dict[str, Any]:
+        key = message.get(key_field)
+        await self.raw(topic, json.dumps(message).encode(), key.encode() if isinstance(key, str) else None)
+        return message
+
+    async def send_many(self, topic: str, messages: list[dict[str, Any]], key_field: str = "user_id") -> None:
+        futures = []
+        for message in messages:
+            key = message.get(key_field)
+            futures.append(
+                await self.producer.send(
+                    topic, json.dumps(message).encode(), key=key.encode() if isinstance(key, str) else None
+                )
+            )
+        await asyncio.gather(*futures)
+
+
+@dataclass
+class Tap:
+    """Everything published on a topic since the beginning, collected in the background."""
+
+    bootstrap: str
+    topic: str
+    records: list[Record] = field(default_factory=list)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _task: asyncio.Task | None = None
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> Tap:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        while not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(self.topic)
+        self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
+        await self._consumer.seek_to_beginning()
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def _collect(self) -> None:
+        assert self._consumer
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            if not batches:
+                continue
+            async with self._changed:
+                for records in batches.values():
+                    self.records.extend(
+                        Record(r.topic, r.partition, r.offset, r.key, r.value or b"", dict(r.headers or ()))
+                        for r in records
+                    )
+                self._changed.notify_all()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._consumer:
+            await self._consumer.stop()
+
+    def matching(self, predicate: Callable[[Record], bool]) -> list[Record]:
+        return [record for record in self.records if predicate(record)]
+
+    def json_matching(self, **fields: Any) -> list[dict[str, Any]]:
+        found = []
+        for record in self.records:
+            body = record.json
+            if isinstance(body, dict) and all(body.get(k) == v for k, v in fields.items()):
+                found.append(body)
+        return found
+
+    async def wait_for(
+        self, predicate: Callable[[Record], bool], count: int = 1, timeout: float = 60.0
+    ) -> list[Record]:
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.matching(predicate)) >= count)
+        return self.matching(predicate)
+
+    async def wait_json(self, timeout: float = 60.0, count: int = 1, **fields: Any) -> list[dict[str, Any]]:
+        def predicate(record: Record) -> bool:
+            body = record.json
+            return isinstance(body, dict) and all(body.get(k) == v for k, v in fields.items())
+
+        records = await self.wait_for(predicate, count, timeout)
+        return [record.json for record in records]
+
+    async def reply(self, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        """The CommandResult that answers ``message``."""
+        correlation_id = message.get("correlation_id", message["message_id"])
+        (reply, *_) = await self.wait_json(timeout, correlation_id=correlation_id, type="CommandResult")
+        return reply
+
+
+class WorkerProcess:
+    """A worker in its own process, as production runs it, that a test may SIGKILL."""
+
+    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", "worker", self.name],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode if self.process else None
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.process and self.process.poll() is None)
