@@ -137,13 +137,20 @@ class Tap:
                 found.append(body)
         return found
 
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(condition)
+
     async def wait_for(
         self, predicate: Callable[[Record], bool], count: int = 1, timeout: float = 60.0
     ) -> list[Record]:
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(lambda: len(self.matching(predicate)) >= count)
+        await self.wait_until(lambda: len(self.matching(predicate)) >= count, timeout)
         return self.matching(predicate)
+
+    def correlation_ids(self) -> set[str]:
+        """The commands answered so far."""
+        return {body["correlation_id"] for body in self.json_matching(type="CommandResult")}
 
     async def wait_json(self, timeout: float = 60.0, count: int = 1, **fields: Any) -> list[dict[str, Any]]:
         def predicate(record: Record) -> bool:
