@@ -17,6 +17,9 @@ class ErrorCode(StrEnum):
     # checkout worker exists to answer them.
     CHECKOUT_NOT_AVAILABLE = "CHECKOUT_NOT_AVAILABLE"
     INVALID_MESSAGE = "INVALID_MESSAGE"
+    # Added to v1 with the stock worker: reservation commands that cannot apply.
+    RESERVATION_NOT_FOUND = "RESERVATION_NOT_FOUND"
+    RESERVATION_NOT_ACTIVE = "RESERVATION_NOT_ACTIVE"
     # The command was well formed but processing it failed inside cartflow;
     # the message is also dead-lettered for an operator.
     INTERNAL_ERROR = "INTERNAL_ERROR"

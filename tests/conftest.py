@@ -98,8 +98,9 @@ async def open_deployment(backends: Backends, **env: str) -> Deployment:
 
 @pytest_asyncio.fixture(scope="module")
 async def cart_deployment(backends: Backends) -> AsyncIterator[Deployment]:
-    """A running cart worker in its own deployment, shared by one test module."""
-    deployment = await open_deployment(backends)
+    """A running cart worker in its own deployment, shared by one test module,
+    with cart-time stock reservation off (the stock worker has tests of its own)."""
+    deployment = await open_deployment(backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false")
     deployment.worker("cart")
     try:
         yield deployment

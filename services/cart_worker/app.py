@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pymongo.asynchronous.database import AsyncDatabase
-
-from contracts.topics import CART_COMMANDS, CART_EVENTS, CART_REPLIES, CATALOG_EVENTS
-from services.cart_worker.handlers import CartLogic
+from contracts.topics import CART_COMMANDS, CART_EVENTS, CART_REPLIES, CATALOG_EVENTS, STOCK_COMMANDS, STOCK_EVENTS
+from services.cart_worker import repository
+from services.cart_worker.handlers import CartLogic, find_overdue
 from services.runtime.worker import WorkerSpec
-
-
-async def prepare(db: AsyncDatabase) -> None:
-    # Carts and catalog entries are read by _id only; the primary key serves both.
-    return None
-
 
 SPEC = WorkerSpec(
     name="cart",
-    consumes=(CATALOG_EVENTS, CART_COMMANDS),
-    produces=(CART_REPLIES, CART_EVENTS),
+    consumes=(CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS),
+    produces=(CART_REPLIES, CART_EVENTS, STOCK_COMMANDS),
     make_logic=CartLogic,
-    prepare=prepare,
+    prepare=repository.prepare,
+    sweep=find_overdue,
+    sweep_key=lambda message: message.dedup_key,
+    sweep_interval=lambda settings: settings.cart_pending_sweep_seconds,
 )

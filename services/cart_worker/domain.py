@@ -19,6 +19,12 @@ from contracts.errors import ErrorCode
 
 DEFAULT_MAX_QUANTITY = 99
 
+#: Reservation states of a cart line.
+UNTRACKED = "untracked"  # cart-time reservation is off
+PENDING = "pending"  # asked for, not answered yet
+RESERVED = "reserved"  # the stock worker holds reserved_quantity units for the line
+UNRESERVED = "unreserved"  # released by the stock worker (expired, product deleted)
+
 
 # --- catalog read model ----------------------------------------------------------
 
@@ -83,10 +89,35 @@ class CartLine:
     properties: Mapping[str, Any] = field(default_factory=dict)
     has_product_changed: bool = False
     change_details: tuple[Change, ...] = ()
+    #: The stock reservation behind the line, when cart-time reservation is on.
+    reservation_id: str | None = None
+    #: Units the stock worker confirmed for this line.
+    reserved_quantity: int = 0
+    reservation_state: str = UNTRACKED
 
     @property
     def line_total(self) -> Decimal:
         return self.unit_price * self.quantity
+
+    @property
+    def is_reserved(self) -> bool:
+        return self.reservation_state == RESERVED
+
+
+@dataclass(frozen=True)
+class PendingStock:
+    """A command waiting for the stock worker's answer before it is confirmed.
+
+    While a cart has one, its later commands wait in the cart's queue, so a
+    user's commands still take effect in the order they were sent.
+    """
+
+    command: Mapping[str, Any]  # the command as received (contract JSON)
+    item_id: str
+    reservation_id: str
+    operation: str  # "reserve" | "adjust"
+    previous: CartLine | None  # the line before the command, restored on refusal
+    deadline: datetime
 
 
 @dataclass(frozen=True)
@@ -95,6 +126,9 @@ class Cart:
     lines: tuple[CartLine, ...] = ()
     version: int = 0
     updated_at: datetime | None = None
+    pending: PendingStock | None = None
+    #: Commands (contract JSON) received while ``pending`` was set, oldest first.
+    queue: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -368,8 +402,33 @@ def clear_cart(cart: Cart, *, now: datetime) -> Outcome:
     return Accepted(cart.without(item_ids, now), (event,), {"removed_item_ids": item_ids})
 
 
-def detect_changes(line: CartLine, product: Product | None) -> tuple[Change, ...]:
-    """What differs between the line's snapshot and the catalog now."""
+def stock_key(product_id: str, size: str | None) -> str:
+    return f"{product_id}|{size or ''}"
+
+
+#: Units available per ``stock_key``, as last announced by the stock worker.
+StockView = Mapping[str, int]
+
+
+def _stock_for(line: CartLine, stock: StockView | None) -> int | None:
+    """Units the line could still get, or None when its stock does not limit it."""
+    if stock is None or line.is_reserved or line.reservation_state == PENDING:
+        return None
+    return stock.get(stock_key(line.product_id, line.size))
+
+
+def detect_changes(line: CartLine, product: Product | None, stock: StockView | None = None) -> tuple[Change, ...]:
+    """What differs between the line's snapshot and the catalog (and stock) now."""
+    available = _stock_for(line, stock)
+    if available is not None and available <= 0:
+        return (Change("availability", "in_stock", "out_of_stock", "The product is out of stock"),)
+    changes = list(_catalog_changes(line, product))
+    if available is not None and available < line.quantity and not any(c.field == "availability" for c in changes):
+        changes.append(Change("stock", str(line.quantity), str(available), f"Only {available} items available"))
+    return tuple(changes)
+
+
+def _catalog_changes(line: CartLine, product: Product | None) -> tuple[Change, ...]:
     if product is None or product.is_deleted:
         return (Change("availability", "available", "unavailable", "The product is no longer available"),)
     price = product.effective_price(line.size)
@@ -390,16 +449,21 @@ def detect_changes(line: CartLine, product: Product | None) -> tuple[Change, ...
     return tuple(changes)
 
 
-def is_available(line: CartLine, product: Product | None) -> bool:
-    return product is not None and not product.is_deleted and product.effective_price(line.size) is not None
+def is_available(line: CartLine, product: Product | None, stock: StockView | None = None) -> bool:
+    if product is None or product.is_deleted or product.effective_price(line.size) is None:
+        return False
+    available = _stock_for(line, stock)
+    return available is None or available > 0
 
 
-def check_changes(cart: Cart, catalog: Mapping[str, Product], *, now: datetime) -> Outcome:
-    """Compare every line with the catalog and record what changed on the line."""
+def check_changes(
+    cart: Cart, catalog: Mapping[str, Product], *, now: datetime, stock: StockView | None = None
+) -> Outcome:
+    """Compare every line with the catalog and stock and record what changed on the line."""
     changed_items = []
     lines = []
     for line in cart.lines:
-        changes = detect_changes(line, catalog.get(line.product_id))
+        changes = detect_changes(line, catalog.get(line.product_id), stock)
         lines.append(replace(line, has_product_changed=bool(changes), change_details=changes))
         if changes:
             changed_items.append(
@@ -475,7 +539,7 @@ def accept_changes(
 
 
 def validate_cart(
-    cart: Cart, catalog: Mapping[str, Product], *, item_ids: list[str] | None
+    cart: Cart, catalog: Mapping[str, Product], *, item_ids: list[str] | None, stock: StockView | None = None
 ) -> Outcome:
     """Whether the named (or all) lines can be bought as they stand in the cart."""
     selected = _selected_lines(cart, item_ids)
@@ -484,7 +548,7 @@ def validate_cart(
     details = []
     total_valid = Decimal(0)
     for line in selected:
-        issues = detect_changes(line, catalog.get(line.product_id))
+        issues = detect_changes(line, catalog.get(line.product_id), stock)
         if not issues:
             total_valid += line.line_total
         details.append(
@@ -506,10 +570,106 @@ def validate_cart(
     return Accepted(cart, (), data)
 
 
+# --- stock reservations ----------------------------------------------------------
+
+
+def holder_of(user_id: str, item_id: str) -> str:
+    """How a cart line names itself as the holder of a reservation."""
+    return f"cart:{user_id}:{item_id}"
+
+
+def parse_holder(holder: str | None) -> tuple[str, str] | None:
+    """(user_id, item_id) of a cart-line holder; None for any other holder."""
+    if not holder or not holder.startswith("cart:"):
+        return None
+    user_id, _, item_id = holder[len("cart:") :].rpartition(":")
+    return (user_id, item_id) if user_id and item_id else None
+
+
+def await_stock(
+    cart: Cart, pending: PendingStock, *, now: datetime
+) -> Cart:
+    """The cart with the pending line marked as waiting for the stock worker."""
+    line = cart.line(pending.item_id)
+    assert line is not None
+    waiting = replace(line, reservation_state=PENDING, reservation_id=pending.reservation_id)
+    return replace(cart.with_line(waiting, now), pending=pending)
+
+
+def confirm_stock(cart: Cart, quantity: int, *, now: datetime) -> Cart:
+    """The stock worker holds the units: the pending line is reserved."""
+    pending = cart.pending
+    assert pending is not None
+    line = cart.line(pending.item_id)
+    cart = replace(cart, pending=None)
+    if line is None:
+        return cart
+    reserved = replace(line, reservation_state=RESERVED, reserved_quantity=quantity, reservation_id=pending.reservation_id)
+    return cart.with_line(reserved, now)
+
+
+def roll_back_stock(cart: Cart, *, now: datetime) -> Cart:
+    """The units could not be had: the line is as it was before the command."""
+    pending = cart.pending
+    assert pending is not None
+    cart = replace(cart, pending=None)
+    if pending.previous is None:
+        return cart.without([pending.item_id], now)
+    return cart.with_line(pending.previous, now)
+
+
+def mark_released(cart: Cart, reservation_id: str, *, now: datetime) -> Cart:
+    """The stock worker let go of a line's units (expiry, product deleted)."""
+    for line in cart.lines:
+        if line.reservation_id == reservation_id and line.reservation_state != PENDING:
+            released = replace(line, reservation_state=UNRESERVED, reserved_quantity=0, reservation_id=None)
+            return cart.with_line(released, now)
+        if line.reservation_id == reservation_id:
+            # An adjustment is in flight for a reservation that just lapsed:
+            # nothing is held any more, whatever the answer will be.
+            return cart.with_line(replace(line, reserved_quantity=0), now)
+    return cart
+
+
+def insufficient_stock(pending: PendingStock, command_type: str, requested: int, available: int) -> Rejected:
+    """The refusal in the words buyers know: "Only N items available" or
+    "Cannot add N more. Only M more available"."""
+    previous = pending.previous
+    if command_type == "AddItem" and previous is not None:
+        adding = requested - previous.quantity
+        more = max(available - previous.quantity, 0)
+        message = f"Cannot add {adding} more. Only {more} more available"
+        return Rejected(
+            ErrorCode.INSUFFICIENT_STOCK,
+            message,
+            f"Add at most {more} more" if more else "Keep the quantity already in the cart",
+            available_quantity=more,
+            item_id=previous.item_id,
+        )
+    return Rejected(
+        ErrorCode.INSUFFICIENT_STOCK,
+        f"Only {max(available, 0)} items available",
+        f"Choose a quantity of at most {max(available, 0)}" if available > 0 else "Choose another product",
+        available_quantity=max(available, 0),
+        item_id=previous.item_id if previous else None,
+    )
+
+
+def reservation_timed_out(pending: PendingStock) -> Rejected:
+    return Rejected(
+        ErrorCode.RESERVATION_FAILED,
+        "Stock could not be reserved in time",
+        "Try again in a moment",
+        item_id=pending.previous.item_id if pending.previous else None,
+    )
+
+
 # --- views -----------------------------------------------------------------------
 
 
-def line_view(line: CartLine, product: Product | None, *, live: bool = False) -> dict[str, Any]:
+def line_view(
+    line: CartLine, product: Product | None, *, live: bool = False, stock: StockView | None = None
+) -> dict[str, Any]:
     """A line as answered to clients. With ``live``, availability and changes are
     judged against ``product`` as it is now."""
     view: dict[str, Any] = {
@@ -523,21 +683,22 @@ def line_view(line: CartLine, product: Product | None, *, live: bool = False) ->
         "line_total": str(line.line_total),
         "properties": dict(line.properties),
         "added_at": line.added_at.isoformat(),
+        "reservation_state": line.reservation_state,
     }
     if live:
-        changes = detect_changes(line, product)
-        view["is_available"] = is_available(line, product)
+        changes = detect_changes(line, product, stock)
+        view["is_available"] = is_available(line, product, stock)
         view["has_changed"] = bool(changes)
         view["changes"] = [change.as_dict() for change in changes]
     return view
 
 
-def cart_summary(cart: Cart, catalog: Mapping[str, Product]) -> dict[str, Any]:
+def cart_summary(cart: Cart, catalog: Mapping[str, Product], stock: StockView | None = None) -> dict[str, Any]:
     """The cart as a buyer sees it: unavailable lines apart and out of the totals."""
     items, unavailable = [], []
     total_items, total_amount = 0, Decimal(0)
     for line in cart.lines:
-        view = line_view(line, catalog.get(line.product_id), live=True)
+        view = line_view(line, catalog.get(line.product_id), live=True, stock=stock)
         if view["is_available"]:
             items.append(view)
             total_items += line.quantity

@@ -1,45 +1,71 @@
 """The cart worker's handlers: contract messages in, domain calls, contract messages out.
 
-Catalog events keep the catalog read model current. Every cart command gets
-exactly one ``CommandResult`` on its ``reply_to`` topic, and each change to a cart
-one event on ``cart.events``. Message ids of everything produced are derived
-from the command's id, so handling a command again produces identical messages.
+- Catalog events keep the catalog read model current.
+- Every cart command gets exactly one ``CommandResult`` on its ``reply_to`` topic,
+  and each change to a cart one event on ``cart.events``.
+- With cart-time reservation on, an add or an increase is confirmed only once
+  the stock worker answered on ``stock.events``: the cart keeps the command as
+  pending (and queues the user's later commands behind it), and answers when
+  the stock answer arrives, or with ``RESERVATION_FAILED`` when it does not
+  arrive in time.
+
+Message ids of everything produced are derived from the id of what caused it,
+so handling a message again produces identical messages.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import cart as cart_contract
+from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_adapter
 from contracts.envelope import Command, derived_message_id
 from contracts.errors import ErrorCode
-from contracts.topics import CART_EVENTS, CART_REPLIES, CATALOG_EVENTS
+from contracts.topics import CART_EVENTS, CART_REPLIES, CATALOG_EVENTS, STOCK_COMMANDS, STOCK_EVENTS
 from services.cart_worker import domain, repository
-from services.cart_worker.domain import Accepted, Cart, Product, Rejected, SizeOption
+from services.cart_worker.domain import Accepted, Cart, PendingStock, Product, Rejected, SizeOption
 from services.runtime.clock import Clock
 from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.emit import causal_envelope, event_records
 from services.runtime.processing import Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings
 
 CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
+#: Derived-id slots: 0 is the reply, 1.. the events, these the stock commands.
+STOCK_COMMAND_SLOT = 100
+NEW_RESERVATION, RETRY_RESERVATION = -2, -3
+
+
+@dataclass(frozen=True)
+class StockAnswerOverdue:
+    """Internal: a cart waited longer than allowed for the stock worker."""
+
+    user_id: str
+    reservation_id: str
+
+    @property
+    def dedup_key(self) -> str:
+        return f"stock-timeout:{self.reservation_id}"
 
 
 @dataclass
 class CartUnit:
-    """The carts and catalog entries one batch touches, changed in memory."""
+    """The carts, catalog entries and stock levels one batch touches, changed in memory."""
 
     carts: dict[str, Cart] = field(default_factory=dict)
     products: dict[str, Product] = field(default_factory=dict)
+    stock: dict[str, int] = field(default_factory=dict)
     dirty_carts: set[str] = field(default_factory=set)
     dirty_products: set[str] = field(default_factory=set)
+    dirty_stock: set[str] = field(default_factory=set)
 
     def cart(self, user_id: str) -> Cart:
         return self.carts.setdefault(user_id, Cart(user_id))
@@ -59,7 +85,10 @@ class CartLogic:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
+        self.reserving = settings.cart_stock_reservation_enabled
         self.catalog_topic = settings.topic(CATALOG_EVENTS)
+        self.stock_events_topic = settings.topic(STOCK_EVENTS)
+        self.stock_commands_topic = settings.topic(STOCK_COMMANDS)
         self.replies_topic = settings.topic(CART_REPLIES)
         self.events_topic = settings.topic(CART_EVENTS)
 
@@ -68,22 +97,29 @@ class CartLogic:
     def decode(self, record: Incoming) -> Work:
         if record.topic == self.catalog_topic:
             parsed = parse(record, catalog_event_adapter, CATALOG_TYPES)
+        elif record.topic == self.stock_events_topic:
+            parsed = parse(record, stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES)
         else:
             parsed = parse(record, cart_contract.cart_command_adapter, cart_contract.CART_COMMAND_TYPES)
         if not isinstance(parsed, Malformed):
             return Work(record, parsed.message_id, parsed)
         key = parsed.message_id or record.fingerprint
-        reply = self._invalid_reply(record, parsed) if record.topic != self.catalog_topic else None
+        reply = self._invalid_reply(record, parsed) if record.topic not in self._event_topics else None
         if reply is None:
             now = self.clock.now()
-            return Work(record, key, None, (dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=now),))
+            letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=now)
+            return Work(record, key, None, (letter,))
         return Work(record, key, None, (reply,))
+
+    @property
+    def _event_topics(self) -> tuple[str, str]:
+        return (self.catalog_topic, self.stock_events_topic)
 
     def arrange(self, works: list[Work]) -> list[Work]:
         # Catalog events fetched together with commands were published no later
         # than those commands were fetched: apply them first (a stable sort keeps
         # each partition's own order).
-        return sorted(works, key=lambda work: work.record.topic != self.catalog_topic)
+        return sorted(works, key=lambda work: work.record is None or work.record.topic != self.catalog_topic)
 
     def _invalid_reply(self, record: Incoming, malformed: Malformed) -> Outgoing | None:
         """A rejection addressed to the sender, when the record says who that is."""
@@ -116,27 +152,51 @@ class CartLogic:
     # --- loading and saving --------------------------------------------------------
 
     async def load(self, db: AsyncDatabase, messages: list[Any]) -> CartUnit:
-        user_ids = {m.user_id for m in messages if isinstance(m, Command)}
+        user_ids: set[str] = set()
+        for message in messages:
+            if isinstance(message, Command | StockAnswerOverdue):
+                user_ids.add(message.user_id)
+            elif (holder := domain.parse_holder(getattr(message, "holder", None))) is not None:
+                user_ids.add(holder[0])
         carts = await repository.load_carts(db, user_ids)
-        product_ids = {m.product_id for m in messages if hasattr(m, "product_id")}
+        deleted = [m.product_id for m in messages if isinstance(m, ProductDeleted)]
+        if self.reserving and deleted:
+            carts.update(await repository.load_carts_holding(db, deleted))
+        product_ids = {m.product_id for m in messages if isinstance(m, Command | ProductUpserted | ProductDeleted) and hasattr(m, "product_id")}
         product_ids.update(line.product_id for cart in carts.values() for line in cart.lines)
-        products = await repository.load_products(db, product_ids)
-        return CartUnit(carts=carts, products=products)
+        stock_keys = {domain.stock_key(m.product_id, m.size) for m in messages if hasattr(m, "product_id") and hasattr(m, "size")}
+        stock_keys.update(domain.stock_key(line.product_id, line.size) for cart in carts.values() for line in cart.lines)
+        for cart in carts.values():  # queued adds may name products of their own
+            for queued in cart.queue:
+                if isinstance(queued.get("product_id"), str):
+                    product_ids.add(queued["product_id"])
+                    stock_keys.add(domain.stock_key(queued["product_id"], queued.get("size")))
+        return CartUnit(
+            carts=carts,
+            products=await repository.load_products(db, product_ids),
+            stock=await repository.load_stock(db, stock_keys),
+        )
 
     async def save(self, unit: CartUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
         await repository.save_products(db, [unit.products[p] for p in sorted(unit.dirty_products)], session)
+        await repository.save_stock(db, {k: unit.stock[k] for k in sorted(unit.dirty_stock)}, session)
         await repository.save_carts(db, [unit.carts[u] for u in sorted(unit.dirty_carts)], session)
 
-    # --- handling ------------------------------------------------------------------
+    # --- dispatch ------------------------------------------------------------------
 
     def handle(self, unit: CartUnit, message: Any) -> list[Outgoing]:
         if isinstance(message, ProductUpserted | ProductDeleted):
-            self._apply_catalog_event(unit, message)
+            return self._on_catalog_event(unit, message)
+        if isinstance(message, stock_contract.StockLevelChanged):
+            key = domain.stock_key(message.product_id, message.size)
+            unit.stock[key] = message.available
+            unit.dirty_stock.add(key)
             return []
-        outcome = self._decide(unit, message)
-        if isinstance(outcome, Accepted) and outcome.cart is not unit.cart(message.user_id):
-            unit.put_cart(outcome.cart)
-        return self._answer(message, outcome)
+        if isinstance(message, StockAnswerOverdue):
+            return self._on_overdue(unit, message)
+        if isinstance(message, Command):
+            return self._on_command(unit, message)
+        return self._on_stock_answer(unit, message)
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         message = work.message
@@ -149,7 +209,9 @@ class CartLogic:
         )
         return self._answer(message, rejection)
 
-    def _apply_catalog_event(self, unit: CartUnit, event: ProductUpserted | ProductDeleted) -> None:
+    # --- catalog -------------------------------------------------------------------
+
+    def _on_catalog_event(self, unit: CartUnit, event: ProductUpserted | ProductDeleted) -> list[Outgoing]:
         if isinstance(event, ProductUpserted):
             unit.put_product(
                 Product(
@@ -161,19 +223,67 @@ class CartLogic:
                     sizes=tuple(SizeOption(s.size, s.price) for s in event.sizes or ()),
                 )
             )
-        else:
-            known = unit.products.get(event.product_id)
-            unit.put_product(
-                replace(known, is_deleted=True)
-                if known
-                else Product(event.product_id, name="", price=Decimal(0), is_deleted=True)
-            )
+            return []
+        known = unit.products.get(event.product_id)
+        unit.put_product(
+            replace(known, is_deleted=True)
+            if known
+            else Product(event.product_id, name="", price=Decimal(0), is_deleted=True)
+        )
+        return self._release_deleted_product(unit, event) if self.reserving else []
+
+    def _release_deleted_product(self, unit: CartUnit, event: ProductDeleted) -> list[Outgoing]:
+        """A product that is no longer sold gives back the units carts held for it."""
+        now = self.clock.now()
+        releases = []
+        for cart in list(unit.carts.values()):
+            for line in cart.lines:
+                if line.product_id != event.product_id or not line.is_reserved or line.reservation_id is None:
+                    continue
+                cause = f"{event.message_id}:{cart.user_id}:{line.item_id}"
+                releases.append(
+                    self._stock_command(
+                        stock_contract.ReleaseReservation,
+                        cause,
+                        event.correlation_id,
+                        0,
+                        reservation_id=line.reservation_id,
+                        product_id=line.product_id,
+                        reason="product_deleted",
+                    )
+                )
+                unit.put_cart(domain.mark_released(unit.cart(cart.user_id), line.reservation_id, now=now))
+        return releases
+
+    # --- commands ------------------------------------------------------------------
+
+    def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
+        cart = unit.cart(command.user_id)
+        if self.reserving and cart.pending is not None:
+            unit.put_cart(replace(cart, queue=(*cart.queue, command.model_dump(mode="json"))))
+            return []
+        outcome = self._decide(unit, command)
+        if isinstance(outcome, Rejected):
+            return self._answer(command, outcome, late=late)
+        stock_step: list[Outgoing] = []
+        new_cart = outcome.cart
+        if self.reserving:
+            pending, stock_step, new_cart = self._stock_step(cart, outcome, command)
+            if pending is not None:
+                unit.put_cart(new_cart)
+                return stock_step
+        if new_cart is not cart:
+            unit.put_cart(new_cart)
+        outcome = replace(outcome, cart=new_cart)
+        if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity) and outcome.item_id:
+            outcome = self._with_cart_view(unit, outcome)
+        return [*self._answer(command, outcome, late=late), *stock_step]
 
     def _decide(self, unit: CartUnit, command: Any) -> domain.Outcome:
         now = self.clock.now()
         cart = unit.cart(command.user_id)
         max_quantity = self.settings.cart_item_max_quantity
-        catalog = unit.products
+        catalog, stock = unit.products, unit.stock
         match command:
             case cart_contract.AddItem():
                 return domain.add_item(
@@ -196,13 +306,13 @@ class CartLogic:
             case cart_contract.ClearCart():
                 return domain.clear_cart(cart, now=now)
             case cart_contract.GetCart():
-                return Accepted(cart, (), domain.cart_summary(cart, catalog))
+                return Accepted(cart, (), domain.cart_summary(cart, catalog, stock))
             case cart_contract.CheckChanges():
-                return domain.check_changes(cart, catalog, now=now)
+                return domain.check_changes(cart, catalog, now=now, stock=stock)
             case cart_contract.AcceptChanges():
                 return domain.accept_changes(cart, catalog, item_ids=command.item_ids, now=now)
             case cart_contract.ValidateCart():
-                return domain.validate_cart(cart, catalog, item_ids=command.item_ids)
+                return domain.validate_cart(cart, catalog, item_ids=command.item_ids, stock=stock)
             case cart_contract.CheckoutItem() | cart_contract.CheckoutCart():
                 return Rejected(
                     ErrorCode.CHECKOUT_NOT_AVAILABLE,
@@ -211,13 +321,193 @@ class CartLogic:
                 )
         raise TypeError(f"no handler for {type(command).__name__}")
 
-    def _answer(self, command: Any, outcome: domain.Outcome) -> list[Outgoing]:
-        now = self.clock.now()
-        envelope = {
-            "occurred_at": now,
-            "correlation_id": command.correlation_id,
-            "causation_id": command.message_id,
+    def _with_cart_view(self, unit: CartUnit, outcome: Accepted) -> Accepted:
+        cart = outcome.cart
+        line = cart.line(outcome.item_id or "")
+        if line is None:
+            return outcome
+        product = unit.products.get(line.product_id)
+        data = {
+            **domain.line_view(line, product, live=True, stock=unit.stock),
+            "cart": domain.cart_summary(cart, unit.products, unit.stock),
         }
+        return replace(outcome, data=data)
+
+    # --- the stock step --------------------------------------------------------------
+
+    def _stock_step(
+        self, before: Cart, outcome: Accepted, command: Any
+    ) -> tuple[PendingStock | None, list[Outgoing], Cart]:
+        """What the stock worker must do for this change, and whether the answer waits for it."""
+        now = self.clock.now()
+        after = outcome.cart
+        if isinstance(command, cart_contract.RemoveItem | cart_contract.ClearCart):
+            gone = [line for line in before.lines if after.line(line.item_id) is None]
+            releases = [
+                self._stock_command(
+                    stock_contract.ReleaseReservation,
+                    command.message_id,
+                    command.correlation_id,
+                    index,
+                    reservation_id=line.reservation_id,
+                    product_id=line.product_id,
+                    reason="removed_from_cart",
+                )
+                for index, line in enumerate(gone)
+                if line.is_reserved and line.reservation_id
+            ]
+            return None, releases, after
+        if not isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity) or not outcome.events:
+            return None, [], after
+        item_id = outcome.item_id or ""
+        previous, line = before.line(item_id), after.line(item_id)
+        assert line is not None
+        expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
+        if previous is not None and previous.is_reserved and previous.reservation_id:
+            adjust = self._stock_command(
+                stock_contract.AdjustReservation,
+                command.message_id,
+                command.correlation_id,
+                0,
+                reservation_id=previous.reservation_id,
+                product_id=line.product_id,
+                quantity=line.quantity,
+                expires_at=expires_at,
+            )
+            if line.quantity <= previous.reserved_quantity:
+                # Shrinking cannot fail: confirm now, let the stock worker catch up.
+                shrunk = replace(line, reserved_quantity=line.quantity)
+                return None, [adjust], after.with_line(shrunk, now)
+            reservation_id, operation, stock_command = previous.reservation_id, "adjust", adjust
+        else:
+            reservation_id = derived_message_id(command.message_id, NEW_RESERVATION)
+            operation = "reserve"
+            stock_command = self._reserve(command, line, reservation_id, expires_at, 0)
+        pending = PendingStock(
+            command=command.model_dump(mode="json"),
+            item_id=item_id,
+            reservation_id=reservation_id,
+            operation=operation,
+            previous=previous,
+            deadline=now + timedelta(seconds=self.settings.stock_reply_timeout_seconds),
+        )
+        return pending, [stock_command], domain.await_stock(after, pending, now=now)
+
+    def _reserve(self, command: Any, line: domain.CartLine, reservation_id: str, expires_at: datetime, slot: int) -> Outgoing:
+        return self._stock_command(
+            stock_contract.ReserveStock,
+            command.message_id,
+            command.correlation_id,
+            slot,
+            reservation_id=reservation_id,
+            product_id=line.product_id,
+            size=line.size,
+            quantity=line.quantity,
+            holder=domain.holder_of(command.user_id, line.item_id),
+            expires_at=expires_at,
+        )
+
+    def _stock_command(self, kind: type, cause_id: str, correlation_id: str | None, slot: int, **fields: Any) -> Outgoing:
+        message = kind(
+            message_id=derived_message_id(cause_id, STOCK_COMMAND_SLOT + slot),
+            **causal_envelope(cause_id, correlation_id, self.clock.now()),
+            **fields,
+        )
+        return Outgoing(self.stock_commands_topic, fields["product_id"].encode(), message.to_json_bytes())
+
+    # --- stock answers -----------------------------------------------------------------
+
+    def _on_stock_answer(self, unit: CartUnit, event: Any) -> list[Outgoing]:
+        holder = domain.parse_holder(getattr(event, "holder", None))
+        if holder is None:
+            return []
+        now = self.clock.now()
+        cart = unit.cart(holder[0])
+        pending = cart.pending
+        if isinstance(event, stock_contract.StockReleased):
+            if not event.no_op:
+                unit.put_cart(domain.mark_released(cart, event.reservation_id, now=now))
+            return []
+        if pending is None or pending.reservation_id != event.reservation_id:
+            return []  # a late answer: the timeout already compensated for it
+        command = cart_contract.cart_command_adapter.validate_python(pending.command)
+        if isinstance(event, stock_contract.StockReserved | stock_contract.ReservationAdjusted):
+            confirmed = domain.confirm_stock(cart, event.quantity, now=now)
+            unit.put_cart(confirmed)
+            outcome = self._with_cart_view(unit, Accepted(confirmed, _events_of(command, pending, confirmed), None, pending.item_id))
+            return [*self._answer(command, outcome, late=True), *self._drain(unit, cart.user_id)]
+        if isinstance(event, stock_contract.StockReservationRejected):
+            rejection = domain.insufficient_stock(pending, command.type, event.requested, event.available)
+            return self._resolve_refused(unit, cart, command, rejection)
+        if (
+            isinstance(event, stock_contract.StockCommandRejected)
+            and event.error_code == ErrorCode.RESERVATION_NOT_ACTIVE
+            and pending.operation == "adjust"
+        ):
+            # The line's reservation lapsed while the change was on its way:
+            # ask for the whole quantity afresh, once.
+            line = cart.line(pending.item_id)
+            assert line is not None
+            reservation_id = derived_message_id(command.message_id, RETRY_RESERVATION)
+            expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
+            retry = replace(pending, reservation_id=reservation_id, operation="reserve")
+            unit.put_cart(domain.await_stock(replace(cart, pending=None), retry, now=now))
+            return [self._reserve(command, line, reservation_id, expires_at, 1)]
+        return self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending))
+
+    def _resolve_refused(self, unit: CartUnit, cart: Cart, command: Any, rejection: Rejected) -> list[Outgoing]:
+        unit.put_cart(domain.roll_back_stock(cart, now=self.clock.now()))
+        return [*self._answer(command, rejection, late=True), *self._drain(unit, cart.user_id)]
+
+    def _on_overdue(self, unit: CartUnit, overdue: StockAnswerOverdue) -> list[Outgoing]:
+        cart = unit.cart(overdue.user_id)
+        pending = cart.pending
+        if pending is None or pending.reservation_id != overdue.reservation_id:
+            return []
+        command = cart_contract.cart_command_adapter.validate_python(pending.command)
+        line = cart.line(pending.item_id)
+        product_id = line.product_id if line else (pending.previous.product_id if pending.previous else "")
+        previous = pending.previous
+        if pending.operation == "adjust" and previous is not None and previous.reserved_quantity:
+            # Whatever the stock worker did with the adjustment, put it back.
+            compensation = self._stock_command(
+                stock_contract.AdjustReservation,
+                overdue.dedup_key,
+                command.correlation_id,
+                0,
+                reservation_id=pending.reservation_id,
+                product_id=product_id,
+                quantity=previous.reserved_quantity,
+            )
+        else:
+            # Release whatever may be reserved late.
+            compensation = self._stock_command(
+                stock_contract.ReleaseReservation,
+                overdue.dedup_key,
+                command.correlation_id,
+                0,
+                reservation_id=pending.reservation_id,
+                product_id=product_id,
+                reason="reservation_timeout",
+            )
+        return [*self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending)), compensation]
+
+    def _drain(self, unit: CartUnit, user_id: str) -> list[Outgoing]:
+        """Run the commands that waited behind a resolved stock step, until one waits again."""
+        outputs: list[Outgoing] = []
+        while True:
+            cart = unit.cart(user_id)
+            if cart.pending is not None or not cart.queue:
+                return outputs
+            unit.put_cart(replace(cart, queue=cart.queue[1:]))
+            command = cart_contract.cart_command_adapter.validate_python(cart.queue[0])
+            outputs.extend(self._on_command(unit, command, late=True))
+
+    # --- answers -------------------------------------------------------------------
+
+    def _answer(self, command: Any, outcome: domain.Outcome, *, late: bool = False) -> list[Outgoing]:
+        now = self.clock.now()
+        envelope = causal_envelope(command.message_id, command.correlation_id, now)
         key = command.user_id.encode()
         if isinstance(outcome, Accepted):
             result = cart_contract.CommandResult(
@@ -230,10 +520,10 @@ class CartLogic:
                 data=outcome.data,
                 **envelope,
             )
-            events = [
-                _event_message(event, derived_message_id(command.message_id, index), envelope)
-                for index, event in enumerate(outcome.events, start=1)
-            ]
+            events = event_records(
+                outcome.events, cart_contract, topic=self.events_topic, key=command.user_id,
+                cause_id=command.message_id, envelope=envelope,
+            )
         else:
             result = cart_contract.CommandResult(
                 message_id=derived_message_id(command.message_id, 0),
@@ -251,15 +541,28 @@ class CartLogic:
             )
             events = []
         reply_to = command.reply_to or self.replies_topic
-        return [
-            Outgoing(reply_to, key, result.to_json_bytes(), is_reply=True),
-            *(Outgoing(self.events_topic, key, event.to_json_bytes()) for event in events),
-        ]
+        answers = command.message_id if late else None
+        return [Outgoing(reply_to, key, result.to_json_bytes(), is_reply=True, answers=answers), *events]
 
 
-def _event_message(event: domain.DomainEvent, message_id: str, envelope: dict[str, Any]) -> BaseModel:
-    contract_type = getattr(cart_contract, type(event).__name__)
-    return contract_type(message_id=message_id, **envelope, **asdict(event))
+def _events_of(command: Any, pending: PendingStock, cart: Cart) -> tuple[domain.DomainEvent, ...]:
+    """The cart events of a change confirmed by the stock worker."""
+    line = cart.line(pending.item_id)
+    if line is None:
+        return ()
+    previous = pending.previous
+    if isinstance(command, cart_contract.AddItem):
+        added = line.quantity - (previous.quantity if previous else 0)
+        return (
+            domain.ItemAdded(
+                cart.user_id, line.item_id, line.product_id, line.size, added, line.quantity, line.unit_price, line.product_name
+            ),
+        )
+    return (
+        domain.ItemQuantityChanged(
+            cart.user_id, line.item_id, line.product_id, line.size, previous.quantity if previous else 0, line.quantity
+        ),
+    )
 
 
 def _is_topic_name(value: object) -> bool:
@@ -268,3 +571,8 @@ def _is_topic_name(value: object) -> bool:
         and 0 < len(value) <= 249
         and all(c.isascii() and (c.isalnum() or c in "._-") for c in value)
     )
+
+
+async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[StockAnswerOverdue]:
+    carts = await repository.carts_past_deadline(db, clock.now(), settings.batch_max_records)
+    return [StockAnswerOverdue(cart.user_id, cart.pending.reservation_id) for cart in carts if cart.pending]

@@ -9,6 +9,7 @@ overwrite each other's changes.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -16,11 +17,19 @@ from pymongo import InsertOne, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.cart_worker.domain import Cart, CartLine, Change, Product, SizeOption
+from services.cart_worker.domain import UNTRACKED, Cart, CartLine, Change, PendingStock, Product, SizeOption
 from services.runtime.mongo import ConcurrentModification
 
 CARTS = "cart.carts"
 CATALOG = "cart.catalog"
+STOCK = "cart.stock"
+
+
+async def prepare(db: AsyncDatabase) -> None:
+    # Carts waiting on the stock worker, by deadline, for the timeout sweep.
+    await db[CARTS].create_index("pending.deadline", sparse=True)
+    # Carts holding a product, for releasing its reservations when it is deleted.
+    await db[CARTS].create_index("items.product_id")
 
 
 def product_to_doc(product: Product) -> dict[str, Any]:
@@ -59,6 +68,9 @@ def _line_to_doc(line: CartLine) -> dict[str, Any]:
         "properties": dict(line.properties),
         "has_product_changed": line.has_product_changed,
         "change_details": [change.as_dict() for change in line.change_details],
+        "reservation_id": line.reservation_id,
+        "reserved_quantity": line.reserved_quantity,
+        "reservation_state": line.reservation_state,
     }
 
 
@@ -76,6 +88,35 @@ def _line_from_doc(doc: dict[str, Any]) -> CartLine:
         properties=doc.get("properties") or {},
         has_product_changed=bool(doc.get("has_product_changed")),
         change_details=tuple(Change(**change) for change in doc.get("change_details") or ()),
+        reservation_id=doc.get("reservation_id"),
+        reserved_quantity=doc.get("reserved_quantity", 0),
+        reservation_state=doc.get("reservation_state", UNTRACKED),
+    )
+
+
+def _pending_to_doc(pending: PendingStock | None) -> dict[str, Any] | None:
+    if pending is None:
+        return None
+    return {
+        "command": dict(pending.command),
+        "item_id": pending.item_id,
+        "reservation_id": pending.reservation_id,
+        "operation": pending.operation,
+        "previous": _line_to_doc(pending.previous) if pending.previous else None,
+        "deadline": pending.deadline,
+    }
+
+
+def _pending_from_doc(doc: dict[str, Any] | None) -> PendingStock | None:
+    if not doc:
+        return None
+    return PendingStock(
+        command=doc["command"],
+        item_id=doc["item_id"],
+        reservation_id=doc["reservation_id"],
+        operation=doc["operation"],
+        previous=_line_from_doc(doc["previous"]) if doc.get("previous") else None,
+        deadline=doc["deadline"],
     )
 
 
@@ -85,6 +126,8 @@ def cart_to_doc(cart: Cart) -> dict[str, Any]:
         "version": cart.version,
         "updated_at": cart.updated_at,
         "items": [_line_to_doc(line) for line in cart.lines],
+        "pending": _pending_to_doc(cart.pending),
+        "queue": [dict(command) for command in cart.queue],
     }
 
 
@@ -94,6 +137,8 @@ def cart_from_doc(doc: dict[str, Any]) -> Cart:
         lines=tuple(_line_from_doc(line) for line in doc.get("items") or ()),
         version=doc.get("version", 0),
         updated_at=doc.get("updated_at"),
+        pending=_pending_from_doc(doc.get("pending")),
+        queue=tuple(doc.get("queue") or ()),
     )
 
 
@@ -109,6 +154,32 @@ async def load_products(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[s
     if not ids:
         return {}
     return {doc["_id"]: product_from_doc(doc) async for doc in db[CATALOG].find({"_id": {"$in": ids}})}
+
+
+async def load_carts_holding(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[str, Cart]:
+    ids = list(set(product_ids))
+    if not ids:
+        return {}
+    cursor = db[CARTS].find({"items.product_id": {"$in": ids}})
+    return {doc["_id"]: cart_from_doc(doc) async for doc in cursor}
+
+
+async def load_stock(db: AsyncDatabase, keys: Iterable[str]) -> dict[str, int]:
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    return {doc["_id"]: doc["available"] async for doc in db[STOCK].find({"_id": {"$in": wanted}})}
+
+
+async def save_stock(db: AsyncDatabase, stock: dict[str, int], session: AsyncClientSession) -> None:
+    ops = [ReplaceOne({"_id": key}, {"_id": key, "available": available}, upsert=True) for key, available in stock.items()]
+    if ops:
+        await db[STOCK].bulk_write(ops, ordered=True, session=session)
+
+
+async def carts_past_deadline(db: AsyncDatabase, now: datetime, limit: int) -> list[Cart]:
+    cursor = db[CARTS].find({"pending.deadline": {"$lte": now}}).limit(limit)
+    return [cart_from_doc(doc) async for doc in cursor]
 
 
 async def save_carts(db: AsyncDatabase, carts: Iterable[Cart], session: AsyncClientSession) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 class Work:
     """One decoded record, ready to process."""
 
-    record: Incoming
+    #: The consumed record; None for work a worker gives itself (a timer firing).
+    record: Incoming | None
     #: The dedup key: the message_id, or a fingerprint of the bytes when there is none.
     key: str
     #: The contract message, or None for a malformed record.
@@ -96,7 +98,14 @@ class BatchProcessor:
         self.processed = 0
 
     async def process(self, records: list[Incoming]) -> None:
-        works = self.logic.arrange([self.logic.decode(record) for record in records])
+        await self.process_works(self.logic.arrange([self.logic.decode(record) for record in records]))
+
+    async def process_internal(self, messages: list[Any], key: Callable[[Any], str]) -> None:
+        """Process messages a worker gives itself (timers, sweeps), deduped by ``key``."""
+        if messages:
+            await self.process_works([Work(None, key(message), message) for message in messages])
+
+    async def process_works(self, works: list[Work]) -> None:
         try:
             await self._retrying(lambda: self._commit(works))
         except Exception as exc:
@@ -135,6 +144,7 @@ class BatchProcessor:
         now = self.clock.now()
 
         inbox_docs: list[dict[str, Any]] = []
+        late_replies: dict[str, list[dict[str, Any]]] = {}
         outgoing: list[Outgoing] = []
         replies_of: dict[str, list[Outgoing]] = {
             key: [Outgoing.from_doc(reply) for reply in doc.get("replies", ())] for key, doc in seen.items()
@@ -154,12 +164,15 @@ class BatchProcessor:
                 except Exception as exc:
                     log.exception("handling %s failed; dead-lettering it", work.key)
                     outputs = self._dead(work, exc, now)
-            replies = [output for output in outputs if output.is_reply]
+            replies = [o for o in outputs if o.is_reply and o.answers in (None, work.key)]
+            for late in outputs:
+                if late.is_reply and late.answers not in (None, work.key):
+                    late_replies.setdefault(late.answers, []).append(late.to_doc())
             replies_of[work.key] = replies
             inbox_docs.append(
                 {
                     "_id": work.key,
-                    "topic": work.record.topic,
+                    "topic": work.record.topic if work.record else "internal",
                     "processed_at": now,
                     "replies": [reply.to_doc() for reply in replies],
                 }
@@ -172,6 +185,14 @@ class BatchProcessor:
                     await self.logic.save(unit, self.db, session)
                 if inbox_docs:
                     await self.inbox.insert_many(inbox_docs, session=session)
+                if late_replies:
+                    await self.inbox.bulk_write(
+                        [
+                            UpdateOne({"_id": key}, {"$push": {"replies": {"$each": replies}}})
+                            for key, replies in late_replies.items()
+                        ],
+                        session=session,
+                    )
                 if outgoing:
                     await self.outbox.insert_many(outbox_documents(outgoing), session=session)
 
@@ -179,4 +200,6 @@ class BatchProcessor:
         reason = f"{type(error).__name__}: {error}"
         answer = self.logic.failed(work, error) if work.message is not None else list(work.outputs)
         answer = [output for output in answer if output.is_reply]
+        if work.record is None:
+            return answer
         return [*answer, dead_letter(work.record, error_code=ErrorCode.INTERNAL_ERROR, reason=reason, now=now)]

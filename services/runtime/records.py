@@ -50,6 +50,9 @@ class Outgoing:
     #: Replies are stored with the inbox entry and sent again when the same
     #: command is delivered again; events are not.
     is_reply: bool = False
+    #: For a reply produced after its command was taken in (a deferred answer):
+    #: the dedup key of that command, whose inbox entry the reply joins.
+    answers: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -58,6 +61,7 @@ class Outgoing:
             "value": self.value,
             "headers": [[name, value] for name, value in self.headers],
             "is_reply": self.is_reply,
+            "answers": self.answers,
         }
 
     @classmethod
@@ -68,4 +72,5 @@ class Outgoing:
             value=bytes(doc["value"]),
             headers=tuple((name, bytes(value)) for name, value in doc.get("headers") or ()),
             is_reply=bool(doc.get("is_reply")),
+            answers=doc.get("answers"),
         )

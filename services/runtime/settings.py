@@ -43,6 +43,16 @@ class Settings(BaseSettings):
 
     # Cart rules.
     cart_item_max_quantity: int = Field(default=99, ge=1)
+    #: Reserve stock when an item goes into a cart (off: stock is reserved at checkout).
+    cart_stock_reservation_enabled: bool = True
+    #: Seconds a cart reservation lives without the line changing.
+    cart_reservation_ttl: int = Field(default=3600, ge=1)
+    #: Seconds a command waits for the stock worker before RESERVATION_FAILED.
+    stock_reply_timeout_seconds: float = Field(default=10.0, gt=0)
+    cart_pending_sweep_seconds: float = Field(default=0.5, gt=0)
+
+    # Stock.
+    stock_expiry_sweep_seconds: float = Field(default=1.0, gt=0)
 
     log_level: str = "INFO"
 

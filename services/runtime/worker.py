@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
@@ -37,6 +38,26 @@ class WorkerSpec:
     make_logic: Callable[[Settings, Clock], WorkerLogic]
     #: Create the worker's indexes; safe to run on every start.
     prepare: Callable[[AsyncDatabase], Awaitable[None]]
+    #: Work the worker gives itself on a timer: finds what is due and returns
+    #: internal messages, processed like consumed ones and deduped by ``sweep_key``.
+    sweep: Callable[[AsyncDatabase, Clock, Settings], Awaitable[list[Any]]] | None = None
+    sweep_key: Callable[[Any], str] | None = None
+    sweep_interval: Callable[[Settings], float] = lambda settings: 1.0
+
+
+async def run_sweeps(spec: WorkerSpec, processor: BatchProcessor, settings: Settings, clock: Clock) -> None:
+    assert spec.sweep and spec.sweep_key
+    interval = spec.sweep_interval(settings)
+    while True:
+        try:
+            due = await spec.sweep(processor.db, clock, settings)
+            for start in range(0, len(due), settings.batch_max_records):
+                await processor.process_internal(due[start : start + settings.batch_max_records], spec.sweep_key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s sweep failed; trying again in %ss", spec.name, interval)
+        await asyncio.sleep(interval)
 
 
 async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
@@ -78,27 +99,30 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
             lease_seconds=settings.relay_lease_seconds,
             clock=clock,
         )
+        processor = BatchProcessor(
+            spec.make_logic(settings, clock),
+            db,
+            clock,
+            retry_max_seconds=settings.retry_max_seconds,
+            on_commit=relay.wake,
+        )
+        tasks = [asyncio.create_task(relay.run(), name=f"{spec.name}-outbox-relay")]
+        if spec.sweep:
+            tasks.append(asyncio.create_task(run_sweeps(spec, processor, settings, clock), name=f"{spec.name}-sweep"))
         running.update(
             client=client,
             producer=producer,
             relay=relay,
-            relay_task=asyncio.create_task(relay.run(), name=f"{spec.name}-outbox-relay"),
-            processor=BatchProcessor(
-                spec.make_logic(settings, clock),
-                db,
-                clock,
-                retry_max_seconds=settings.retry_max_seconds,
-                on_commit=relay.wake,
-            ),
+            tasks=tasks,
+            processor=processor,
         )
 
     @app.after_shutdown
     async def stop_resources() -> None:
-        relay_task = running.get("relay_task")
-        if isinstance(relay_task, asyncio.Task):
-            relay_task.cancel()
+        for task in running.get("tasks", ()):  # type: ignore[attr-defined]
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
+                await task
         relay = running.get("relay")
         if isinstance(relay, OutboxRelay):
             await relay.stop()

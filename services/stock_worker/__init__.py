@@ -1,1 +1,1 @@
-"""The stock worker: stock levels and reservations (not built yet)."""
+"""The stock worker: owns stock levels and reservations; nobody else writes them."""

@@ -32,6 +32,7 @@ async def test_commands_sent_while_mongodb_is_down_are_answered_once_it_is_back(
             "CARTFLOW_MONGO_URL": mongo.url,
             "CARTFLOW_TOPIC_PREFIX": prefix,
             "CARTFLOW_RETRY_MAX_SECONDS": "3",
+            "CARTFLOW_CART_STOCK_RESERVATION_ENABLED": "false",
         },
         LOG_DIR / "outage-cart.log",
     ).start()

@@ -1,0 +1,150 @@
+"""The stock worker's handlers: stock commands in, stock events out.
+
+Stock commands come from other services (the cart, the checkout) and operators,
+so they are answered with events on ``stock.events`` rather than with replies;
+a malformed stock command is dead-lettered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts import stock as stock_contract
+from contracts.errors import ErrorCode
+from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
+from services.runtime.clock import Clock
+from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.emit import causal_envelope, event_records
+from services.runtime.processing import Work
+from services.runtime.records import Incoming, Outgoing
+from services.runtime.settings import Settings
+from services.stock_worker import domain, repository
+from services.stock_worker.domain import Reservation, StockLevel, StockOutcome, level_key
+
+
+@dataclass(frozen=True)
+class ExpireReservation:
+    """Internal: a reservation's expiry time has passed."""
+
+    reservation_id: str
+    expires_at: datetime
+
+    @property
+    def dedup_key(self) -> str:
+        return f"expire:{self.reservation_id}:{self.expires_at.isoformat()}"
+
+
+@dataclass
+class StockUnit:
+    levels: dict[str, StockLevel] = field(default_factory=dict)
+    reservations: dict[str, Reservation] = field(default_factory=dict)
+    dirty_levels: set[str] = field(default_factory=set)
+    dirty_reservations: set[str] = field(default_factory=set)
+
+    def level(self, product_id: str, size: str | None) -> StockLevel:
+        key = level_key(product_id, size)
+        return self.levels.setdefault(key, StockLevel(product_id, size))
+
+    def apply(self, outcome: StockOutcome) -> None:
+        if outcome.level is not None:
+            self.levels[outcome.level.key] = outcome.level
+            self.dirty_levels.add(outcome.level.key)
+        if outcome.reservation is not None:
+            self.reservations[outcome.reservation.reservation_id] = outcome.reservation
+            self.dirty_reservations.add(outcome.reservation.reservation_id)
+
+
+class StockLogic:
+    name = "stock"
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.events_topic = settings.topic(STOCK_EVENTS)
+        self.commands_topic = settings.topic(STOCK_COMMANDS)
+
+    def decode(self, record: Incoming) -> Work:
+        parsed = parse(record, stock_contract.stock_command_adapter, stock_contract.STOCK_COMMAND_TYPES)
+        if not isinstance(parsed, Malformed):
+            return Work(record, parsed.message_id, parsed)
+        letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=self.clock.now())
+        return Work(record, parsed.message_id or record.fingerprint, None, (letter,))
+
+    def arrange(self, works: list[Work]) -> list[Work]:
+        return works
+
+    async def load(self, db: AsyncDatabase, messages: list[Any]) -> StockUnit:
+        reservations = await repository.load_reservations(
+            db, [m.reservation_id for m in messages if hasattr(m, "reservation_id")]
+        )
+        keys = {level_key(m.product_id, m.size) for m in messages if isinstance(m, stock_contract.SetStock | stock_contract.ReserveStock)}
+        keys.update(level_key(r.product_id, r.size) for r in reservations.values())
+        return StockUnit(levels=await repository.load_levels(db, keys), reservations=reservations)
+
+    async def save(self, unit: StockUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
+        await repository.save(
+            db,
+            [unit.levels[k] for k in sorted(unit.dirty_levels)],
+            [unit.reservations[r] for r in sorted(unit.dirty_reservations)],
+            session,
+        )
+
+    def failed(self, work: Work, error: Exception) -> list[Outgoing]:
+        return []
+
+    def handle(self, unit: StockUnit, message: Any) -> list[Outgoing]:
+        now = self.clock.now()
+        outcome = self._decide(unit, message, now)
+        unit.apply(outcome)
+        if isinstance(message, ExpireReservation):
+            cause_id, envelope = message.dedup_key, causal_envelope(message.dedup_key, None, now)
+        else:
+            cause_id, envelope = message.message_id, causal_envelope(message.message_id, message.correlation_id, now)
+        return event_records(
+            outcome.events,
+            stock_contract,
+            topic=self.events_topic,
+            key=lambda event: event.product_id,
+            cause_id=cause_id,
+            envelope=envelope,
+        )
+
+    def _decide(self, unit: StockUnit, message: Any, now: datetime) -> StockOutcome:
+        if isinstance(message, stock_contract.SetStock):
+            return domain.set_stock(unit.level(message.product_id, message.size), message.on_hand)
+        if isinstance(message, stock_contract.ReserveStock):
+            return domain.reserve(
+                unit.level(message.product_id, message.size),
+                unit.reservations.get(message.reservation_id),
+                reservation_id=message.reservation_id,
+                quantity=message.quantity,
+                holder=message.holder,
+                expires_at=message.expires_at,
+                now=now,
+            )
+        reservation = unit.reservations.get(message.reservation_id)
+        if reservation is None:
+            if isinstance(message, ExpireReservation):
+                return StockOutcome(None, None, ())
+            return domain.unknown_reservation(message.reservation_id, message.product_id, message.type)
+        level = unit.level(reservation.product_id, reservation.size)
+        match message:
+            case stock_contract.AdjustReservation():
+                return domain.adjust(level, reservation, quantity=message.quantity, expires_at=message.expires_at, now=now)
+            case stock_contract.ReleaseReservation():
+                return domain.release(level, reservation, reason=message.reason, now=now)
+            case stock_contract.CommitReservation():
+                return domain.commit(level, reservation, order_id=message.order_id, now=now)
+            case ExpireReservation():
+                return domain.expire(level, reservation, now=now)
+        raise TypeError(f"no handler for {type(message).__name__}")
+
+
+async def find_expired(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[ExpireReservation]:
+    due = await repository.due_reservations(db, clock.now(), settings.batch_max_records)
+    return [ExpireReservation(r.reservation_id, r.expires_at) for r in due if r.expires_at]

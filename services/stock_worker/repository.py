@@ -1,0 +1,137 @@
+"""MongoDB storage of stock levels and reservations.
+
+Levels carry a version and are written only over the version that was read:
+with every reservation change also changing its level, no two consumers can
+both spend the same units, even while a rebalance lets them overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.runtime.mongo import ConcurrentModification
+from services.stock_worker.domain import ACTIVE, Reservation, StockLevel
+
+LEVELS = "stock.levels"
+RESERVATIONS = "stock.reservations"
+
+
+async def prepare(db: AsyncDatabase) -> None:
+    # The expiry sweep reads active reservations in expiry order.
+    await db[RESERVATIONS].create_index(
+        [("expires_at", ASCENDING)], name="active_by_expiry", partialFilterExpression={"state": ACTIVE}
+    )
+    await db[RESERVATIONS].create_index([("product_id", ASCENDING), ("size", ASCENDING)])
+
+
+def level_to_doc(level: StockLevel) -> dict[str, Any]:
+    return {
+        "_id": level.key,
+        "product_id": level.product_id,
+        "size": level.size,
+        "on_hand": level.on_hand,
+        "reserved": level.reserved,
+        "sold": level.sold,
+        "available": level.available,
+        "version": level.version,
+    }
+
+
+def level_from_doc(doc: dict[str, Any]) -> StockLevel:
+    return StockLevel(
+        doc["product_id"], doc.get("size"), doc["on_hand"], doc["reserved"], doc["sold"], doc["version"]
+    )
+
+
+def reservation_to_doc(r: Reservation) -> dict[str, Any]:
+    return {
+        "_id": r.reservation_id,
+        "product_id": r.product_id,
+        "size": r.size,
+        "quantity": r.quantity,
+        "holder": r.holder,
+        "state": r.state,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "expires_at": r.expires_at,
+        "order_id": r.order_id,
+        "reason": r.reason,
+    }
+
+
+def reservation_from_doc(doc: dict[str, Any]) -> Reservation:
+    return Reservation(
+        doc["_id"],
+        doc["product_id"],
+        doc.get("size"),
+        doc["quantity"],
+        doc["holder"],
+        doc["state"],
+        doc["created_at"],
+        doc["updated_at"],
+        doc.get("expires_at"),
+        doc.get("order_id"),
+        doc.get("reason"),
+    )
+
+
+async def load_reservations(db: AsyncDatabase, ids: Iterable[str]) -> dict[str, Reservation]:
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    cursor = db[RESERVATIONS].find({"_id": {"$in": wanted}})
+    return {doc["_id"]: reservation_from_doc(doc) async for doc in cursor}
+
+
+async def load_levels(db: AsyncDatabase, keys: Iterable[str]) -> dict[str, StockLevel]:
+    wanted = list(set(keys))
+    if not wanted:
+        return {}
+    return {doc["_id"]: level_from_doc(doc) async for doc in db[LEVELS].find({"_id": {"$in": wanted}})}
+
+
+async def save(
+    db: AsyncDatabase,
+    levels: Iterable[StockLevel],
+    reservations: Iterable[Reservation],
+    session: AsyncClientSession,
+) -> None:
+    inserts, replaces = [], []
+    for level in levels:
+        doc = level_to_doc(level)
+        doc["version"] = level.version + 1
+        if level.version == 0:
+            inserts.append(InsertOne(doc))
+        else:
+            replaces.append(ReplaceOne({"_id": level.key, "version": level.version}, doc))
+    if inserts or replaces:
+        result = await db[LEVELS].bulk_write([*inserts, *replaces], ordered=True, session=session)
+        if result.matched_count != len(replaces):
+            raise ConcurrentModification("a stock level changed concurrently")
+    ops = [ReplaceOne({"_id": r.reservation_id}, reservation_to_doc(r), upsert=True) for r in reservations]
+    if ops:
+        await db[RESERVATIONS].bulk_write(ops, ordered=True, session=session)
+
+
+async def due_reservations(db: AsyncDatabase, now: datetime, limit: int) -> list[Reservation]:
+    cursor = (
+        db[RESERVATIONS]
+        .find({"state": ACTIVE, "expires_at": {"$lte": now}})
+        .sort("expires_at", ASCENDING)
+        .limit(limit)
+    )
+    return [reservation_from_doc(doc) async for doc in cursor]
+
+
+async def all_levels(db: AsyncDatabase) -> list[StockLevel]:
+    return [level_from_doc(doc) async for doc in db[LEVELS].find()]
+
+
+async def all_reservations(db: AsyncDatabase) -> list[Reservation]:
+    return [reservation_from_doc(doc) async for doc in db[RESERVATIONS].find()]

@@ -1,0 +1,163 @@
+"""Stock levels and reservations: every transition and every refusal, without servers."""
+
+from datetime import UTC, datetime, timedelta
+
+from contracts.errors import ErrorCode
+from services.stock_worker import domain
+from services.stock_worker.domain import (
+    ACTIVE,
+    COMMITTED,
+    EXPIRED,
+    RELEASED,
+    StockLevel,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(minutes=60)
+
+
+def stocked(on_hand=10, **kwargs) -> StockLevel:
+    return StockLevel("shoe", None, on_hand=on_hand, version=1, **kwargs)
+
+
+def reserve(level, quantity=3, existing=None, reservation_id="r1", expires_at=LATER):
+    return domain.reserve(
+        level, existing, reservation_id=reservation_id, quantity=quantity, holder="cart:ada:i1", expires_at=expires_at, now=NOW
+    )
+
+
+def reserved(level=None, quantity=3):
+    outcome = reserve(level or stocked(), quantity)
+    return outcome.level, outcome.reservation
+
+
+class TestSetStock:
+    def test_setting_stock_changes_on_hand_and_announces_the_level(self):
+        outcome = domain.set_stock(StockLevel("shoe"), 10)
+        assert outcome.level.on_hand == 10 and outcome.level.available == 10
+        assert outcome.events == (domain.StockLevelChanged("shoe", None, 10, 0, 0, 10),)
+
+    def test_setting_the_same_level_again_changes_nothing(self):
+        assert domain.set_stock(stocked(10), 10).events == ()
+
+    def test_setting_stock_below_what_is_reserved_is_accepted_and_available_goes_negative(self):
+        level, _ = reserved(stocked(10), 8)
+        outcome = domain.set_stock(level, 5)
+        assert outcome.level.available == -3
+        assert outcome.events[0].available == -3
+
+
+class TestReserve:
+    def test_a_reservation_takes_units_from_available(self):
+        outcome = reserve(stocked(10), 3)
+        assert (outcome.level.reserved, outcome.level.available) == (3, 7)
+        assert outcome.reservation.state == ACTIVE and outcome.reservation.expires_at == LATER
+        assert outcome.events[0] == domain.StockReserved("r1", "shoe", None, "cart:ada:i1", 3, LATER, 7)
+
+    def test_the_last_units_can_be_reserved_but_not_one_more(self):
+        level, _ = reserved(stocked(10), 10)
+        outcome = reserve(level, 1, reservation_id="r2")
+        assert outcome.level is None and outcome.reservation is None
+        (rejected,) = outcome.events
+        assert (rejected.error_code, rejected.requested, rejected.available) == (ErrorCode.INSUFFICIENT_STOCK, 1, 0)
+
+    def test_a_reservation_is_for_the_full_quantity_or_nothing(self):
+        (rejected,) = reserve(stocked(2), 3).events
+        assert rejected.available == 2 and rejected.requested == 3
+
+    def test_reserving_the_same_reservation_twice_reserves_once(self):
+        level, reservation = reserved(stocked(10), 3)
+        again = reserve(level, 3, existing=reservation)
+        assert again.level is None and again.reservation is None
+        assert isinstance(again.events[0], domain.StockReserved)
+
+    def test_a_quantity_below_one_is_refused(self):
+        (refused,) = reserve(stocked(10), 0).events
+        assert refused.error_code == ErrorCode.INVALID_QUANTITY
+
+    def test_a_negative_available_level_refuses_every_reservation(self):
+        level, _ = reserved(stocked(10), 8)
+        level = domain.set_stock(level, 5).level
+        (rejected,) = reserve(level, 1, reservation_id="r2").events
+        assert rejected.available == 0
+
+
+class TestAdjust:
+    def test_growing_a_reservation_needs_the_extra_units(self):
+        level, reservation = reserved(stocked(5), 3)
+        grown = domain.adjust(level, reservation, quantity=5, expires_at=None, now=NOW)
+        assert grown.level.reserved == 5 and grown.reservation.quantity == 5
+        too_much = domain.adjust(grown.level, grown.reservation, quantity=6, expires_at=None, now=NOW)
+        (rejected,) = too_much.events
+        assert rejected.operation == "adjust" and rejected.available == 5
+
+    def test_shrinking_gives_units_back_and_refreshes_the_expiry(self):
+        level, reservation = reserved(stocked(5), 3)
+        renewed = LATER + timedelta(minutes=5)
+        outcome = domain.adjust(level, reservation, quantity=1, expires_at=renewed, now=NOW)
+        assert outcome.level.available == 4 and outcome.reservation.expires_at == renewed
+
+    def test_a_closed_reservation_cannot_be_adjusted(self):
+        level, reservation = reserved()
+        released = domain.release(level, reservation, reason="removed", now=NOW)
+        (refused,) = domain.adjust(released.level, released.reservation, quantity=1, expires_at=None, now=NOW).events
+        assert refused.error_code == ErrorCode.RESERVATION_NOT_ACTIVE
+
+
+class TestReleaseAndCommit:
+    def test_releasing_gives_the_units_back(self):
+        level, reservation = reserved(stocked(10), 3)
+        outcome = domain.release(level, reservation, reason="removed_from_cart", now=NOW)
+        assert outcome.level.available == 10 and outcome.reservation.state == RELEASED
+        assert outcome.events[0].no_op is False
+
+    def test_releasing_twice_is_a_no_op_reported_as_such(self):
+        level, reservation = reserved()
+        first = domain.release(level, reservation, reason="x", now=NOW)
+        second = domain.release(first.level, first.reservation, reason="x", now=NOW)
+        assert second.level is None and second.events[0].no_op is True
+
+    def test_committing_turns_reserved_into_sold(self):
+        level, reservation = reserved(stocked(10), 3)
+        outcome = domain.commit(level, reservation, order_id="o1", now=NOW)
+        assert (outcome.level.reserved, outcome.level.sold, outcome.level.available) == (0, 3, 7)
+        assert outcome.reservation.state == COMMITTED
+
+    def test_committing_twice_is_a_no_op_and_releasing_a_sold_reservation_too(self):
+        level, reservation = reserved()
+        done = domain.commit(level, reservation, order_id="o1", now=NOW)
+        assert domain.commit(done.level, done.reservation, order_id="o1", now=NOW).events[0].no_op is True
+        assert domain.release(done.level, done.reservation, reason="x", now=NOW).events[0].no_op is True
+
+    def test_committing_a_released_reservation_is_refused(self):
+        level, reservation = reserved()
+        released = domain.release(level, reservation, reason="x", now=NOW)
+        (refused,) = domain.commit(released.level, released.reservation, order_id="o1", now=NOW).events
+        assert refused.error_code == ErrorCode.RESERVATION_NOT_ACTIVE
+
+    def test_an_unknown_reservation_is_refused(self):
+        (refused,) = domain.unknown_reservation("nope", "shoe", "CommitReservation").events
+        assert refused.error_code == ErrorCode.RESERVATION_NOT_FOUND
+
+
+class TestExpiry:
+    def test_an_expired_reservation_is_released_as_expired(self):
+        level, reservation = reserved(stocked(10), 3)
+        outcome = domain.expire(level, reservation, now=LATER)
+        assert outcome.reservation.state == EXPIRED and outcome.level.available == 10
+        assert outcome.events[0].reason == "expired"
+
+    def test_a_reservation_renewed_since_is_not_expired(self):
+        level, reservation = reserved()
+        assert domain.expire(level, reservation, now=LATER - timedelta(seconds=1)).events == ()
+
+
+class TestAudit:
+    def test_counters_that_match_the_records_show_no_drift(self):
+        level, reservation = reserved(stocked(10), 3)
+        assert domain.audit([level], [reservation]) == []
+
+    def test_a_counter_that_disagrees_with_the_records_is_reported(self):
+        level, reservation = reserved(stocked(10), 3)
+        (drift,) = domain.audit([level], [reservation, reservation])
+        assert (drift.counted_reserved, drift.recorded_reserved) == (6, 3)
