@@ -71,6 +71,8 @@ class CartUnit:
         return self.carts.setdefault(user_id, Cart(user_id))
 
     def put_cart(self, cart: Cart) -> None:
+        if self.carts.get(cart.user_id) is cart:
+            return  # unchanged: no write, no new version
         self.carts[cart.user_id] = cart
         self.dirty_carts.add(cart.user_id)
 

@@ -166,5 +166,40 @@ def send(
         raise typer.Exit(1) from None
 
 
+stock_app = typer.Typer(help="Stock levels and reservations.", no_args_is_help=True)
+app.add_typer(stock_app, name="stock")
+
+
+@stock_app.command("audit")
+def stock_audit() -> None:
+    """Recompute reserved and sold from the reservation records; report any drift from the counters."""
+    settings = Settings()
+    if not settings.mongo_url:
+        typer.echo("set CARTFLOW_MONGO_URL (printed by `cartflow up`)", err=True)
+        raise typer.Exit(2)
+    from services.runtime.mongo import connect
+    from services.stock_worker.audit import run_audit
+
+    async def run() -> int:
+        client = connect(settings.mongo_url or "")
+        try:
+            report = await run_audit(client[settings.mongo_db])
+        finally:
+            await client.close()
+        typer.echo(f"levels checked: {report.levels}, reservations read: {report.reservations}")
+        if not report.drifts:
+            typer.echo("no drift: every counter equals the sum of its reservation records")
+            return 0
+        typer.echo(f"{len(report.drifts)} level(s) drifted:")
+        for drift in report.drifts:
+            typer.echo(
+                f"  {drift.key}: reserved {drift.recorded_reserved} recorded vs {drift.counted_reserved} counted, "
+                f"sold {drift.recorded_sold} recorded vs {drift.counted_sold} counted"
+            )
+        return 1
+
+    raise typer.Exit(asyncio.run(run()))
+
+
 if __name__ == "__main__":
     app()

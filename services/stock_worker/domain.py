@@ -213,7 +213,7 @@ def set_stock(level: StockLevel, on_hand: int) -> StockOutcome:
     """Set the absolute level on hand. Below what is reserved or sold is accepted
     and reported: ``available`` goes negative, and no new reservation fits."""
     if on_hand == level.on_hand and level.version:
-        return StockOutcome(level, None, ())
+        return StockOutcome(None, None, ())
     new = replace(level, on_hand=on_hand)
     return StockOutcome(new, None, (level_changed(new),))
 

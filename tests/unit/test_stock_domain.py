@@ -38,7 +38,8 @@ class TestSetStock:
         assert outcome.events == (domain.StockLevelChanged("shoe", None, 10, 0, 0, 10),)
 
     def test_setting_the_same_level_again_changes_nothing(self):
-        assert domain.set_stock(stocked(10), 10).events == ()
+        outcome = domain.set_stock(stocked(10), 10)
+        assert outcome.level is None and outcome.events == ()
 
     def test_setting_stock_below_what_is_reserved_is_accepted_and_available_goes_negative(self):
         level, _ = reserved(stocked(10), 8)
