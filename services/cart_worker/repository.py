@@ -13,12 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pymongo import InsertOne, ReplaceOne
+from pymongo import ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.cart_worker.domain import UNTRACKED, Cart, CartLine, Change, PendingStock, Product, SizeOption
-from services.runtime.mongo import ConcurrentModification
+from services.runtime.mongo import write_versioned
 
 CARTS = "cart.carts"
 CATALOG = "cart.catalog"
@@ -183,20 +183,7 @@ async def carts_past_deadline(db: AsyncDatabase, now: datetime, limit: int) -> l
 
 
 async def save_carts(db: AsyncDatabase, carts: Iterable[Cart], session: AsyncClientSession) -> None:
-    """Write each cart at version + 1, only over the version it was read at."""
-    inserts, replaces = [], []
-    for cart in carts:
-        doc = cart_to_doc(cart)
-        doc["version"] = cart.version + 1
-        if cart.version == 0:
-            inserts.append(InsertOne(doc))
-        else:
-            replaces.append(ReplaceOne({"_id": cart.user_id, "version": cart.version}, doc))
-    if not (inserts or replaces):
-        return
-    result = await db[CARTS].bulk_write([*inserts, *replaces], ordered=True, session=session)
-    if result.matched_count != len(replaces):
-        raise ConcurrentModification(f"{len(replaces) - result.matched_count} cart(s) changed concurrently")
+    await write_versioned(db[CARTS], [(cart.version, cart_to_doc(cart)) for cart in carts], session)
 
 
 async def save_products(db: AsyncDatabase, products: Iterable[Product], session: AsyncClientSession) -> None:

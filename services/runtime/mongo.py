@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from collections.abc import Iterable
+
+from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
@@ -25,6 +29,33 @@ DURABLE = WriteConcern(w="majority", j=True)
 
 class ConcurrentModification(Exception):
     """Another consumer changed an aggregate between our read and our write."""
+
+
+async def write_versioned(
+    collection: AsyncCollection, documents: Iterable[tuple[int, dict[str, Any]]], session: AsyncClientSession
+) -> None:
+    """Write aggregates under optimistic concurrency.
+
+    Each ``(version_read, document)`` is written at ``version_read + 1``: inserted
+    when it was new (a concurrent insert fails on the primary key), otherwise
+    replaced only if the stored version is still the one that was read.
+    Anything else raises ``ConcurrentModification``, and the unit of work is
+    retried from a fresh read.
+    """
+    inserts, replaces = [], []
+    for version, document in documents:
+        document = {**document, "version": version + 1}
+        if version == 0:
+            inserts.append(InsertOne(document))
+        else:
+            replaces.append(ReplaceOne({"_id": document["_id"], "version": version}, document))
+    if not (inserts or replaces):
+        return
+    result = await collection.bulk_write([*inserts, *replaces], ordered=True, session=session)
+    if result.matched_count != len(replaces):
+        raise ConcurrentModification(
+            f"{len(replaces) - result.matched_count} document(s) of {collection.name} changed concurrently"
+        )
 
 
 def connect(url: str) -> AsyncMongoClient:

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.runtime.mongo import ConcurrentModification
+from services.runtime.mongo import write_versioned
 from services.stock_worker.domain import ACTIVE, Reservation, StockLevel
 
 LEVELS = "stock.levels"
@@ -102,18 +102,7 @@ async def save(
     reservations: Iterable[Reservation],
     session: AsyncClientSession,
 ) -> None:
-    inserts, replaces = [], []
-    for level in levels:
-        doc = level_to_doc(level)
-        doc["version"] = level.version + 1
-        if level.version == 0:
-            inserts.append(InsertOne(doc))
-        else:
-            replaces.append(ReplaceOne({"_id": level.key, "version": level.version}, doc))
-    if inserts or replaces:
-        result = await db[LEVELS].bulk_write([*inserts, *replaces], ordered=True, session=session)
-        if result.matched_count != len(replaces):
-            raise ConcurrentModification("a stock level changed concurrently")
+    await write_versioned(db[LEVELS], [(level.version, level_to_doc(level)) for level in levels], session)
     ops = [ReplaceOne({"_id": r.reservation_id}, reservation_to_doc(r), upsert=True) for r in reservations]
     if ops:
         await db[RESERVATIONS].bulk_write(ops, ordered=True, session=session)
