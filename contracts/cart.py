@@ -185,6 +185,16 @@ class ChangesAccepted(Event):
     total_amount: Money
 
 
+class CartCheckedOut(Event):
+    """Added to v1: lines left the cart for a checkout (their reservations went with them)."""
+
+    type: Literal["CartCheckedOut"] = "CartCheckedOut"
+    user_id: str
+    payment_id: str
+    checkout_type: str
+    item_ids: list[str]
+
+
 CART_EVENT_TYPES = (
     ItemAdded,
     ItemQuantityChanged,
@@ -192,4 +202,5 @@ CART_EVENT_TYPES = (
     CartCleared,
     ProductChangesDetected,
     ChangesAccepted,
+    CartCheckedOut,
 )

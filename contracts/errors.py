@@ -13,8 +13,8 @@ class ErrorCode(StrEnum):
     INVALID_QUANTITY = "INVALID_QUANTITY"
     RESERVATION_FAILED = "RESERVATION_FAILED"
     CHECKOUT_VALIDATION_FAILED = "CHECKOUT_VALIDATION_FAILED"
-    # Added to v1: checkout commands are accepted by the contract before the
-    # checkout worker exists to answer them.
+    # Added to v1 while checkout was not deployed; no longer sent, kept so that
+    # clients written against it keep compiling.
     CHECKOUT_NOT_AVAILABLE = "CHECKOUT_NOT_AVAILABLE"
     INVALID_MESSAGE = "INVALID_MESSAGE"
     # Added to v1 with the stock worker: reservation commands that cannot apply.

@@ -62,10 +62,28 @@ class CommitReservation(Command):
     order_id: Identifier
 
 
-STOCK_COMMANDS = (SetStock, ReserveStock, AdjustReservation, ReleaseReservation, CommitReservation)
+class TransferReservation(Command):
+    """Added to v1: hand a reservation to another holder (a cart line to an order
+    at checkout), with a new expiry or none."""
+
+    type: Literal["TransferReservation"] = "TransferReservation"
+    reservation_id: Identifier
+    product_id: Identifier | None = None
+    holder: Holder
+    expires_at: AwareDatetime | None = None
+
+
+STOCK_COMMANDS = (
+    SetStock,
+    ReserveStock,
+    AdjustReservation,
+    ReleaseReservation,
+    CommitReservation,
+    TransferReservation,
+)
 STOCK_COMMAND_TYPES = frozenset(m.model_fields["type"].default for m in STOCK_COMMANDS)
 StockCommand = Annotated[
-    SetStock | ReserveStock | AdjustReservation | ReleaseReservation | CommitReservation,
+    SetStock | ReserveStock | AdjustReservation | ReleaseReservation | CommitReservation | TransferReservation,
     Field(discriminator="type"),
 ]
 stock_command_adapter: TypeAdapter[Any] = TypeAdapter(StockCommand)
@@ -123,6 +141,13 @@ class StockCommitted(_ReservationEvent):
     no_op: bool = False
 
 
+class ReservationTransferred(_ReservationEvent):
+    type: Literal["ReservationTransferred"] = "ReservationTransferred"
+    previous_holder: str
+    quantity: int
+    expires_at: AwareDatetime | None = None
+
+
 class StockCommandRejected(_ReservationEvent):
     """A reservation command that cannot apply (unknown or closed reservation, bad quantity)."""
 
@@ -148,6 +173,7 @@ STOCK_EVENTS = (
     ReservationAdjusted,
     StockReleased,
     StockCommitted,
+    ReservationTransferred,
     StockCommandRejected,
     StockLevelChanged,
 )
@@ -158,6 +184,7 @@ StockEvent = Annotated[
     | ReservationAdjusted
     | StockReleased
     | StockCommitted
+    | ReservationTransferred
     | StockCommandRejected
     | StockLevelChanged,
     Field(discriminator="type"),

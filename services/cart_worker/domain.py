@@ -211,8 +211,22 @@ class ChangesAccepted:
     total_amount: Decimal
 
 
+@dataclass(frozen=True)
+class CartCheckedOut:
+    user_id: str
+    payment_id: str
+    checkout_type: str
+    item_ids: list[str]
+
+
 DomainEvent = (
-    ItemAdded | ItemQuantityChanged | ItemRemoved | CartCleared | ProductChangesDetected | ChangesAccepted
+    ItemAdded
+    | ItemQuantityChanged
+    | ItemRemoved
+    | CartCleared
+    | ProductChangesDetected
+    | ChangesAccepted
+    | CartCheckedOut
 )
 
 

@@ -15,6 +15,7 @@ so handling a message again produces identical messages.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -28,7 +29,8 @@ from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_adapter
 from contracts.envelope import Command, derived_message_id
 from contracts.errors import ErrorCode
-from contracts.topics import CART_EVENTS, CART_REPLIES, CATALOG_EVENTS, STOCK_COMMANDS, STOCK_EVENTS
+from contracts.checkout import CheckoutLine, StartCheckout
+from contracts.topics import CART_EVENTS, CART_REPLIES, CATALOG_EVENTS, CHECKOUT_COMMANDS, STOCK_COMMANDS, STOCK_EVENTS
 from services.cart_worker import domain, repository
 from services.cart_worker.domain import Accepted, Cart, PendingStock, Product, Rejected, SizeOption
 from services.runtime.clock import Clock
@@ -42,6 +44,7 @@ CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
 #: Derived-id slots: 0 is the reply, 1.. the events, these the stock commands.
 STOCK_COMMAND_SLOT = 100
 NEW_RESERVATION, RETRY_RESERVATION = -2, -3
+PAYMENT_SLOT, ORDER_SLOT, START_SLOT = -20, -21, 90
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class CartLogic:
         self.stock_commands_topic = settings.topic(STOCK_COMMANDS)
         self.replies_topic = settings.topic(CART_REPLIES)
         self.events_topic = settings.topic(CART_EVENTS)
+        self.checkout_commands_topic = settings.topic(CHECKOUT_COMMANDS)
 
     # --- decoding ----------------------------------------------------------------
 
@@ -261,9 +265,11 @@ class CartLogic:
 
     def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
         cart = unit.cart(command.user_id)
-        if self.reserving and cart.pending is not None:
+        if cart.pending is not None:
             unit.put_cart(replace(cart, queue=(*cart.queue, command.model_dump(mode="json"))))
             return []
+        if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
+            return self._checkout(unit, command, late=late)
         outcome = self._decide(unit, command)
         if isinstance(outcome, Rejected):
             return self._answer(command, outcome, late=late)
@@ -315,13 +321,115 @@ class CartLogic:
                 return domain.accept_changes(cart, catalog, item_ids=command.item_ids, now=now)
             case cart_contract.ValidateCart():
                 return domain.validate_cart(cart, catalog, item_ids=command.item_ids, stock=stock)
-            case cart_contract.CheckoutItem() | cart_contract.CheckoutCart():
-                return Rejected(
-                    ErrorCode.CHECKOUT_NOT_AVAILABLE,
-                    "Checkout is not available in this deployment yet",
-                    "Keep the cart; retry the checkout once the checkout worker is deployed",
-                )
         raise TypeError(f"no handler for {type(command).__name__}")
+
+    # --- checkout --------------------------------------------------------------------
+
+    def _checkout(self, unit: CartUnit, command: Any, *, late: bool) -> list[Outgoing]:
+        """Validate, make sure every line holds its stock, then hand the lines over
+        to the checkout worker, which answers the upstream once the orders exist."""
+        now = self.clock.now()
+        cart = unit.cart(command.user_id)
+        item_ids = [command.item_id] if isinstance(command, cart_contract.CheckoutItem) else None
+        validation = domain.validate_cart(cart, unit.products, item_ids=item_ids, stock=unit.stock)
+        if isinstance(validation, Rejected):
+            return self._answer(command, validation, late=late)
+        assert validation.data is not None
+        if not validation.data["is_valid"]:
+            rejection = Rejected(
+                ErrorCode.CHECKOUT_VALIDATION_FAILED,
+                "Some items cannot be checked out as they are",
+                "See validation_details: accept the changes or remove the unavailable items, then check out again",
+                data=validation.data,
+            )
+            return self._answer(command, rejection, late=late)
+        lines = [line for line in cart.lines if item_ids is None or line.item_id in item_ids]
+        for slot, line in enumerate(lines):
+            if not line.is_reserved:
+                # Reserve first (the cart reservation expired, or reservation at
+                # add-to-cart is off); the checkout runs again once stock answered.
+                reservation_id = derived_message_id(f"{command.message_id}:{line.item_id}", NEW_RESERVATION)
+                pending = PendingStock(
+                    command=command.model_dump(mode="json"),
+                    item_id=line.item_id,
+                    reservation_id=reservation_id,
+                    operation="reserve",
+                    previous=line,
+                    deadline=now + timedelta(seconds=self.settings.stock_reply_timeout_seconds),
+                )
+                unit.put_cart(domain.await_stock(cart, pending, now=now))
+                expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
+                return [self._reserve(command, line, reservation_id, expires_at, 10 + slot)]
+
+        payment_id = "pay-" + derived_message_id(command.message_id, PAYMENT_SLOT)
+        checkout_lines = [
+            CheckoutLine(
+                order_id=derived_message_id(f"{command.message_id}:{line.item_id}", ORDER_SLOT),
+                item_id=line.item_id,
+                product_id=line.product_id,
+                product_name=line.product_name,
+                size=line.size,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                total_price=line.line_total,
+                reservation_id=line.reservation_id,
+            )
+            for line in lines
+        ]
+        total = sum((line.line_total for line in lines), Decimal(0))
+        fingerprint = "|".join([payment_id, *(line.order_id for line in checkout_lines), str(total)])
+        checkout_type = "single_item" if item_ids else "full_cart"
+        transfers = [
+            self._stock_command(
+                stock_contract.TransferReservation,
+                command.message_id,
+                command.correlation_id,
+                20 + slot,
+                reservation_id=line.reservation_id,
+                product_id=line.product_id,
+                holder=f"order:{line.order_id}",
+                expires_at=None,
+            )
+            for slot, line in enumerate(checkout_lines)
+            if line.reservation_id
+        ]
+        start = StartCheckout(
+            message_id=derived_message_id(command.message_id, START_SLOT),
+            **causal_envelope(command.message_id, command.correlation_id, now),
+            reply_to=command.reply_to or self.replies_topic,
+            payment_id=payment_id,
+            payment_hash=hashlib.sha256(fingerprint.encode()).hexdigest(),
+            user_id=command.user_id,
+            checkout_type=checkout_type,
+            lines=checkout_lines,
+            total_amount=total,
+            payment_method=command.payment_method,
+            gateway_name=command.gateway_name,
+            shipping_address=command.shipping_address,
+            command_type=command.type,
+            command_message_id=command.message_id,
+        )
+        item_ids_out = [line.item_id for line in lines]
+        unit.put_cart(cart.without(item_ids_out, now))
+        events = event_records(
+            [domain.CartCheckedOut(command.user_id, payment_id, checkout_type, item_ids_out)],
+            cart_contract,
+            topic=self.events_topic,
+            key=command.user_id,
+            cause_id=command.message_id,
+            envelope=causal_envelope(command.message_id, command.correlation_id, now),
+        )
+        # The hand-over counts as the command's reply: a repeat of the command
+        # sends it again, and the checkout worker answers the repeat with its
+        # stored response.
+        handover = Outgoing(
+            self.checkout_commands_topic,
+            payment_id.encode(),
+            start.to_json_bytes(),
+            is_reply=True,
+            answers=command.message_id if late else None,
+        )
+        return [*transfers, handover, *events]
 
     def _with_cart_view(self, unit: CartUnit, outcome: Accepted) -> Accepted:
         cart = outcome.cart
@@ -436,10 +544,20 @@ class CartLogic:
         if isinstance(event, stock_contract.StockReserved | stock_contract.ReservationAdjusted):
             confirmed = domain.confirm_stock(cart, event.quantity, now=now)
             unit.put_cart(confirmed)
+            if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
+                return [*self._on_command(unit, command, late=True), *self._drain(unit, cart.user_id)]
             outcome = self._with_cart_view(unit, Accepted(confirmed, _events_of(command, pending, confirmed), None, pending.item_id))
             return [*self._answer(command, outcome, late=True), *self._drain(unit, cart.user_id)]
         if isinstance(event, stock_contract.StockReservationRejected):
             rejection = domain.insufficient_stock(pending, command.type, event.requested, event.available)
+            if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
+                rejection = replace(
+                    rejection,
+                    code=ErrorCode.CHECKOUT_VALIDATION_FAILED,
+                    data={"validation_details": [{"item_id": pending.item_id, "is_valid": False, "issues": [
+                        {"field": "stock", "old": str(event.requested), "new": str(event.available), "message": rejection.message}
+                    ]}]},
+                )
             return self._resolve_refused(unit, cart, command, rejection)
         if (
             isinstance(event, stock_contract.StockCommandRejected)

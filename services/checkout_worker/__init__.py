@@ -1,1 +1,1 @@
-"""The checkout worker: checkout sagas with a payment deadline (not built yet)."""
+"""The checkout worker: checkout sagas, one shared payment, a durable payment deadline."""

@@ -22,8 +22,12 @@ from services.runtime.settings import Settings
 app = typer.Typer(help="cartflow: cart, stock and checkout workers on Kafka and MongoDB.", no_args_is_help=True, pretty_exceptions_enable=False)
 
 #: Workers that exist, by name, and where their spec lives.
-WORKERS = {"cart": "services.cart_worker.app:SPEC", "stock": "services.stock_worker.app:SPEC"}
-PLANNED_WORKERS = ("checkout",)
+WORKERS = {
+    "cart": "services.cart_worker.app:SPEC",
+    "stock": "services.stock_worker.app:SPEC",
+    "checkout": "services.checkout_worker.app:SPEC",
+}
+PLANNED_WORKERS: tuple[str, ...] = ()
 
 
 def _configure_logging(level: str) -> None:

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     # Stock.
     stock_expiry_sweep_seconds: float = Field(default=1.0, gt=0)
 
+    # Checkout.
+    #: Seconds a buyer has to pay after checking out.
+    payment_timeout_seconds: float = Field(default=900, gt=0)
+    #: Whether a failed payment cancels at once (otherwise the buyer may retry until the deadline).
+    checkout_cancel_on_payment_failure: bool = False
+    #: The safety net fires deadlines this long overdue whose timeout message was lost.
+    checkout_deadline_grace_seconds: float = Field(default=5.0, ge=0)
+    checkout_deadline_sweep_seconds: float = Field(default=5.0, gt=0)
+
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:

@@ -43,6 +43,9 @@ class WorkerSpec:
     sweep: Callable[[AsyncDatabase, Clock, Settings], Awaitable[list[Any]]] | None = None
     sweep_key: Callable[[Any], str] | None = None
     sweep_interval: Callable[[Settings], float] = lambda settings: 1.0
+    #: Long-running tasks of the worker's own (a delayed-topic consumer), given
+    #: the settings, the processor and the clock.
+    background: tuple[Callable[[Settings, BatchProcessor, Clock], Awaitable[None]], ...] = ()
 
 
 async def run_sweeps(spec: WorkerSpec, processor: BatchProcessor, settings: Settings, clock: Clock) -> None:
@@ -109,6 +112,8 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
         tasks = [asyncio.create_task(relay.run(), name=f"{spec.name}-outbox-relay")]
         if spec.sweep:
             tasks.append(asyncio.create_task(run_sweeps(spec, processor, settings, clock), name=f"{spec.name}-sweep"))
+        for task in spec.background:
+            tasks.append(asyncio.create_task(task(settings, processor, clock), name=f"{spec.name}-{task.__name__}"))
         running.update(
             client=client,
             producer=producer,

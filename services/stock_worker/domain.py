@@ -125,6 +125,17 @@ class StockCommitted:
 
 
 @dataclass(frozen=True)
+class ReservationTransferred:
+    reservation_id: str
+    product_id: str
+    size: str | None
+    holder: str
+    previous_holder: str
+    quantity: int
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
 class StockCommandRejected:
     reservation_id: str
     product_id: str
@@ -151,6 +162,7 @@ StockEvent = (
     | ReservationAdjusted
     | StockReleased
     | StockCommitted
+    | ReservationTransferred
     | StockCommandRejected
     | StockLevelChanged
 )
@@ -338,6 +350,18 @@ def commit(level: StockLevel, reservation: Reservation, *, order_id: str, now: d
     event = StockCommitted(r.reservation_id, r.product_id, r.size, r.holder, r.quantity, order_id, False)
     return StockOutcome(new_level, committed, (event, level_changed(new_level)))
 
+
+
+def transfer(reservation: Reservation, *, holder: str, expires_at: datetime | None, now: datetime) -> StockOutcome:
+    """Hand an active reservation to a new holder, with the new holder's expiry (or none)."""
+    r = reservation
+    if not r.is_active:
+        return StockOutcome(None, None, (_not_active(r, "TransferReservation"),))
+    if r.holder == holder and r.expires_at == expires_at:
+        return StockOutcome(None, None, ())
+    moved = replace(r, holder=holder, expires_at=expires_at, updated_at=now)
+    event = ReservationTransferred(r.reservation_id, r.product_id, r.size, holder, r.holder, r.quantity, expires_at)
+    return StockOutcome(None, moved, (event,))
 
 
 # --- audit -----------------------------------------------------------------------

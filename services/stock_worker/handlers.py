@@ -142,6 +142,8 @@ class StockLogic:
                 return domain.commit(level, reservation, order_id=message.order_id, now=now)
             case ExpireReservation():
                 return domain.expire(level, reservation, now=now)
+            case stock_contract.TransferReservation():
+                return domain.transfer(reservation, holder=message.holder, expires_at=message.expires_at, now=now)
         raise TypeError(f"no handler for {type(message).__name__}")
 
 

@@ -183,17 +183,13 @@ async def test_empty_carts_cannot_be_validated_or_accepted(cart_deployment):
     assert validate["error_code"] == accept["error_code"] == "CART_EMPTY"
 
 
-async def test_checkout_commands_get_a_clear_rejection_until_checkout_is_deployed(cart_deployment):
+async def test_an_empty_cart_or_a_missing_item_cannot_be_checked_out(cart_deployment):
     buyer = user()
-    reply = await ask(
-        cart_deployment,
-        "CheckoutCart",
-        user_id=buyer,
-        payment_method="card",
-        gateway_name="stripe",
-        shipping_address={"city": "Lyon"},
-    )
-    assert reply["success"] is False and reply["error_code"] == "CHECKOUT_NOT_AVAILABLE"
+    payment = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon"}}
+    whole = await ask(cart_deployment, "CheckoutCart", user_id=buyer, **payment)
+    single = await ask(cart_deployment, "CheckoutItem", user_id=buyer, item_id="no-such-item", **payment)
+    assert whole["success"] is False and whole["error_code"] == "CART_EMPTY"
+    assert single["error_code"] == "CART_EMPTY"
 
 
 async def test_a_reply_goes_to_the_topic_named_in_reply_to(cart_deployment):

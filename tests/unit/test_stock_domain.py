@@ -162,3 +162,18 @@ class TestAudit:
         level, reservation = reserved(stocked(10), 3)
         (drift,) = domain.audit([level], [reservation, reservation])
         assert (drift.counted_reserved, drift.recorded_reserved) == (6, 3)
+
+
+class TestTransfer:
+    def test_a_reservation_moves_to_its_new_holder_without_expiry(self):
+        _, reservation = reserved()
+        outcome = domain.transfer(reservation, holder="order:o1", expires_at=None, now=NOW)
+        assert outcome.reservation.holder == "order:o1" and outcome.reservation.expires_at is None
+        assert outcome.level is None
+        assert outcome.events[0].previous_holder == "cart:ada:i1"
+
+    def test_a_closed_reservation_cannot_move(self):
+        level, reservation = reserved()
+        released = domain.release(level, reservation, reason="x", now=NOW)
+        (refused,) = domain.transfer(released.reservation, holder="order:o1", expires_at=None, now=NOW).events
+        assert refused.error_code == ErrorCode.RESERVATION_NOT_ACTIVE

@@ -1,0 +1,77 @@
+"""``order.events``: what downstream services consume, keyed by ``payment_id`` so
+that every event of one checkout stays in order."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime
+
+from contracts.envelope import Event, Money
+
+
+class OrderPlaced(Event):
+    type: Literal["OrderPlaced"] = "OrderPlaced"
+    order_id: str
+    payment_id: str
+    user_id: str
+    product_id: str
+    product_name: str
+    size: str | None = None
+    quantity: int
+    unit_price: Money
+    total_price: Money
+    status: str = "under_paying"
+    payment_expires_at: AwareDatetime
+    shipping_address: dict[str, Any]
+
+
+class PaymentRequested(Event):
+    type: Literal["PaymentRequested"] = "PaymentRequested"
+    payment_id: str
+    payment_hash: str
+    total_amount: Money
+    payment_method: str
+    gateway_name: str
+    payment_expires_at: AwareDatetime
+    order_ids: list[str]
+
+
+class OrderPaid(Event):
+    type: Literal["OrderPaid"] = "OrderPaid"
+    order_id: str
+    payment_id: str
+
+
+class OrderCancelled(Event):
+    type: Literal["OrderCancelled"] = "OrderCancelled"
+    order_id: str
+    payment_id: str
+    reason: str  # "payment_timeout" | "payment_failed"
+
+
+class LatePaymentReceived(Event):
+    """A payment after the checkout was cancelled: refund needed, no stock sold."""
+
+    type: Literal["LatePaymentReceived"] = "LatePaymentReceived"
+    payment_id: str
+    amount: Money
+    received_at: AwareDatetime
+
+
+class PaymentAmountMismatch(Event):
+    """Added to v1: a payment for another amount than asked; the payment stays pending."""
+
+    type: Literal["PaymentAmountMismatch"] = "PaymentAmountMismatch"
+    payment_id: str
+    expected: Money
+    received: Money
+
+
+class PaymentAttemptFailed(Event):
+    """Added to v1: the gateway reported a failure; the buyer may retry until the deadline."""
+
+    type: Literal["PaymentAttemptFailed"] = "PaymentAttemptFailed"
+    payment_id: str
+    reason: str
+    payment_expires_at: AwareDatetime

@@ -1,0 +1,36 @@
+"""The checkout worker: what it consumes, what it publishes, and how it is assembled."""
+
+from __future__ import annotations
+
+from contracts.topics import CART_REPLIES, CHECKOUT_COMMANDS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, PAYMENT_EVENTS, STOCK_COMMANDS
+from services.checkout_worker import repository
+from services.checkout_worker.handlers import CheckoutLogic, find_overdue
+from services.runtime.clock import Clock
+from services.runtime.delayed import DelayedTopicConsumer
+from services.runtime.processing import BatchProcessor
+from services.runtime.settings import Settings
+from services.runtime.worker import WorkerSpec
+
+
+async def fire_deadlines_when_due(settings: Settings, processor: BatchProcessor, clock: Clock) -> None:
+    """Hold each PaymentDeadlineReached until its due_at, then let the saga decide."""
+    await DelayedTopicConsumer(
+        settings,
+        topic=settings.topic(CHECKOUT_TIMEOUTS),
+        group_id=settings.group_id("checkout-timeouts"),
+        process=processor.process,
+        clock=clock,
+    ).run()
+
+
+SPEC = WorkerSpec(
+    name="checkout",
+    consumes=(CHECKOUT_COMMANDS, PAYMENT_EVENTS),
+    produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES),
+    make_logic=CheckoutLogic,
+    prepare=repository.prepare,
+    sweep=find_overdue,
+    sweep_key=lambda message: message.dedup_key,
+    sweep_interval=lambda settings: settings.checkout_deadline_sweep_seconds,
+    background=(fire_deadlines_when_due,),
+)

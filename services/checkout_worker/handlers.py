@@ -1,0 +1,212 @@
+"""The checkout worker's handlers.
+
+In: ``StartCheckout`` from the cart worker, payment events from the gateway
+adapter, ``PaymentDeadlineReached`` from the delayed timeout consumer (and from
+the safety-net sweep when a timeout message was lost).
+Out: order events, the upstream's ``CommandResult``, the delayed timeout event,
+and the stock commands that commit (on payment) or release (on cancellation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts import order as order_contract
+from contracts import stock as stock_contract
+from contracts.cart import CommandResult
+from contracts.checkout import PaymentDeadlineReached, StartCheckout, deadline_adapter, start_checkout_adapter
+from contracts.envelope import derived_message_id
+from contracts.errors import ErrorCode
+from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
+from contracts.topics import CART_REPLIES, CHECKOUT_COMMANDS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, PAYMENT_EVENTS, STOCK_COMMANDS
+from services.checkout_worker import domain, repository
+from services.checkout_worker.domain import Checkout, CommitStock, Order, ReleaseStock, ScheduleDeadline, Step
+from services.runtime.clock import Clock
+from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.emit import causal_envelope, event_records
+from services.runtime.processing import Work
+from services.runtime.records import Incoming, Outgoing
+from services.runtime.settings import Settings
+
+EFFECT_SLOT = 200
+
+
+class UnknownPayment(LookupError):
+    """A payment event for a checkout that does not exist (dead-lettered for an operator)."""
+
+
+@dataclass(frozen=True)
+class OverdueDeadline:
+    """Internal: the safety net found an unpaid checkout past its deadline."""
+
+    payment_id: str
+    due_at: datetime
+
+    @property
+    def dedup_key(self) -> str:
+        return f"overdue:{self.payment_id}"
+
+
+@dataclass
+class CheckoutUnit:
+    checkouts: dict[str, Checkout] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+
+    def put(self, checkout: Checkout) -> None:
+        self.checkouts[checkout.payment_id] = checkout
+        self.dirty.add(checkout.payment_id)
+
+
+class CheckoutLogic:
+    name = "checkout"
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.topics = {name: settings.topic(name) for name in (CHECKOUT_COMMANDS, PAYMENT_EVENTS, CHECKOUT_TIMEOUTS)}
+        self.order_events = settings.topic(ORDER_EVENTS)
+        self.timeouts = settings.topic(CHECKOUT_TIMEOUTS)
+        self.stock_commands = settings.topic(STOCK_COMMANDS)
+        self.replies = settings.topic(CART_REPLIES)
+
+    def decode(self, record: Incoming) -> Work:
+        if record.topic == self.topics[PAYMENT_EVENTS]:
+            parsed = parse(record, payment_event_adapter, PAYMENT_EVENT_TYPES)
+        elif record.topic == self.topics[CHECKOUT_TIMEOUTS]:
+            parsed = parse(record, deadline_adapter, frozenset({"PaymentDeadlineReached"}))
+        else:
+            parsed = parse(record, start_checkout_adapter, frozenset({"StartCheckout"}))
+        if not isinstance(parsed, Malformed):
+            return Work(record, parsed.message_id, parsed)
+        letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=self.clock.now())
+        return Work(record, parsed.message_id or record.fingerprint, None, (letter,))
+
+    def arrange(self, works: list[Work]) -> list[Work]:
+        return works
+
+    async def load(self, db: AsyncDatabase, messages: list[Any]) -> CheckoutUnit:
+        return CheckoutUnit(await repository.load(db, [m.payment_id for m in messages]))
+
+    async def save(self, unit: CheckoutUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
+        await repository.save(db, [unit.checkouts[p] for p in sorted(unit.dirty)], session)
+
+    def failed(self, work: Work, error: Exception) -> list[Outgoing]:
+        return []
+
+    def handle(self, unit: CheckoutUnit, message: Any) -> list[Outgoing]:
+        now = self.clock.now()
+        if isinstance(message, StartCheckout):
+            return self._start(unit, message, now)
+        checkout = unit.checkouts.get(message.payment_id)
+        if checkout is None:
+            if isinstance(message, PaymentSucceeded | PaymentFailed):
+                raise UnknownPayment(f"no checkout has payment id {message.payment_id}")
+            return []
+        match message:
+            case PaymentSucceeded():
+                step = domain.payment_succeeded(checkout, message.amount, now=now)
+            case PaymentFailed():
+                cancel = self.settings.checkout_cancel_on_payment_failure
+                step = domain.payment_failed(checkout, message.reason, now=now, cancel=cancel)
+            case PaymentDeadlineReached() | OverdueDeadline():
+                step = domain.deadline_reached(checkout, now=now)
+            case _:
+                raise TypeError(f"no handler for {type(message).__name__}")
+        if step.checkout is not checkout:
+            unit.put(step.checkout)
+        cause_id = message.dedup_key if isinstance(message, OverdueDeadline) else message.message_id
+        correlation_id = None if isinstance(message, OverdueDeadline) else message.correlation_id
+        return self._outputs(step, cause_id, correlation_id, now)
+
+    def _start(self, unit: CheckoutUnit, command: StartCheckout, now: datetime) -> list[Outgoing]:
+        existing = unit.checkouts.get(command.payment_id)
+        if existing is not None:
+            return [self._reply(command, existing, now)]
+        checkout = Checkout(
+            payment_id=command.payment_id,
+            payment_hash=command.payment_hash,
+            user_id=command.user_id,
+            checkout_type=command.checkout_type,
+            orders=tuple(
+                Order(
+                    line.order_id,
+                    line.item_id,
+                    line.product_id,
+                    line.product_name,
+                    line.size,
+                    line.quantity,
+                    line.unit_price,
+                    line.total_price,
+                    line.reservation_id,
+                )
+                for line in command.lines
+            ),
+            total_amount=command.total_amount,
+            payment_method=command.payment_method,
+            gateway_name=command.gateway_name,
+            shipping_address=command.shipping_address,
+            created_at=now,
+            deadline=now + timedelta(seconds=self.settings.payment_timeout_seconds),
+        )
+        step = domain.start(checkout)
+        unit.put(step.checkout)
+        outputs = self._outputs(step, command.message_id, command.correlation_id, now)
+        return [self._reply(command, step.checkout, now), *outputs]
+
+    def _reply(self, command: StartCheckout, checkout: Checkout, now: datetime) -> Outgoing:
+        result = CommandResult(
+            message_id=derived_message_id(command.command_message_id, 0),
+            **causal_envelope(command.command_message_id, command.correlation_id, now),
+            command_type=command.command_type,
+            command_message_id=command.command_message_id,
+            user_id=command.user_id,
+            success=True,
+            data=domain.checkout_response(checkout, now=now),
+        )
+        return Outgoing(command.reply_to or self.replies, command.user_id.encode(), result.to_json_bytes(), is_reply=True)
+
+    def _outputs(self, step: Step, cause_id: str, correlation_id: str | None, now: datetime) -> list[Outgoing]:
+        envelope = causal_envelope(cause_id, correlation_id, now)
+        payment_id = step.checkout.payment_id
+        outputs = event_records(
+            step.events, order_contract, topic=self.order_events, key=payment_id, cause_id=cause_id, envelope=envelope
+        )
+        for slot, effect in enumerate(step.effects, start=EFFECT_SLOT):
+            message_id = derived_message_id(cause_id, slot)
+            match effect:
+                case ScheduleDeadline():
+                    message: Any = PaymentDeadlineReached(
+                        message_id=message_id, **envelope, payment_id=effect.payment_id, due_at=effect.due_at
+                    )
+                    outputs.append(Outgoing(self.timeouts, payment_id.encode(), message.to_json_bytes()))
+                case CommitStock():
+                    message = stock_contract.CommitReservation(
+                        message_id=message_id,
+                        **envelope,
+                        reservation_id=effect.reservation_id,
+                        product_id=effect.product_id,
+                        order_id=effect.order_id,
+                    )
+                    outputs.append(Outgoing(self.stock_commands, effect.product_id.encode(), message.to_json_bytes()))
+                case ReleaseStock():
+                    message = stock_contract.ReleaseReservation(
+                        message_id=message_id,
+                        **envelope,
+                        reservation_id=effect.reservation_id,
+                        product_id=effect.product_id,
+                        reason=effect.reason,
+                    )
+                    outputs.append(Outgoing(self.stock_commands, effect.product_id.encode(), message.to_json_bytes()))
+        return outputs
+
+
+async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[OverdueDeadline]:
+    """The safety net: unpaid checkouts past their deadline plus a grace period,
+    whose timeout message was lost (the embedded broker keeps topics in memory)."""
+    moment = clock.now() - timedelta(seconds=settings.checkout_deadline_grace_seconds)
+    return [OverdueDeadline(c.payment_id, c.deadline) for c in await repository.awaiting_past(db, moment)]

@@ -1,0 +1,113 @@
+"""MongoDB storage of checkout sagas: one document per checkout, keyed by payment id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.checkout_worker.domain import AWAITING_PAYMENT, Checkout, Order
+from services.runtime.mongo import write_versioned
+
+SAGAS = "checkout.sagas"
+
+
+async def prepare(db: AsyncDatabase) -> None:
+    # The safety-net sweep and the stuck-saga report read unpaid sagas by deadline.
+    await db[SAGAS].create_index(
+        [("deadline", ASCENDING)], name="awaiting_by_deadline", partialFilterExpression={"state": AWAITING_PAYMENT}
+    )
+
+
+def _order_to_doc(o: Order) -> dict[str, Any]:
+    return {
+        "order_id": o.order_id,
+        "item_id": o.item_id,
+        "product_id": o.product_id,
+        "product_name": o.product_name,
+        "size": o.size,
+        "quantity": o.quantity,
+        "unit_price": str(o.unit_price),
+        "total_price": str(o.total_price),
+        "reservation_id": o.reservation_id,
+        "status": o.status,
+    }
+
+
+def _order_from_doc(d: dict[str, Any]) -> Order:
+    return Order(
+        d["order_id"],
+        d["item_id"],
+        d["product_id"],
+        d["product_name"],
+        d.get("size"),
+        d["quantity"],
+        Decimal(d["unit_price"]),
+        Decimal(d["total_price"]),
+        d.get("reservation_id"),
+        d["status"],
+    )
+
+
+def checkout_to_doc(c: Checkout) -> dict[str, Any]:
+    return {
+        "_id": c.payment_id,
+        "payment_hash": c.payment_hash,
+        "user_id": c.user_id,
+        "checkout_type": c.checkout_type,
+        "orders": [_order_to_doc(o) for o in c.orders],
+        "total_amount": str(c.total_amount),
+        "payment_method": c.payment_method,
+        "gateway_name": c.gateway_name,
+        "shipping_address": c.shipping_address,
+        "created_at": c.created_at,
+        "deadline": c.deadline,
+        "state": c.state,
+        "closed_at": c.closed_at,
+        "cancel_reason": c.cancel_reason,
+        "failed_attempts": c.failed_attempts,
+        "version": c.version,
+    }
+
+
+def checkout_from_doc(d: dict[str, Any]) -> Checkout:
+    return Checkout(
+        payment_id=d["_id"],
+        payment_hash=d["payment_hash"],
+        user_id=d["user_id"],
+        checkout_type=d["checkout_type"],
+        orders=tuple(_order_from_doc(o) for o in d["orders"]),
+        total_amount=Decimal(d["total_amount"]),
+        payment_method=d["payment_method"],
+        gateway_name=d["gateway_name"],
+        shipping_address=d.get("shipping_address") or {},
+        created_at=d["created_at"],
+        deadline=d["deadline"],
+        state=d["state"],
+        closed_at=d.get("closed_at"),
+        cancel_reason=d.get("cancel_reason"),
+        failed_attempts=d.get("failed_attempts", 0),
+        version=d.get("version", 0),
+    )
+
+
+async def load(db: AsyncDatabase, payment_ids: Iterable[str]) -> dict[str, Checkout]:
+    ids = list(set(payment_ids))
+    if not ids:
+        return {}
+    return {d["_id"]: checkout_from_doc(d) async for d in db[SAGAS].find({"_id": {"$in": ids}})}
+
+
+async def save(db: AsyncDatabase, checkouts: Iterable[Checkout], session: AsyncClientSession) -> None:
+    await write_versioned(db[SAGAS], [(c.version, checkout_to_doc(c)) for c in checkouts], session)
+
+
+async def awaiting_past(db: AsyncDatabase, moment: datetime, limit: int = 1000) -> list[Checkout]:
+    """Unpaid checkouts whose deadline is before ``moment``, oldest first."""
+    cursor = db[SAGAS].find({"state": AWAITING_PAYMENT, "deadline": {"$lt": moment}}).sort("deadline", ASCENDING)
+    return [checkout_from_doc(d) async for d in cursor.limit(limit)]

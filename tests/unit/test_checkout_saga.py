@@ -1,0 +1,125 @@
+"""The checkout saga as a pure state machine: every transition, duplicate and
+out-of-order message."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from services.checkout_worker import domain
+from services.checkout_worker.domain import (
+    AWAITING_PAYMENT,
+    CANCELLED,
+    PAID,
+    Checkout,
+    CommitStock,
+    Order,
+    ReleaseStock,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+DEADLINE = NOW + timedelta(minutes=15)
+
+
+def checkout(lines: int = 2) -> Checkout:
+    orders = tuple(
+        Order(f"o{n}", f"i{n}", f"p{n}", f"Thing {n}", None, 2, Decimal("10.00"), Decimal("20.00"), f"r{n}")
+        for n in range(lines)
+    )
+    return Checkout(
+        payment_id="pay1",
+        payment_hash="h",
+        user_id="ada",
+        checkout_type="full_cart" if lines > 1 else "single_item",
+        orders=orders,
+        total_amount=Decimal("20.00") * lines,
+        payment_method="card",
+        gateway_name="stripe",
+        shipping_address={"city": "Lyon"},
+        created_at=NOW,
+        deadline=DEADLINE,
+    )
+
+
+def test_starting_places_every_order_requests_one_payment_and_schedules_the_deadline():
+    step = domain.start(checkout(2))
+    kinds = [type(event).__name__ for event in step.events]
+    assert kinds == ["OrderPlaced", "OrderPlaced", "PaymentRequested"]
+    assert step.events[-1].order_ids == ["o0", "o1"] and step.events[-1].total_amount == Decimal("40.00")
+    assert step.effects == (domain.ScheduleDeadline("pay1", DEADLINE),)
+    assert all(event.status == "under_paying" for event in step.events[:2])
+
+
+def test_the_right_payment_in_time_pays_every_order_and_commits_their_stock():
+    step = domain.payment_succeeded(checkout(2), Decimal("40.00"), now=NOW + timedelta(minutes=1))
+    assert step.checkout.state == PAID and {o.status for o in step.checkout.orders} == {"paid"}
+    assert step.effects == (CommitStock("r0", "p0", "o0"), CommitStock("r1", "p1", "o1"))
+    assert [type(e).__name__ for e in step.events] == ["OrderPaid", "OrderPaid"]
+
+
+def test_a_wrong_amount_is_refused_and_the_payment_stays_pending():
+    step = domain.payment_succeeded(checkout(2), Decimal("39.99"), now=NOW)
+    assert step.checkout.state == AWAITING_PAYMENT and step.effects == ()
+    (mismatch,) = step.events
+    assert (mismatch.expected, mismatch.received) == (Decimal("40.00"), Decimal("39.99"))
+
+
+def test_a_repeated_payment_changes_nothing():
+    paid = domain.payment_succeeded(checkout(), Decimal("40.00"), now=NOW).checkout
+    again = domain.payment_succeeded(paid, Decimal("40.00"), now=NOW)
+    assert again.checkout == paid and not again.changed
+
+
+def test_the_deadline_cancels_an_unpaid_checkout_and_releases_in_reverse_order():
+    step = domain.deadline_reached(checkout(2), now=DEADLINE)
+    assert step.checkout.state == CANCELLED and step.checkout.cancel_reason == "payment_timeout"
+    assert step.effects == (ReleaseStock("r1", "p1", "payment_timeout"), ReleaseStock("r0", "p0", "payment_timeout"))
+    assert {event.reason for event in step.events} == {"payment_timeout"}
+
+
+def test_the_deadline_never_fires_early():
+    step = domain.deadline_reached(checkout(), now=DEADLINE - timedelta(microseconds=1))
+    assert step.checkout.state == AWAITING_PAYMENT and not step.changed
+
+
+def test_the_deadline_after_payment_does_nothing():
+    paid = domain.payment_succeeded(checkout(), Decimal("40.00"), now=NOW).checkout
+    assert not domain.deadline_reached(paid, now=DEADLINE).changed
+
+
+def test_a_deadline_delivered_twice_cancels_once():
+    cancelled = domain.deadline_reached(checkout(), now=DEADLINE).checkout
+    assert not domain.deadline_reached(cancelled, now=DEADLINE + timedelta(seconds=1)).changed
+
+
+def test_a_payment_after_cancellation_is_reported_late_and_sells_nothing():
+    cancelled = domain.deadline_reached(checkout(), now=DEADLINE).checkout
+    step = domain.payment_succeeded(cancelled, Decimal("40.00"), now=DEADLINE + timedelta(seconds=3))
+    assert step.checkout.state == CANCELLED and step.effects == ()
+    (late,) = step.events
+    assert isinstance(late, domain.LatePaymentReceived) and late.amount == Decimal("40.00")
+
+
+def test_a_payment_seen_after_the_deadline_but_before_its_timer_ends_cancelled_and_late():
+    step = domain.payment_succeeded(checkout(1), Decimal("20.00"), now=DEADLINE)
+    assert step.checkout.state == CANCELLED
+    assert [type(e).__name__ for e in step.events] == ["OrderCancelled", "LatePaymentReceived"]
+    assert all(isinstance(effect, ReleaseStock) for effect in step.effects)
+
+
+def test_a_failed_payment_lets_the_buyer_retry_until_the_deadline():
+    step = domain.payment_failed(checkout(), "card declined", now=NOW, cancel=False)
+    assert step.checkout.state == AWAITING_PAYMENT and step.checkout.failed_attempts == 1
+    retried = domain.payment_succeeded(step.checkout, Decimal("40.00"), now=NOW)
+    assert retried.checkout.state == PAID
+
+
+def test_a_failed_payment_cancels_at_once_when_configured_to():
+    step = domain.payment_failed(checkout(), "card declined", now=NOW, cancel=True)
+    assert step.checkout.state == CANCELLED and step.checkout.cancel_reason == "payment_failed"
+
+
+def test_the_response_has_one_order_for_a_single_item_checkout_and_a_list_for_a_full_one():
+    single = domain.checkout_response(checkout(1), now=NOW)
+    full = domain.checkout_response(checkout(3), now=NOW)
+    assert single["order"]["order_id"] == "o0" and "orders" not in single
+    assert [o["order_id"] for o in full["orders"]] == ["o0", "o1", "o2"]
+    assert full["time_remaining_seconds"] == 900 and full["total_amount"] == "60.00"
