@@ -1,0 +1,273 @@
+"""Checkout sagas through the real broker, with a payment deadline of a few
+seconds: single-item and full-cart checkouts, payment in time, too late, never,
+and racing the deadline; worker crashes and lost timeout messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
+
+from services.stock_worker.audit import run_audit
+from tests.conftest import open_deployment
+from tests.support import command
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_SECONDS = 3
+#: What the timer consumer guarantees: a deadline fires within this many seconds
+#: of its due time (it polls every 0.1 s; the rest is batching and a transaction).
+LATENESS_BOUND_SECONDS = 2.0
+PAYMENT = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon", "zip": "69001"}}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def shop(backends):
+    deployment = await open_deployment(
+        backends,
+        CARTFLOW_PAYMENT_TIMEOUT_SECONDS=str(DEADLINE_SECONDS),
+        CARTFLOW_CHECKOUT_DEADLINE_GRACE_SECONDS="2",
+        CARTFLOW_CHECKOUT_DEADLINE_SWEEP_SECONDS="1",
+    )
+    for worker in ("cart", "stock", "checkout"):
+        deployment.worker(worker)
+    try:
+        yield deployment
+        report = await run_audit(deployment.db)
+        assert report.drifts == [], "stock conservation after every checkout of this module"
+        async for level in deployment.db["stock.levels"].find():
+            assert level["on_hand"] == level["available"] + level["reserved"] + level["sold"]
+    finally:
+        await deployment.close()
+
+
+async def stocked(deployment, on_hand: int, price: str) -> str:
+    pid = new_id("prod")
+    await deployment.send("catalog.events", command("ProductUpserted", product_id=pid, name=f"Thing {pid}", price=price), "product_id")
+    await deployment.send("stock.commands", command("SetStock", product_id=pid, on_hand=on_hand), "product_id")
+    async with asyncio.timeout(60):
+        while not (
+            await deployment.db["cart.catalog"].find_one({"_id": pid})
+            and await deployment.db["stock.levels"].find_one({"product_id": pid})
+        ):
+            await asyncio.sleep(0.05)
+    return pid
+
+
+async def ask(deployment, kind: str, timeout: float = 60, **fields) -> dict:
+    replies = await deployment.tap("cart.replies")
+    message = await deployment.send("cart.commands", command(kind, **fields))
+    return await replies.reply(message, timeout=timeout)
+
+
+async def cart_with(deployment, *lines: tuple[str, int]) -> tuple[str, list[str]]:
+    buyer = new_id("buyer")
+    items = []
+    for pid, quantity in lines:
+        added = await ask(deployment, "AddItem", user_id=buyer, product_id=pid, quantity=quantity)
+        assert added["success"], added
+        items.append(added["cart_item_id"])
+    return buyer, items
+
+
+async def level(deployment, pid: str, **expected) -> dict:
+    async with asyncio.timeout(60):
+        while True:
+            current = await deployment.db["stock.levels"].find_one({"_id": f"{pid}|"})
+            if all(current[k] == v for k, v in expected.items()):
+                return current
+            await asyncio.sleep(0.05)
+
+
+async def pay(deployment, payment_id: str, amount: str) -> dict:
+    return await deployment.send(
+        "payment.events", command("PaymentSucceeded", payment_id=payment_id, amount=amount), "payment_id"
+    )
+
+
+async def order_events(deployment, payment_id: str, kind: str, count: int = 1, timeout: float = 60) -> list[dict]:
+    events = await deployment.tap("order.events")
+    return await events.wait_json(timeout=timeout, count=count, type=kind, payment_id=payment_id)
+
+
+async def test_a_single_item_checkout_orders_that_item_and_leaves_the_others_in_the_cart(shop):
+    shoe, sock = await stocked(shop, 5, "74.99"), await stocked(shop, 5, "3.50")
+    buyer, (shoe_item, sock_item) = await cart_with(shop, (shoe, 2), (sock, 1))
+
+    reply = await ask(shop, "CheckoutItem", user_id=buyer, item_id=shoe_item, **PAYMENT)
+
+    data = reply["data"]
+    assert reply["success"] and reply["command_type"] == "CheckoutItem"
+    assert data["checkout_type"] == "single_item" and data["order_count"] == 1
+    assert data["total_amount"] == "149.98" and data["order"]["status"] == "under_paying"
+    assert data["order"]["quantity"] == 2 and data["payment_hash"]
+    assert 0 < data["time_remaining_seconds"] <= DEADLINE_SECONDS
+    remaining = (await ask(shop, "GetCart", user_id=buyer))["data"]["items"]
+    assert [item["item_id"] for item in remaining] == [sock_item]
+    (placed,) = await order_events(shop, data["payment_id"], "OrderPlaced")
+    assert placed["order_id"] == data["order"]["order_id"] and placed["shipping_address"]["city"] == "Lyon"
+    (requested,) = await order_events(shop, data["payment_id"], "PaymentRequested")
+    assert requested["order_ids"] == [data["order"]["order_id"]] and requested["total_amount"] == "149.98"
+    reservation = await shop.db["stock.reservations"].find_one({"product_id": shoe})
+    async with asyncio.timeout(30):
+        while not reservation["holder"].startswith("order:"):
+            await asyncio.sleep(0.05)
+            reservation = await shop.db["stock.reservations"].find_one({"product_id": shoe})
+    assert reservation["expires_at"] is None, "the order's deadline, not the cart's TTL, governs it now"
+
+
+async def test_paying_a_full_cart_in_time_empties_the_cart_and_sells_the_stock(shop):
+    shoe, sock = await stocked(shop, 5, "10.00"), await stocked(shop, 5, "2.25")
+    buyer, _ = await cart_with(shop, (shoe, 2), (sock, 3))
+
+    reply = await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT)
+    data = reply["data"]
+    await order_events(shop, data["payment_id"], "PaymentRequested")
+    await pay(shop, data["payment_id"], data["total_amount"])
+
+    assert data["checkout_type"] == "full_cart" and data["order_count"] == 2
+    assert data["total_amount"] == "26.75" and len(data["orders"]) == 2
+    assert (await ask(shop, "GetCart", user_id=buyer))["data"]["items"] == []
+    paid = await order_events(shop, data["payment_id"], "OrderPaid", count=2)
+    assert {event["order_id"] for event in paid} == {order["order_id"] for order in data["orders"]}
+    await level(shop, shoe, sold=2, reserved=0, available=3)
+    await level(shop, sock, sold=3, reserved=0, available=2)
+    await asyncio.sleep(DEADLINE_SECONDS + 1)
+    events = await shop.tap("order.events")
+    assert events.json_matching(type="OrderCancelled", payment_id=data["payment_id"]) == []
+
+
+async def test_an_unpaid_checkout_is_cancelled_at_its_deadline_and_its_stock_released(shop):
+    shoe = await stocked(shop, 4, "10.00")
+    buyer, _ = await cart_with(shop, (shoe, 3))
+    data = (await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT))["data"]
+
+    (cancelled,) = await order_events(shop, data["payment_id"], "OrderCancelled", timeout=DEADLINE_SECONDS + 30)
+
+    assert cancelled["reason"] == "payment_timeout"
+    lateness = (
+        datetime.fromisoformat(cancelled["occurred_at"]) - datetime.fromisoformat(data["payment_expires_at"])
+    ).total_seconds()
+    assert 0 <= lateness < LATENESS_BOUND_SECONDS, f"fired {lateness:.3f}s after the deadline"
+    await level(shop, shoe, reserved=0, sold=0, available=4)
+    saga = await shop.db["checkout.sagas"].find_one({"_id": data["payment_id"]})
+    assert saga["state"] == "cancelled" and {o["status"] for o in saga["orders"]} == {"cancelled"}
+
+
+async def test_a_payment_after_the_cancellation_is_reported_and_sells_nothing(shop):
+    shoe = await stocked(shop, 2, "5.00")
+    buyer, _ = await cart_with(shop, (shoe, 1))
+    data = (await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT))["data"]
+    await order_events(shop, data["payment_id"], "OrderCancelled", timeout=DEADLINE_SECONDS + 30)
+
+    await pay(shop, data["payment_id"], data["total_amount"])
+
+    (late,) = await order_events(shop, data["payment_id"], "LatePaymentReceived")
+    assert late["amount"] == "5.00"
+    await level(shop, shoe, sold=0, reserved=0, available=2)
+
+
+async def test_a_wrong_amount_is_refused_and_the_right_one_still_pays(shop):
+    shoe = await stocked(shop, 2, "5.00")
+    buyer, _ = await cart_with(shop, (shoe, 2))
+    data = (await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT))["data"]
+
+    await pay(shop, data["payment_id"], "9.99")
+    (mismatch,) = await order_events(shop, data["payment_id"], "PaymentAmountMismatch")
+    first = await pay(shop, data["payment_id"], "10.00")
+    await pay(shop, data["payment_id"], "10.00")  # the gateway reports it twice
+    await shop.publisher.raw(shop.topic("payment.events"), json.dumps(first).encode(), data["payment_id"].encode())
+
+    assert (mismatch["expected"], mismatch["received"]) == ("10.00", "9.99")
+    (paid,) = await order_events(shop, data["payment_id"], "OrderPaid")
+    await level(shop, shoe, sold=2, reserved=0)
+    await asyncio.sleep(1)
+    events = await shop.tap("order.events")
+    assert len(events.json_matching(type="OrderPaid", payment_id=data["payment_id"])) == 1
+
+
+async def test_a_payment_racing_the_deadline_ends_in_exactly_one_outcome(shop):
+    outcomes = []
+    for offset in (-0.3, -0.1, 0.0, 0.1, 0.3):
+        shoe = await stocked(shop, 1, "7.00")
+        buyer, _ = await cart_with(shop, (shoe, 1))
+        data = (await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT))["data"]
+        due = datetime.fromisoformat(data["payment_expires_at"])
+        await asyncio.sleep(max(0.0, (due - datetime.now(due.tzinfo)).total_seconds() + offset))
+        await pay(shop, data["payment_id"], "7.00")
+
+        async with asyncio.timeout(30):
+            while (saga := await shop.db["checkout.sagas"].find_one({"_id": data["payment_id"]}))["state"] == "awaiting_payment":
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(1)
+        events = await shop.tap("order.events")
+        paid = events.json_matching(type="OrderPaid", payment_id=data["payment_id"])
+        cancelled = events.json_matching(type="OrderCancelled", payment_id=data["payment_id"])
+        assert len(paid) + len(cancelled) == 1, (offset, paid, cancelled)
+        final = await level(shop, shoe, reserved=0)
+        assert (final["sold"], bool(paid)) in ((1, True), (0, False))
+        outcomes.append(saga["state"])
+    assert set(outcomes) <= {"paid", "cancelled"}
+
+
+async def test_a_deadline_still_fires_once_after_the_checkout_worker_is_killed(shop):
+    shoe = await stocked(shop, 3, "4.00")
+    buyer, _ = await cart_with(shop, (shoe, 2))
+    data = (await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT))["data"]
+    await order_events(shop, data["payment_id"], "PaymentRequested")
+
+    shop.workers["checkout"].kill()
+    await asyncio.sleep(DEADLINE_SECONDS)
+    shop.workers["checkout"].start()
+
+    await order_events(shop, data["payment_id"], "OrderCancelled", timeout=90)
+    await level(shop, shoe, reserved=0, available=3)
+    await asyncio.sleep(DEADLINE_SECONDS)
+    events = await shop.tap("order.events")
+    assert len({e["message_id"] for e in events.json_matching(type="OrderCancelled", payment_id=data["payment_id"])}) == 1
+
+
+async def test_the_safety_net_fires_a_deadline_whose_timeout_message_was_lost(shop):
+    shoe = await stocked(shop, 3, "4.00")
+    buyer, _ = await cart_with(shop, (shoe, 1))
+    data = (await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT))["data"]
+    await order_events(shop, data["payment_id"], "PaymentRequested")
+    # An operator skips everything on the timeouts topic: the deadline message is lost.
+    shop.workers["checkout"].stop()
+    await skip_to_end(shop, "checkout.timeouts", shop.prefix + "cartflow-checkout-timeouts")
+    shop.workers["checkout"].start()
+
+    (cancelled,) = await order_events(shop, data["payment_id"], "OrderCancelled", timeout=90)
+
+    assert cancelled["reason"] == "payment_timeout"
+    await level(shop, shoe, reserved=0, available=3)
+
+
+async def skip_to_end(deployment, topic: str, group_id: str) -> None:
+    """What an operator does to skip a topic: move the group's offsets to the end."""
+    consumer = AIOKafkaConsumer(
+        deployment.topic(topic),
+        bootstrap_servers=deployment.backends.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(60):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=200)
+        await consumer.seek_to_end()
+        for partition in consumer.assignment():
+            await consumer.position(partition)
+        await consumer.commit()
+    finally:
+        await consumer.stop()
