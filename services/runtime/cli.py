@@ -178,16 +178,12 @@ app.add_typer(stock_app, name="stock")
 def stock_audit() -> None:
     """Recompute reserved and sold from the reservation records; report any drift from the counters."""
     settings = Settings()
-    if not settings.mongo_url:
-        typer.echo("set CARTFLOW_MONGO_URL (printed by `cartflow up`)", err=True)
-        raise typer.Exit(2)
-    from services.runtime.mongo import connect
     from services.stock_worker.audit import run_audit
 
     async def run() -> int:
-        client = connect(settings.mongo_url or "")
+        client, db = _database(settings)
         try:
-            report = await run_audit(client[settings.mongo_db])
+            report = await run_audit(db)
         finally:
             await client.close()
         typer.echo(f"levels checked: {report.levels}, reservations read: {report.reservations}")
@@ -200,6 +196,67 @@ def stock_audit() -> None:
                 f"  {drift.key}: reserved {drift.recorded_reserved} recorded vs {drift.counted_reserved} counted, "
                 f"sold {drift.recorded_sold} recorded vs {drift.counted_sold} counted"
             )
+        return 1
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+checkout_app = typer.Typer(help="Checkout sagas.", no_args_is_help=True)
+app.add_typer(checkout_app, name="checkout")
+
+
+def _database(settings: Settings):
+    if not settings.mongo_url:
+        typer.echo("set CARTFLOW_MONGO_URL (printed by `cartflow up`)", err=True)
+        raise typer.Exit(2)
+    from services.runtime.mongo import connect
+
+    client = connect(settings.mongo_url)
+    return client, client[settings.mongo_db]
+
+
+@checkout_app.command("show")
+def checkout_show(payment_id: Annotated[str, typer.Argument(help="The checkout's payment id.")]) -> None:
+    """Print the state of one checkout: orders, payment, deadline."""
+    from services.checkout_worker.repository import SAGAS
+
+    async def run() -> int:
+        client, db = _database(Settings())
+        try:
+            saga = await db[SAGAS].find_one({"_id": payment_id})
+        finally:
+            await client.close()
+        if saga is None:
+            typer.echo(f"no checkout with payment id {payment_id}", err=True)
+            return 1
+        saga["payment_id"] = saga.pop("_id")
+        typer.echo(json.dumps(saga, indent=2, default=str))
+        return 0
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+@checkout_app.command("stuck")
+def checkout_stuck(
+    grace: Annotated[float, typer.Option(help="Seconds past the deadline before a saga counts as stuck.")] = 60.0,
+) -> None:
+    """List unpaid checkouts still open past their deadline plus a grace period (expected: none)."""
+    from datetime import timedelta
+
+    from services.checkout_worker.repository import awaiting_past
+    from services.runtime.clock import SystemClock
+
+    async def run() -> int:
+        client, db = _database(Settings())
+        try:
+            stuck = await awaiting_past(db, SystemClock().now() - timedelta(seconds=grace))
+        finally:
+            await client.close()
+        if not stuck:
+            typer.echo(f"no checkout is open more than {grace:g}s past its deadline")
+            return 0
+        for saga in stuck:
+            typer.echo(f"{saga.payment_id}  user {saga.user_id}  deadline {saga.deadline.isoformat()}  {saga.total_amount}")
         return 1
 
     raise typer.Exit(asyncio.run(run()))

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import datetime
 
@@ -15,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.stock_worker.audit import run_audit
 from tests.conftest import open_deployment
-from tests.support import command
+from tests.support import ROOT, command
 
 pytestmark = pytest.mark.integration
 
@@ -271,3 +274,29 @@ async def skip_to_end(deployment, topic: str, group_id: str) -> None:
         await consumer.commit()
     finally:
         await consumer.stop()
+
+
+async def run_cli(deployment, *args: str) -> subprocess.CompletedProcess:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.runtime.cli", *args],
+        env={**os.environ, **deployment.settings_env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+
+
+async def test_operators_can_show_a_checkout_and_list_stuck_ones(shop):
+    shoe = await stocked(shop, 2, "5.00")
+    buyer, _ = await cart_with(shop, (shoe, 1))
+    data = (await ask(shop, "CheckoutCart", user_id=buyer, **PAYMENT))["data"]
+
+    shown = await run_cli(shop, "checkout", "show", data["payment_id"])
+    stuck = await run_cli(shop, "checkout", "stuck", "--grace", "30")
+    missing = await run_cli(shop, "checkout", "show", "pay-nope")
+
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["state"] == "awaiting_payment"
+    assert stuck.returncode == 0 and "no checkout is open" in stuck.stdout
+    assert missing.returncode == 1
