@@ -160,6 +160,7 @@ async def test_an_unpaid_checkout_is_cancelled_at_its_deadline_and_its_stock_rel
     lateness = (
         datetime.fromisoformat(cancelled["occurred_at"]) - datetime.fromisoformat(data["payment_expires_at"])
     ).total_seconds()
+    print(f"deadline lateness: {lateness:.3f}s")
     assert 0 <= lateness < LATENESS_BOUND_SECONDS, f"fired {lateness:.3f}s after the deadline"
     await level(shop, shoe, reserved=0, sold=0, available=4)
     saga = await shop.db["checkout.sagas"].find_one({"_id": data["payment_id"]})
