@@ -36,7 +36,7 @@ from services.cart_worker.domain import Accepted, Cart, PendingStock, Product, R
 from services.runtime.clock import Clock
 from services.runtime.codec import Malformed, dead_letter, parse
 from services.runtime.emit import causal_envelope, event_records
-from services.runtime.processing import Work
+from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings
 
@@ -60,7 +60,7 @@ class StockAnswerOverdue:
 
 
 @dataclass
-class CartUnit:
+class CartUnit(UnitOfWork):
     """The carts, catalog entries and stock levels one batch touches, changed in memory."""
 
     carts: dict[str, Cart] = field(default_factory=dict)
@@ -590,26 +590,20 @@ class CartLogic:
         previous = pending.previous
         if pending.operation == "adjust" and previous is not None and previous.reserved_quantity:
             # Whatever the stock worker did with the adjustment, put it back.
-            compensation = self._stock_command(
-                stock_contract.AdjustReservation,
-                overdue.dedup_key,
-                command.correlation_id,
-                0,
-                reservation_id=pending.reservation_id,
-                product_id=product_id,
-                quantity=previous.reserved_quantity,
-            )
+            kind: type = stock_contract.AdjustReservation
+            undo: dict[str, Any] = {"quantity": previous.reserved_quantity}
         else:
             # Release whatever may be reserved late.
-            compensation = self._stock_command(
-                stock_contract.ReleaseReservation,
-                overdue.dedup_key,
-                command.correlation_id,
-                0,
-                reservation_id=pending.reservation_id,
-                product_id=product_id,
-                reason="reservation_timeout",
-            )
+            kind, undo = stock_contract.ReleaseReservation, {"reason": "reservation_timeout"}
+        compensation = self._stock_command(
+            kind,
+            overdue.dedup_key,
+            command.correlation_id,
+            0,
+            reservation_id=pending.reservation_id,
+            product_id=product_id,
+            **undo,
+        )
         return [*self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending)), compensation]
 
     def _drain(self, unit: CartUnit, user_id: str) -> list[Outgoing]:

@@ -9,7 +9,7 @@ and the stock commands that commit (on payment) or release (on cancellation).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from services.checkout_worker.domain import Checkout, CommitStock, Order, Releas
 from services.runtime.clock import Clock
 from services.runtime.codec import Malformed, dead_letter, parse
 from services.runtime.emit import causal_envelope, event_records
-from services.runtime.processing import Work
+from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings
 
@@ -53,7 +53,7 @@ class OverdueDeadline:
 
 
 @dataclass
-class CheckoutUnit:
+class CheckoutUnit(UnitOfWork):
     checkouts: dict[str, Checkout] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
 
@@ -177,31 +177,16 @@ class CheckoutLogic:
             step.events, order_contract, topic=self.order_events, key=payment_id, cause_id=cause_id, envelope=envelope
         )
         for slot, effect in enumerate(step.effects, start=EFFECT_SLOT):
-            message_id = derived_message_id(cause_id, slot)
-            match effect:
-                case ScheduleDeadline():
-                    message: Any = PaymentDeadlineReached(
-                        message_id=message_id, **envelope, payment_id=effect.payment_id, due_at=effect.due_at
-                    )
-                    outputs.append(Outgoing(self.timeouts, payment_id.encode(), message.to_json_bytes()))
-                case CommitStock():
-                    message = stock_contract.CommitReservation(
-                        message_id=message_id,
-                        **envelope,
-                        reservation_id=effect.reservation_id,
-                        product_id=effect.product_id,
-                        order_id=effect.order_id,
-                    )
-                    outputs.append(Outgoing(self.stock_commands, effect.product_id.encode(), message.to_json_bytes()))
-                case ReleaseStock():
-                    message = stock_contract.ReleaseReservation(
-                        message_id=message_id,
-                        **envelope,
-                        reservation_id=effect.reservation_id,
-                        product_id=effect.product_id,
-                        reason=effect.reason,
-                    )
-                    outputs.append(Outgoing(self.stock_commands, effect.product_id.encode(), message.to_json_bytes()))
+            # Each effect's fields are those of the message that carries it.
+            contract, topic = {
+                ScheduleDeadline: (PaymentDeadlineReached, self.timeouts),
+                CommitStock: (stock_contract.CommitReservation, self.stock_commands),
+                ReleaseStock: (stock_contract.ReleaseReservation, self.stock_commands),
+            }[type(effect)]
+            message = contract(message_id=derived_message_id(cause_id, slot), **envelope, **asdict(effect))
+            # Stock commands are keyed by product, the deadline by its checkout.
+            key = getattr(effect, "product_id", payment_id)
+            outputs.append(Outgoing(topic, key.encode(), message.to_json_bytes()))
         return outputs
 
 

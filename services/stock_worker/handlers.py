@@ -20,7 +20,7 @@ from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
 from services.runtime.clock import Clock
 from services.runtime.codec import Malformed, dead_letter, parse
 from services.runtime.emit import causal_envelope, event_records
-from services.runtime.processing import Work
+from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings
 from services.stock_worker import domain, repository
@@ -40,7 +40,7 @@ class ExpireReservation:
 
 
 @dataclass
-class StockUnit:
+class StockUnit(UnitOfWork):
     levels: dict[str, StockLevel] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
     dirty_levels: set[str] = field(default_factory=set)
