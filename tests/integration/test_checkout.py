@@ -301,3 +301,46 @@ async def test_operators_can_show_a_checkout_and_list_stuck_ones(shop):
     assert json.loads(shown.stdout)["state"] == "awaiting_payment"
     assert stuck.returncode == 0 and "no checkout is open" in stuck.stdout
     assert missing.returncode == 1
+
+
+async def test_checkout_reserves_again_a_line_whose_cart_reservation_expired(backends):
+    deployment = await open_deployment(backends, CARTFLOW_CART_RESERVATION_TTL="1")
+    for worker in ("cart", "stock", "checkout"):
+        deployment.worker(worker)
+    try:
+        shoe = await stocked(deployment, 3, "8.00")
+        buyer, _ = await cart_with(deployment, (shoe, 2))
+        stock_events = await deployment.tap("stock.events")
+        await stock_events.wait_json(type="StockReleased", product_id=shoe, reason="expired")
+        await level(deployment, shoe, reserved=0)
+
+        reply = await ask(deployment, "CheckoutCart", user_id=buyer, **PAYMENT)
+
+        assert reply["success"] and reply["data"]["total_amount"] == "16.00"
+        await level(deployment, shoe, reserved=2, available=1)
+    finally:
+        await deployment.close()
+
+
+async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(backends):
+    deployment = await open_deployment(backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false")
+    for worker in ("cart", "stock", "checkout"):
+        deployment.worker(worker)
+    try:
+        shoe = await stocked(deployment, 3, "8.00")
+        buyer, _ = await cart_with(deployment, (shoe, 2))
+        greedy, _ = await cart_with(deployment, (shoe, 3))
+        untouched = await level(deployment, shoe)
+        assert untouched["reserved"] == 0, "adding to a cart reserved nothing"
+
+        bought = await ask(deployment, "CheckoutCart", user_id=buyer, **PAYMENT)
+        refused = await ask(deployment, "CheckoutCart", user_id=greedy, **PAYMENT)
+
+        assert bought["success"]
+        assert refused["error_code"] == "CHECKOUT_VALIDATION_FAILED"
+        (detail,) = refused["data"]["validation_details"]
+        assert detail["is_valid"] is False and detail["issues"][0]["message"] == "Only 1 items available"
+        assert (await ask(deployment, "GetCart", user_id=greedy))["data"]["items"][0]["quantity"] == 3
+        await level(deployment, shoe, reserved=2, available=1)
+    finally:
+        await deployment.close()

@@ -238,3 +238,45 @@ class TestValidate:
 
     def test_validating_an_unknown_item_is_refused(self):
         rejected(domain.validate_cart(cart_with_shoe(), {}, item_ids=["x"]), ErrorCode.ITEM_NOT_FOUND)
+
+
+class TestStockInTheCart:
+    STOCK_OUT = {"shoe|": 0}
+
+    def test_a_line_without_a_reservation_is_unavailable_when_its_stock_is_gone(self):
+        cart = cart_with_shoe(2)
+        summary = domain.cart_summary(cart, {"shoe": SHOE}, self.STOCK_OUT)
+        assert summary["items"] == [] and summary["unavailable_items"][0]["changes"][0]["new"] == "out_of_stock"
+
+    def test_check_changes_reports_a_stock_out_and_a_shortfall(self):
+        cart = accepted(add(cart_with_shoe(3), SHIRT, size="M", item_id="item-2")).cart
+        outcome = accepted(domain.check_changes(cart, {"shoe": SHOE, "shirt": SHIRT}, now=NOW, stock={"shoe|": 0, "shirt|M": 0}))
+        assert [line.change_details[0].field for line in outcome.cart.lines] == ["availability", "availability"]
+        short = accepted(domain.check_changes(cart_with_shoe(3), {"shoe": SHOE}, now=NOW, stock={"shoe|": 1}))
+        (change,) = short.cart.lines[0].change_details
+        assert change.field == "stock" and change.message == "Only 1 items available"
+
+    def test_a_reserved_line_keeps_its_units_whatever_the_stock_level_says(self):
+        line = replace(cart_with_shoe(2).lines[0], reservation_state=domain.RESERVED, reserved_quantity=2)
+        cart = Cart("alice", (line,))
+        assert domain.cart_summary(cart, {"shoe": SHOE}, self.STOCK_OUT)["total_items"] == 2
+
+    def test_holders_name_the_user_and_the_line_and_only_cart_holders_parse(self):
+        assert domain.parse_holder(domain.holder_of("user:with:colons", "item-1")) == ("user:with:colons", "item-1")
+        assert domain.parse_holder("order:o1") is None
+
+    def test_a_refused_merge_says_how_many_more_are_left(self):
+        previous = cart_with_shoe(2).lines[0]
+        pending = domain.PendingStock({}, previous.item_id, "r1", "adjust", previous, NOW)
+        refusal = domain.insufficient_stock(pending, "AddItem", requested=4, available=3)
+        assert refusal.message == "Cannot add 2 more. Only 1 more available" and refusal.available_quantity == 1
+
+    def test_rolling_back_a_refused_add_removes_the_new_line_and_restores_a_merged_one(self):
+        cart = cart_with_shoe(2)
+        grown = accepted(add(cart, quantity=3)).cart
+        pending = domain.PendingStock({}, "item-1", "r1", "adjust", cart.lines[0], NOW)
+        restored = domain.roll_back_stock(domain.await_stock(grown, pending, now=NOW), now=NOW)
+        assert restored.lines[0].quantity == 2 and restored.pending is None
+        fresh = accepted(add(Cart("bob"))).cart
+        pending = domain.PendingStock({}, "item-1", "r2", "reserve", None, NOW)
+        assert domain.roll_back_stock(domain.await_stock(fresh, pending, now=NOW), now=NOW).is_empty
