@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -24,6 +25,14 @@ SCHEMA_VERSION = 1
 Identifier = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")
 ]
+_IDENTIFIER = re.compile(r"^\S(.*\S)?$", re.DOTALL)
+
+
+def is_identifier(value: object) -> bool:
+    """Whether ``value`` would pass as an ``Identifier``."""
+    return isinstance(value, str) and 0 < len(value) <= 200 and bool(_IDENTIFIER.match(value))
+
+
 #: Integers stay within 64 bits; anything larger is malformed, not merely invalid.
 BoundedInt = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
 

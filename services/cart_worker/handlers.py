@@ -27,7 +27,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_adapter
-from contracts.envelope import Command, derived_message_id
+from contracts.envelope import Command, derived_message_id, is_identifier
 from contracts.errors import ErrorCode
 from contracts.checkout import CheckoutLine, StartCheckout
 from contracts.topics import CART_EVENTS, CART_REPLIES, CATALOG_EVENTS, CHECKOUT_COMMANDS, STOCK_COMMANDS, STOCK_EVENTS
@@ -134,7 +134,7 @@ class CartLogic:
             return None
         fields = malformed.fields or {}
         correlation_id = fields.get("correlation_id")
-        if not (isinstance(correlation_id, str) and 0 < len(correlation_id) <= 200):
+        if not is_identifier(correlation_id):
             correlation_id = message_id
         user_id = fields.get("user_id") if isinstance(fields.get("user_id"), str) else None
         reply_to = fields.get("reply_to")

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from contracts.envelope import SCHEMA_VERSION
+from contracts.envelope import SCHEMA_VERSION, is_identifier
 from contracts.topics import dead_letter_topic
 from services.runtime.records import Incoming, Outgoing
 
@@ -28,7 +28,7 @@ class Malformed:
     @property
     def message_id(self) -> str | None:
         value = (self.fields or {}).get("message_id")
-        return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+        return value if is_identifier(value) else None
 
 
 def parse(record: Incoming, adapter: TypeAdapter[Any], known_types: frozenset[str]) -> Any | Malformed:

@@ -118,7 +118,17 @@ class BatchProcessor:
         self.processed = 0
 
     async def process(self, records: list[Incoming]) -> None:
-        await self.process_works(self.logic.arrange([self.logic.decode(record) for record in records]))
+        await self.process_works(self.logic.arrange([self._decode(record) for record in records]))
+
+    def _decode(self, record: Incoming) -> Work:
+        try:
+            return self.logic.decode(record)
+        except Exception as exc:
+            # A decoder bug must not stall the partition: set the record aside.
+            log.exception("decoding a record of %s failed; dead-lettering it", record.topic)
+            reason = f"{type(exc).__name__}: {exc}"
+            letter = dead_letter(record, error_code=ErrorCode.INTERNAL_ERROR, reason=reason, now=self.clock.now())
+            return Work(record, record.fingerprint, None, (letter,))
 
     async def process_internal(self, messages: list[Any], key: Callable[[Any], str]) -> None:
         """Process messages a worker gives itself (timers, sweeps), deduped by ``key``."""

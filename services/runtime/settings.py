@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Topics: a prefix lets several deployments (or test runs) share one cluster.
     topic_prefix: str = ""
     topic_partitions: int = Field(default=4, ge=1)
+    #: Appended to every consumer group name: a new suffix makes a fresh set of
+    #: groups that read every topic from the start (a full replay).
+    consumer_group_suffix: str = ""
 
     # Consumption.
     batch_max_records: int = Field(default=500, ge=1)
@@ -69,7 +72,7 @@ class Settings(BaseSettings):
         return self.topic_prefix + name
 
     def group_id(self, worker: str) -> str:
-        return f"{self.topic_prefix}cartflow-{worker}"
+        return f"{self.topic_prefix}cartflow-{worker}{self.consumer_group_suffix}"
 
     @cached_property
     def kafka_client_options(self) -> dict[str, object]:
