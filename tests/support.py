@@ -207,3 +207,40 @@ class WorkerProcess:
     @property
     def alive(self) -> bool:
         return bool(self.process and self.process.poll() is None)
+
+
+async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+    """Records on ``topics`` that consumer group ``group_id`` has not committed yet."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = []
+        for topic in topics:
+            found = consumer.partitions_for_topic(topic)
+            while not found:
+                await consumer._client.force_metadata_update()
+                found = consumer.partitions_for_topic(topic)
+            partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        consumer.assign(partitions)  # no join: only reads the group's committed offsets
+        ends = await consumer.end_offsets(partitions)
+        lag = 0
+        for partition, end in ends.items():
+            lag += max(0, end - (await consumer.committed(partition) or 0))
+        return lag
+    finally:
+        await consumer.stop()
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    """How many records were ever written to ``topic`` (the sum of its end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        found = consumer.partitions_for_topic(topic)
+        while not found:
+            await consumer._client.force_metadata_update()
+            found = consumer.partitions_for_topic(topic)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in found])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
