@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test unit integration clean
+.PHONY: install run test unit integration bench clean
 
 $(BIN)/cartflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -q -ra tests/integration
+
+bench: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .cartflow .pytest_cache

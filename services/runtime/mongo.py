@@ -6,7 +6,7 @@ from typing import Any
 
 from collections.abc import Iterable
 
-from pymongo import AsyncMongoClient, InsertOne, ReplaceOne
+from pymongo import AsyncMongoClient, InsertOne, ReplaceOne, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
@@ -58,9 +58,30 @@ async def write_versioned(
         )
 
 
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands (round trips) a client sends, for benchmarks."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+
+#: Every command sent by clients made with ``connect`` in this process.
+round_trips = CommandCounter()
+
+
 def connect(url: str) -> AsyncMongoClient:
     return AsyncMongoClient(
         url,
+        event_listeners=[round_trips],
         tz_aware=True,
         serverSelectionTimeoutMS=5000,
         w="majority",

@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.kafka import ensure_topics, make_broker, make_producer, subscribe_batches
-from services.runtime.mongo import connect
+from services.runtime.mongo import connect, round_trips
 from services.runtime.outbox import OutboxRelay
 from services.runtime.processing import BatchProcessor, WorkerLogic
 from services.runtime.records import Incoming
@@ -137,5 +137,13 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
         client = running.get("client")
         if client is not None:
             await client.close()  # type: ignore[attr-defined]
+        processor = running.get("processor")
+        if isinstance(processor, BatchProcessor):
+            log.info(
+                "%s worker stopped: %d messages processed, %d MongoDB round trips",
+                spec.name,
+                processor.processed,
+                round_trips.count,
+            )
 
     return app

@@ -1,0 +1,315 @@
+"""cartflow benchmarks: ``make bench`` (or ``python -m bench.run --scale N``).
+
+Runs against the embedded servers by default (the same backend rules as the
+tests: set CARTFLOW_KAFKA_BOOTSTRAP and CARTFLOW_MONGO_URL for real ones), and
+writes ``docs/bench/report.md`` with PNG charts beside it.
+
+1. Ceilings on the same servers: raw broker pass-through (produce, then consume
+   with a plain consumer group) and the storage ceiling (the writes a command
+   needs - state upsert, inbox and outbox records - in batched transactions, and
+   one transaction per command).
+2. The cart pipeline end to end: commands published as an upstream would,
+   measured to their replies, with batches as configured and with batches of one.
+3. Stock contention: many buyers for a few units, and the oversell count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pymongo import ReplaceOne
+
+from contracts.topics import ALL_TOPICS
+from services.runtime.backends import open_backends
+from services.runtime.kafka import ensure_topics
+from services.runtime.mongo import connect, transaction_options
+from services.runtime.settings import Settings
+from tests.support import WorkerProcess, command
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "bench"
+
+
+@dataclass
+class Results:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, value: str, note: str = "") -> None:
+        self.rows.append((name, value, note))
+        print(f"{name}: {value} {note}", flush=True)
+
+
+# --- ceilings ----------------------------------------------------------------------
+
+
+async def broker_ceiling(bootstrap: str, records: int, results: Results) -> None:
+    topic = f"bench-passthrough-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(Settings(), bootstrap, [topic])
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=topic, auto_offset_reset="earliest")
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=1 << 20)
+    await producer.start()
+    payload = json.dumps(command("GetCart", user_id="bench")).encode()
+    started = time.perf_counter()
+    futures = [await producer.send(topic, payload, key=str(n % 64).encode()) for n in range(records)]
+    await asyncio.gather(*futures)
+    produced = time.perf_counter()
+    seen = 0
+    while seen < records:
+        batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+        seen += sum(len(b) for b in batches.values())
+    done = time.perf_counter()
+    await producer.stop()
+    await consumer.stop()
+    results.rates["broker pass-through"] = records / (done - started)
+    results.add("broker pass-through", f"{records / (done - started):,.0f} records/s",
+                f"({records:,} records; produce alone {records / (produced - started):,.0f}/s)")
+
+
+async def storage_ceiling(mongo_url: str, commands: int, batch: int, results: Results) -> None:
+    client = connect(mongo_url)
+    db = client[f"bench_storage_{uuid.uuid4().hex[:6]}"]
+    started = time.perf_counter()
+    for start in range(0, commands, batch):
+        ids = [f"c{n}" for n in range(start, min(start + batch, commands))]
+        async with client.start_session() as session:
+            async with await session.start_transaction(**transaction_options()):
+                await db["state"].bulk_write(
+                    [ReplaceOne({"_id": f"user-{n % 500}"}, {"items": [n]}, upsert=True) for n in range(len(ids))],
+                    session=session,
+                )
+                await db["inbox"].insert_many([{"_id": i} for i in ids], session=session)
+                await db["outbox"].insert_many([{"_id": i, "value": b"x" * 300} for i in ids], session=session)
+    elapsed = time.perf_counter() - started
+    await client.drop_database(db.name)
+    await client.close()
+    name = f"storage, transactions of {batch}"
+    results.rates[name] = commands / elapsed
+    results.add(name, f"{commands / elapsed:,.0f} commands/s", f"({commands:,} commands)")
+
+
+# --- the cart pipeline ---------------------------------------------------------------
+
+
+async def deployment(backends, **env: str) -> tuple[str, dict[str, str]]:
+    prefix = f"b{uuid.uuid4().hex[:6]}."
+    settings = Settings(kafka_bootstrap=backends.kafka_bootstrap, topic_prefix=prefix)
+    await ensure_topics(settings, backends.kafka_bootstrap, ALL_TOPICS)
+    return prefix, {
+        "CARTFLOW_KAFKA_BOOTSTRAP": backends.kafka_bootstrap,
+        "CARTFLOW_MONGO_URL": backends.mongo_url,
+        "CARTFLOW_MONGO_DB": f"bench_{prefix[:-1]}",
+        "CARTFLOW_TOPIC_PREFIX": prefix,
+        "CARTFLOW_TEST_BACKEND": "external",
+        **env,
+    }
+
+
+async def drive(bootstrap: str, prefix: str, messages: list[dict], warmup: dict) -> tuple[dict[str, float], float]:
+    """Publish ``messages`` and time each to its reply; returns latencies and the span."""
+    replies = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await replies.start()
+    replies.subscribe([prefix + "cart.replies"])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+    sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
+
+    async def collect() -> None:
+        while True:
+            batches = await replies.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batches.values():
+                for r in records:
+                    answered.setdefault(json.loads(r.value)["correlation_id"], now)
+
+    collector = asyncio.create_task(collect())
+    await producer.send_and_wait(prefix + "cart.commands", json.dumps(warmup).encode(), key=b"warmup")
+    while warmup["message_id"] not in answered:  # the worker has joined its group and is warm
+        await asyncio.sleep(0.1)
+    started = time.perf_counter()
+    for message in messages:
+        sent[message["message_id"]] = time.perf_counter()
+        await producer.send(prefix + "cart.commands", json.dumps(message).encode(), key=message["user_id"].encode())
+    await producer.flush()
+    while not all(m in answered for m in sent):
+        await asyncio.sleep(0.05)
+    span = max(answered[m] for m in sent) - started
+    collector.cancel()
+    await producer.stop()
+    await replies.stop()
+    return {m: answered[m] - sent[m] for m in sent}, span
+
+
+def cart_workload(count: int, users: int, products: list[str]) -> list[dict]:
+    rng = random.Random(5)
+    stream = []
+    for n in range(count):
+        user = f"bench-user-{rng.randrange(users)}"
+        roll = rng.random()
+        if roll < 0.6:
+            stream.append(command("AddItem", user_id=user, product_id=rng.choice(products), quantity=1))
+        elif roll < 0.8:
+            stream.append(command("GetCart", user_id=user))
+        else:
+            stream.append(command("ClearCart", user_id=user))
+    return stream
+
+
+async def pipeline(backends, count: int, users: int, batch: int, results: Results, label: str) -> None:
+    prefix, env = await deployment(
+        backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false", CARTFLOW_BATCH_MAX_RECORDS=str(batch)
+    )
+    log = OUT / f".{prefix}cart.log"
+    worker = WorkerProcess("cart", env, log).start()
+    products = [f"bench-product-{n}" for n in range(20)]
+    producer = AIOKafkaProducer(bootstrap_servers=backends.kafka_bootstrap, acks="all")
+    await producer.start()
+    for pid in products:
+        event = command("ProductUpserted", product_id=pid, name=pid, price="9.99")
+        await producer.send_and_wait(prefix + "catalog.events", json.dumps(event).encode(), key=pid.encode())
+    await producer.stop()
+    latencies, span = await drive(
+        backends.kafka_bootstrap, prefix, cart_workload(count, users, products), command("GetCart", user_id="warmup")
+    )
+    status = Path(f"/proc/{worker.process.pid}/status").read_text()
+    peak_rss_mb = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    worker.stop()
+    trips = re.findall(r"(\d+) messages processed, (\d+) MongoDB round trips", log.read_text())
+    processed, round_trips = map(int, trips[-1]) if trips else (0, 0)
+    log.unlink(missing_ok=True)
+    values = sorted(latencies.values())
+    rate = count / span
+    results.rates[f"cart pipeline, {label}"] = rate
+    results.latencies[label] = values
+    q = statistics.quantiles(values, n=100)
+    results.add(
+        f"cart pipeline, {label}",
+        f"{rate:,.0f} commands/s",
+        f"p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, "
+        f"{round_trips / max(processed, 1):.2f} MongoDB round trips per message, peak RSS {peak_rss_mb:.0f} MB",
+    )
+
+
+async def contention(backends, buyers: int, units: int, results: Results) -> None:
+    prefix, env = await deployment(backends)
+    workers = [WorkerProcess(name, env, OUT / f".{prefix}{name}.log").start() for name in ("cart", "stock")]
+    producer = AIOKafkaProducer(bootstrap_servers=backends.kafka_bootstrap, acks="all")
+    await producer.start()
+    pid = "bench-hot-product"
+    for topic, message in (
+        ("catalog.events", command("ProductUpserted", product_id=pid, name="Hot", price="1.00")),
+        ("stock.commands", command("SetStock", product_id=pid, on_hand=units)),
+    ):
+        await producer.send_and_wait(prefix + topic, json.dumps(message).encode(), key=pid.encode())
+    await producer.stop()
+    await asyncio.sleep(1)
+    adds = [command("AddItem", user_id=f"buyer-{n}", product_id=pid) for n in range(buyers)]
+    latencies, span = await drive(backends.kafka_bootstrap, prefix, adds, command("GetCart", user_id="warmup"))
+    client = connect(backends.mongo_url)
+    level = await client[env["CARTFLOW_MONGO_DB"]]["stock.levels"].find_one({"_id": f"{pid}|"})
+    await client.close()
+    for worker in workers:
+        worker.stop()
+        worker.log_path.unlink(missing_ok=True)
+    oversold = max(0, level["reserved"] + level["sold"] - level["on_hand"])
+    results.add(
+        "stock contention",
+        f"{buyers / span:,.0f} adds/s",
+        f"{buyers} buyers for {units} units: {level['reserved']} reserved, oversold {oversold}",
+    )
+
+
+# --- report ------------------------------------------------------------------------
+
+
+def charts(results: Results) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = list(results.rates)
+    ax.barh(labels, [results.rates[k] for k in labels], color="#4c72b0")
+    ax.set_xscale("log")
+    ax.set_xlabel("per second (log)")
+    ax.set_title("Throughput against the ceilings (same servers, same run)")
+    fig.tight_layout()
+    fig.savefig(OUT / "throughput.png", dpi=110)
+    names.append("throughput.png")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label, values in results.latencies.items():
+        ax.plot([v * 1000 for v in values], [i / len(values) for i in range(len(values))], label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("command to reply, ms (log)")
+    ax.set_ylabel("fraction of commands")
+    ax.set_title("Cart pipeline latency")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT / "latency.png", dpi=110)
+    names.append("latency.png")
+    return names
+
+
+def report(results: Results, scale: int, kind: str) -> None:
+    images = charts(results)
+    lines = [
+        "# cartflow benchmarks",
+        "",
+        f"`make bench` (scale {scale}), {kind} backends, {time.strftime('%Y-%m-%d')}, on a 2-core machine.",
+        "Numbers from one run on a shared machine: compare rows of the same run, not runs.",
+        "",
+        "| measure | result | detail |",
+        "| --- | --- | --- |",
+        *(f"| {a} | {b} | {c} |" for a, b, c in results.rows),
+        "",
+    ]
+    storage = results.rates.get("storage, transactions of 300")
+    batched = next((v for k, v in results.rates.items() if k.startswith("cart pipeline, batches")), None)
+    single = results.rates.get("cart pipeline, batches of 1")
+    if storage and batched:
+        lines.append(f"Pipeline at {batched / storage:.0%} of the batched storage ceiling.")
+    if batched and single:
+        lines.append(f"Batched pipeline {batched / single:.1f}x the batch-of-one pipeline.")
+    lines += ["", *(f"![{name}]({name})" for name in images), ""]
+    (OUT / "report.md").write_text("\n".join(lines))
+    print(f"wrote {OUT / 'report.md'}")
+
+
+async def run_all(backends, scale: int) -> None:
+    results = Results()
+    await broker_ceiling(backends.kafka_bootstrap, 20_000 * scale, results)
+    await storage_ceiling(backends.mongo_url, 3_000 * scale, 300, results)
+    await storage_ceiling(backends.mongo_url, 300 * scale, 1, results)
+    await pipeline(backends, 2_000 * scale, 200, 500, results, "batches of 500")
+    await pipeline(backends, 300 * scale, 200, 1, results, "batches of 1")
+    await contention(backends, 200 * scale, 10, results)
+    report(results, scale, backends.kind)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=1, help="multiply every volume (10 for the growth run)")
+    scale = parser.parse_args().scale
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open_backends(Settings()) as backends:  # started outside the event loop the runs use
+        asyncio.run(run_all(backends, scale))
+
+
+if __name__ == "__main__":
+    main()
