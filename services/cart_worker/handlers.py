@@ -622,41 +622,35 @@ class CartLogic:
     def _answer(self, command: Any, outcome: domain.Outcome, *, late: bool = False) -> list[Outgoing]:
         now = self.clock.now()
         envelope = causal_envelope(command.message_id, command.correlation_id, now)
-        key = command.user_id.encode()
+        common = {
+            "message_id": derived_message_id(command.message_id, 0),
+            "command_type": command.type,
+            "command_message_id": command.message_id,
+            "user_id": command.user_id,
+            "cart_item_id": outcome.item_id,
+            "data": outcome.data,
+            **envelope,
+        }
+        events: list[Outgoing] = []
         if isinstance(outcome, Accepted):
-            result = cart_contract.CommandResult(
-                message_id=derived_message_id(command.message_id, 0),
-                command_type=command.type,
-                command_message_id=command.message_id,
-                user_id=command.user_id,
-                success=True,
-                cart_item_id=outcome.item_id,
-                data=outcome.data,
-                **envelope,
-            )
+            result = cart_contract.CommandResult(success=True, **common)
             events = event_records(
                 outcome.events, cart_contract, topic=self.events_topic, key=command.user_id,
                 cause_id=command.message_id, envelope=envelope,
             )
         else:
             result = cart_contract.CommandResult(
-                message_id=derived_message_id(command.message_id, 0),
-                command_type=command.type,
-                command_message_id=command.message_id,
-                user_id=command.user_id,
                 success=False,
                 error_code=outcome.code,
                 error_message=outcome.message,
                 suggested_action=outcome.suggested_action,
                 available_quantity=outcome.available_quantity,
-                cart_item_id=outcome.item_id,
-                data=outcome.data,
-                **envelope,
+                **common,
             )
-            events = []
         reply_to = command.reply_to or self.replies_topic
         answers = command.message_id if late else None
-        return [Outgoing(reply_to, key, result.to_json_bytes(), is_reply=True, answers=answers), *events]
+        reply = Outgoing(reply_to, command.user_id.encode(), result.to_json_bytes(), is_reply=True, answers=answers)
+        return [reply, *events]
 
 
 def _events_of(command: Any, pending: PendingStock, cart: Cart) -> tuple[domain.DomainEvent, ...]:
