@@ -201,6 +201,62 @@ def stock_audit() -> None:
     raise typer.Exit(asyncio.run(run()))
 
 
+dlq_app = typer.Typer(help="Dead-letter topics: what is parked and why; send it back.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def _bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap:
+        typer.echo("set CARTFLOW_KAFKA_BOOTSTRAP (printed by `cartflow up`)", err=True)
+        raise typer.Exit(2)
+    return settings.kafka_bootstrap
+
+
+@dlq_app.command("list")
+def dlq_list(topic: Annotated[str, typer.Argument(help="The source topic, e.g. cart.commands.")]) -> None:
+    """Show what sits in TOPIC's dead-letter topic, and why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.runtime.dlq import read_dead_letters
+
+    settings = Settings()
+    letters = asyncio.run(read_dead_letters(_bootstrap(settings), settings.topic(topic), **settings.kafka_client_options))
+    table = Table(title=f"{settings.topic(topic)}.dlq: {len(letters)} record(s)")
+    for column in ("partition:offset", "message_id", "error", "reason", "redrives"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(
+            f"{letter.partition}:{letter.offset}",
+            letter.message_id or "-",
+            letter.header("cartflow-error-code") or "-",
+            (letter.header("cartflow-error") or "-")[:120],
+            str(letter.redrive_count),
+        )
+    Console(width=200).print(table)
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    topic: Annotated[str, typer.Argument(help="The source topic, e.g. cart.commands.")],
+    message_id: Annotated[list[str] | None, typer.Option(help="Only these message ids (repeatable).")] = None,
+    max_redrives: Annotated[int, typer.Option(help="Skip records already sent back this many times.")] = 3,
+) -> None:
+    """Send dead-lettered records back to TOPIC, after the cause was fixed."""
+    from services.runtime.dlq import read_dead_letters, redrive
+
+    settings = Settings()
+    bootstrap, source = _bootstrap(settings), settings.topic(topic)
+    letters = asyncio.run(read_dead_letters(bootstrap, source, **settings.kafka_client_options))
+    chosen = [l for l in letters if not message_id or l.message_id in message_id]
+    # The newest copy of each message only: an earlier, failed redrive is history.
+    newest = {l.message_id or f"{l.partition}:{l.offset}": l for l in chosen}
+    worn = [l for l in newest.values() if l.redrive_count >= max_redrives]
+    ready = [l for l in newest.values() if l.redrive_count < max_redrives]
+    sent = asyncio.run(redrive(bootstrap, source, ready, **settings.kafka_client_options))
+    typer.echo(f"read {len(letters)}, re-published {sent} to {source}, skipped {len(worn)} sent back {max_redrives}+ times")
+
+
 checkout_app = typer.Typer(help="Checkout sagas.", no_args_is_help=True)
 app.add_typer(checkout_app, name="checkout")
 

@@ -35,6 +35,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from contracts.errors import ErrorCode
 from services.runtime.clock import Clock
 from services.runtime.codec import dead_letter
+from services.runtime.dlq import REDRIVE_COUNT
 from services.runtime.mongo import is_transient, transaction_options
 from services.runtime.outbox import outbox_documents
 from services.runtime.records import Incoming, Outgoing
@@ -122,13 +123,19 @@ class BatchProcessor:
 
     def _decode(self, record: Incoming) -> Work:
         try:
-            return self.logic.decode(record)
+            work = self.logic.decode(record)
         except Exception as exc:
             # A decoder bug must not stall the partition: set the record aside.
             log.exception("decoding a record of %s failed; dead-lettering it", record.topic)
             reason = f"{type(exc).__name__}: {exc}"
             letter = dead_letter(record, error_code=ErrorCode.INTERNAL_ERROR, reason=reason, now=self.clock.now())
             return Work(record, record.fingerprint, None, (letter,))
+        redrives = dict(record.headers).get(REDRIVE_COUNT)
+        if redrives:
+            # Sent back from a dead-letter topic: what was set aside changed
+            # nothing, so it is processed afresh rather than answered from the inbox.
+            work = dataclasses.replace(work, key=f"{work.key}#redrive-{redrives.decode(errors='replace')}")
+        return work
 
     async def process_internal(self, messages: list[Any], key: Callable[[Any], str]) -> None:
         """Process messages a worker gives itself (timers, sweeps), deduped by ``key``."""

@@ -344,3 +344,44 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
         await level(deployment, shoe, reserved=2, available=1)
     finally:
         await deployment.close()
+
+
+async def test_a_payment_parked_before_its_checkout_existed_is_redriven_and_pays(shop):
+    from services.cart_worker.handlers import PAYMENT_SLOT
+    from contracts.envelope import derived_message_id
+
+    shoe = await stocked(shop, 2, "6.00")
+    buyer, _ = await cart_with(shop, (shoe, 1))
+    checkout = command("CheckoutCart", user_id=buyer, **PAYMENT)
+    payment_id = "pay-" + derived_message_id(checkout["message_id"], PAYMENT_SLOT)
+    early = await pay(shop, payment_id, "6.00")
+    dlq = await shop.tap("payment.events.dlq")
+    await dlq.wait_for(lambda r: (r.json or {}).get("message_id") == early["message_id"])
+    listed = await run_cli(shop, "dlq", "list", "payment.events")
+    assert early["message_id"] in listed.stdout and "UnknownPayment" in listed.stdout
+
+    replies = await shop.tap("cart.replies")
+    await shop.send("cart.commands", checkout)
+    assert (await replies.reply(checkout))["success"]
+    redriven = await run_cli(shop, "dlq", "redrive", "payment.events", "--message-id", early["message_id"])
+
+    assert "re-published 1" in redriven.stdout, redriven.stdout + redriven.stderr
+    (paid,) = await order_events(shop, payment_id, "OrderPaid")
+    await level(shop, shoe, sold=1, reserved=0)
+
+
+async def test_a_redriven_record_that_fails_again_is_parked_again_not_looped(shop):
+    payment = command("PaymentSucceeded", payment_id="pay-never", amount="1.00")
+    bad = json.dumps(payment).encode()
+    dlq = await shop.tap("payment.events.dlq")
+    await shop.publisher.raw(shop.topic("payment.events"), bad, b"pay-never")
+    await dlq.wait_for(lambda r: r.value == bad)
+
+    only = ("--message-id", payment["message_id"], "--max-redrives", "1")
+    first = await run_cli(shop, "dlq", "redrive", "payment.events", *only)
+    parked = await dlq.wait_for(lambda r: r.value == bad, count=2)
+    second = await run_cli(shop, "dlq", "redrive", "payment.events", *only)
+
+    assert "re-published 1" in first.stdout
+    assert parked[-1].headers["cartflow-redrive-count"] == b"1"
+    assert "skipped 1" in second.stdout and "re-published 0" in second.stdout
