@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.runtime.embedded import EmbeddedKafka, EmbeddedMongo
@@ -30,7 +30,6 @@ class Backends:
     #: Present for the embedded pair, so tests can crash and restart the servers.
     kafka: EmbeddedKafka | None = None
     mongo: EmbeddedMongo | None = None
-    extras: dict = field(default_factory=dict)
 
 
 def docker_engine_answers() -> bool:
@@ -104,5 +103,5 @@ def _containers() -> Iterator[Backends]:  # pragma: no cover - needs a Docker en
         url = f"mongodb://{mongo.username}:{mongo.password}@{host}:{port}/?directConnection=true"
         with MongoClient(url) as client:
             with contextlib.suppress(Exception):
-                client.admin.command("replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": f"localhost:27017"}]})
+                client.admin.command("replSetInitiate", {"_id": "rs0", "members": [{"_id": 0, "host": "localhost:27017"}]})
         yield Backends("containers", kafka.get_bootstrap_server(), url)

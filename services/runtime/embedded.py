@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -175,9 +174,3 @@ class EmbeddedMongo(_ChildServer):
         super().stop(timeout)
         if self._own_dir:
             shutil.rmtree(self.storage_path, ignore_errors=True)
-
-
-def environment_with(**values: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(values)
-    return env

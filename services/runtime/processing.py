@@ -161,7 +161,8 @@ class BatchProcessor:
             if is_transient(exc):
                 raise
             log.exception("message %s could not be written; dead-lettering it", work.key)
-            await self._retrying(lambda: self._commit([work], poisoned=exc))
+            poison = exc
+            await self._retrying(lambda: self._commit([work], poisoned=poison))
 
     async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
         async for retry in AsyncRetrying(

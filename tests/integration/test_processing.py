@@ -53,6 +53,8 @@ class CountingLogic:
         return []
 
     async def save(self, unit: Counters, db, session) -> None:
+        if any(unit.values[name] >= 99 for name in unit.dirty):
+            raise ValueError("counters stop at 99")  # a write the database would always refuse
         for name in unit.dirty:
             await db["counting.values"].replace_one(
                 {"_id": name}, {"_id": name, "value": unit.values[name]}, upsert=True, session=session
@@ -82,6 +84,24 @@ async def test_a_failing_message_is_dead_lettered_alone_and_leaves_no_trace(back
         assert await db["counting.inbox"].count_documents({}) == 4
         events = [json.loads(doc["value"]) for doc in outbox if doc["topic"] == "counting.events"]
         assert [e["amount"] for e in events] == [1, 2, 5, 1, 2, 5], "replies of repeats are sent again"
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
+
+
+async def test_a_message_whose_write_always_fails_is_set_aside_and_its_neighbours_commit(backends):
+    client = connect(backends.mongo_url)
+    db = client[f"processing_{uuid.uuid4().hex[:8]}"]
+    processor = BatchProcessor(CountingLogic(), db, ManualClock(), retry_max_seconds=1)
+    batch = [record(0, "a", 1), record(1, "b", 99), record(2, "c", 2)]
+    try:
+        await processor.process(batch)
+
+        values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
+        assert values == {"a": 1, "c": 2}
+        dead = [doc async for doc in db["counting.outbox"].find({"topic": "counting.commands.dlq"})]
+        assert [doc["value"] for doc in dead] == [batch[1].value]
+        assert await db["counting.inbox"].count_documents({}) == 3
     finally:
         await client.drop_database(db.name)
         await client.close()
