@@ -132,7 +132,7 @@ def up(
 def send(
     topic: Annotated[str, typer.Argument(help="Topic, e.g. cart.commands (the deployment's prefix is added).")],
     payload: Annotated[str, typer.Argument(help="The message as JSON; envelope fields are filled in.")],
-    wait: Annotated[bool, typer.Option(help="Wait for the CommandResult of a command.")] = True,
+    wait: Annotated[bool, typer.Option(help="Wait for the CommandResult of a cart command.")] = True,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 30.0,
 ) -> None:
     """Publish one message and print the reply when it has one."""
@@ -145,15 +145,16 @@ def send(
     except ValueError as exc:
         typer.echo(f"not JSON: {exc}", err=True)
         raise typer.Exit(2) from exc
-    from contracts.topics import CART_REPLIES
+    from contracts.topics import CART_COMMANDS, CART_REPLIES
     from services.runtime.client import CartflowClient
 
     async def run() -> None:
         async with CartflowClient(
             settings.kafka_bootstrap or "", reply_topic=settings.topic(CART_REPLIES), **settings.kafka_client_options
         ) as client:
-            is_command = topic.endswith("commands") and wait
-            if is_command:
+            # Only cart commands are answered with a CommandResult; the others
+            # (stock commands, catalog and payment events) are answered by events.
+            if topic == CART_COMMANDS and wait:
                 reply = await client.request(settings.topic(topic), body, timeout=timeout)
                 typer.echo(json.dumps(reply, indent=2))
             else:
