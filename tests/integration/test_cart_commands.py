@@ -201,3 +201,33 @@ async def test_a_reply_goes_to_the_topic_named_in_reply_to(cart_deployment):
     )
     reply = await custom.reply(message)
     assert reply["success"] is True and reply["user_id"] == buyer
+
+
+async def test_cartflow_send_fills_the_envelope_and_prints_the_reply(cart_deployment):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    def send(topic: str, body: dict) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "services.runtime.cli", "send", topic, json.dumps(body), "--timeout", "60"],
+            env={**os.environ, **cart_deployment.settings_env},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+
+    pid, buyer = product_id(), user()
+    event = await asyncio.to_thread(send, "catalog.events", {"type": "ProductUpserted", "product_id": pid, "name": "Cup", "price": "4.00"})
+    async with asyncio.timeout(60):
+        while not await cart_deployment.db["cart.catalog"].find_one({"_id": pid}):
+            await asyncio.sleep(0.05)
+    reply = await asyncio.to_thread(send, "cart.commands", {"type": "AddItem", "user_id": buyer, "product_id": pid})
+
+    assert event.returncode == 0 and json.loads(event.stdout)["message_id"]
+    assert reply.returncode == 0, reply.stderr
+    answer = json.loads(reply.stdout)
+    assert answer["type"] == "CommandResult" and answer["success"] is True and answer["data"]["unit_price"] == "4.00"
