@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.runtime.kafka import topic_partitions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,11 +95,7 @@ class Tap:
     async def start(self) -> Tap:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        while not partitions:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(self.topic)
-        self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
+        self._consumer.assign(await topic_partitions(self._consumer, self.topic, wait=True))
         await self._consumer.seek_to_beginning()
         self._task = asyncio.create_task(self._collect())
         return self
@@ -214,13 +212,7 @@ async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = []
-        for topic in topics:
-            found = consumer.partitions_for_topic(topic)
-            while not found:
-                await consumer._client.force_metadata_update()
-                found = consumer.partitions_for_topic(topic)
-            partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        partitions = [p for topic in topics for p in await topic_partitions(consumer, topic, wait=True)]
         consumer.assign(partitions)  # no join: only reads the group's committed offsets
         ends = await consumer.end_offsets(partitions)
         lag = 0
@@ -236,11 +228,7 @@ async def topic_size(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        found = consumer.partitions_for_topic(topic)
-        while not found:
-            await consumer._client.force_metadata_update()
-            found = consumer.partitions_for_topic(topic)
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in found])
+        ends = await consumer.end_offsets(await topic_partitions(consumer, topic, wait=True))
         return sum(ends.values())
     finally:
         await consumer.stop()

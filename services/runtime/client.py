@@ -12,10 +12,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts.envelope import SCHEMA_VERSION, new_message_id
 from contracts.topics import CART_REPLIES
+from services.runtime.kafka import topic_partitions
 
 #: Which field keys the messages of a topic (per the contract's topic table).
 KEY_FIELDS = ("user_id", "product_id", "payment_id", "checkout_id")
@@ -52,14 +53,11 @@ class CartflowClient:
             bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.kafka_options
         )
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.reply_topic)
-        if not partitions:
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - first look at a topic
-            partitions = self._consumer.partitions_for_topic(self.reply_topic) or set()
+        partitions = await topic_partitions(self._consumer, self.reply_topic)
         if not partitions:
             await self.__aexit__()
             raise LookupError(f"reply topic {self.reply_topic!r} does not exist: is cartflow running?")
-        self._consumer.assign([TopicPartition(self.reply_topic, p) for p in sorted(partitions)])
+        self._consumer.assign(partitions)
         await self._consumer.seek_to_end()
         return self
 

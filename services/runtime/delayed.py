@@ -14,9 +14,7 @@ loses one.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -25,8 +23,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from services.runtime.clock import Clock
 from services.runtime.records import Incoming
 from services.runtime.settings import Settings
-
-log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 0.1
 
@@ -111,5 +107,3 @@ class DelayedTopicConsumer:
         if ready:
             await self.process(ready)
             await consumer.commit()
-        elif not batches and not self.held:
-            await asyncio.sleep(0)

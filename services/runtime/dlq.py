@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts.topics import dead_letter_topic
+from services.runtime.kafka import topic_partitions
 
 REDRIVE_COUNT = "cartflow-redrive-count"
 REDRIVEN_FROM = "cartflow-redriven-from"
@@ -61,11 +62,7 @@ async def read_dead_letters(bootstrap: str, source_topic: str, **options: Any) -
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        assigned = await topic_partitions(consumer, topic)
         if not assigned:
             return []
         consumer.assign(assigned)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -40,6 +40,18 @@ async def ensure_topics(settings: Settings, bootstrap: str, names: Iterable[str]
             log.info("created topics %s", ", ".join(missing))
     finally:
         await admin.close()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, *, wait: bool = False) -> list[TopicPartition]:
+    """The partitions of ``topic`` as ``consumer`` sees them, refreshing its metadata
+    when the topic is new to it; with ``wait``, until the topic exists."""
+    found = consumer.partitions_for_topic(topic)
+    while not found:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - a first look at a topic
+        found = consumer.partitions_for_topic(topic)
+        if not found and not wait:
+            return []
+    return [TopicPartition(topic, partition) for partition in sorted(found)]
 
 
 def make_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
