@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.runtime.kafka import topic_partitions
+from services.runtime.offsets import group_positions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -209,18 +210,7 @@ class WorkerProcess:
 
 async def group_lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
     """Records on ``topics`` that consumer group ``group_id`` has not committed yet."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [p for topic in topics for p in await topic_partitions(consumer, topic, wait=True)]
-        consumer.assign(partitions)  # no join: only reads the group's committed offsets
-        ends = await consumer.end_offsets(partitions)
-        lag = 0
-        for partition, end in ends.items():
-            lag += max(0, end - (await consumer.committed(partition) or 0))
-        return lag
-    finally:
-        await consumer.stop()
+    return sum(position.lag for position in await group_positions(bootstrap, group_id, topics))
 
 
 async def topic_size(bootstrap: str, topic: str) -> int:
@@ -232,3 +222,15 @@ async def topic_size(bootstrap: str, topic: str) -> int:
         return sum(ends.values())
     finally:
         await consumer.stop()
+
+
+async def run_cli(deployment: Any, *args: str) -> subprocess.CompletedProcess:
+    """Run ``cartflow ARGS`` against ``deployment`` as an operator would."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.runtime.cli", *args],
+        env={**os.environ, **deployment.settings_env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )

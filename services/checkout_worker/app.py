@@ -33,4 +33,6 @@ SPEC = WorkerSpec(
     sweep_key=lambda message: message.dedup_key,
     sweep_interval=lambda settings: settings.checkout_deadline_sweep_seconds,
     background=(fire_deadlines_when_due,),
+    extra_groups=(("checkout-timeouts", (CHECKOUT_TIMEOUTS,)),),
+    figures=repository.figures,
 )

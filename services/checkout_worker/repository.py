@@ -111,3 +111,13 @@ async def awaiting_past(db: AsyncDatabase, moment: datetime, limit: int = 1000) 
     """Unpaid checkouts whose deadline is before ``moment``, oldest first."""
     cursor = db[SAGAS].find({"state": AWAITING_PAYMENT, "deadline": {"$lt": moment}}).sort("deadline", ASCENDING)
     return [checkout_from_doc(d) async for d in cursor.limit(limit)]
+
+
+async def figures(db: AsyncDatabase, now: datetime) -> dict[str, float]:
+    """Gauges for status and metrics: open sagas and how late the most overdue one is."""
+    pending = await db[SAGAS].count_documents({"state": AWAITING_PAYMENT})
+    oldest = await db[SAGAS].find_one(
+        {"state": AWAITING_PAYMENT, "deadline": {"$lt": now}}, sort=[("deadline", ASCENDING)]
+    )
+    overdue = (now - oldest["deadline"]).total_seconds() if oldest else 0.0
+    return {"pending_sagas": pending, "oldest_overdue_seconds": overdue}

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -256,6 +257,141 @@ def dlq_redrive(
     ready = [l for l in newest.values() if l.redrive_count < max_redrives]
     sent = asyncio.run(redrive(bootstrap, source, ready, **settings.kafka_client_options))
     typer.echo(f"read {len(letters)}, re-published {sent} to {source}, skipped {len(worn)} sent back {max_redrives}+ times")
+
+
+def _moment(text: str | None) -> datetime | None:
+    """An ISO 8601 time; one without a zone is read as UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not an ISO 8601 time: {text!r}") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def replay(
+    topic: Annotated[str, typer.Option(help="The topic to read, e.g. cart.commands.")],
+    from_offset: Annotated[int | None, typer.Option(help="First offset, in every chosen partition.")] = None,
+    from_time: Annotated[str | None, typer.Option(help="First record at or after this ISO time.")] = None,
+    to_time: Annotated[str | None, typer.Option(help="Skip records stamped after this ISO time.")] = None,
+    partition: Annotated[int | None, typer.Option(help="Only this partition.")] = None,
+    into: Annotated[str | None, typer.Option(help="Publish to this topic instead of TOPIC.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read and count; publish nothing.")] = False,
+) -> None:
+    """Re-publish a range of a topic, byte for byte. Consumers dedup on message_id,
+    so replaying what was already processed changes nothing."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from services.runtime.replay import replay as run_replay
+
+    if from_offset is not None and from_time is not None:
+        raise typer.BadParameter("give --from-offset or --from-time, not both")
+    settings = Settings()
+    bootstrap = _bootstrap(settings)
+    source, target = settings.topic(topic), settings.topic(into) if into else None
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"replaying {source}", total=None)
+        try:
+            summary = asyncio.run(
+                run_replay(
+                    bootstrap, source, into=target, from_offset=from_offset, from_time=_moment(from_time),
+                    to_time=_moment(to_time), partition=partition, dry_run=dry_run,
+                    on_plan=lambda total: progress.update(task, total=total),
+                    on_progress=lambda advanced: progress.advance(task, advanced),
+                    **settings.kafka_client_options,
+                )
+            )
+        except LookupError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+    verb = "would re-publish" if dry_run else "re-published"
+    typer.echo(
+        f"read {summary.read}, {verb} {summary.republished} to {target or source}, "
+        f"skipped {summary.skipped} (after --to-time)"
+    )
+
+
+offsets_app = typer.Typer(help="Consumer-group offsets.", no_args_is_help=True)
+app.add_typer(offsets_app, name="offsets")
+
+
+@offsets_app.command("reset")
+def offsets_reset(
+    group: Annotated[str, typer.Option(help="A worker's group: cart, stock, checkout or checkout-timeouts.")],
+    to_time: Annotated[str | None, typer.Option(help="Move to the first record at or after this ISO time.")] = None,
+    to_earliest: Annotated[bool, typer.Option("--to-earliest", help="Move to the beginning.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the moves; commit nothing.")] = False,
+) -> None:
+    """Rewind (or advance) a stopped worker group: it re-reads from there when started.
+    Re-read messages are deduped, so nothing changes twice."""
+    from services.runtime.offsets import GroupIsRunning, reset_group_offsets
+
+    if (to_time is None) == (not to_earliest):
+        raise typer.BadParameter("give exactly one of --to-time or --to-earliest")
+    settings = Settings()
+    topics = dict(group for name in WORKERS for group in load_spec(name).groups())
+    if group not in topics:
+        raise typer.BadParameter(f"unknown group {group!r}; choose one of: {', '.join(topics)}")
+    group_id = settings.group_id(group)
+    try:
+        moves = asyncio.run(
+            reset_group_offsets(
+                _bootstrap(settings), group_id, [settings.topic(t) for t in topics[group]],
+                to_time=_moment(to_time), dry_run=dry_run, **settings.kafka_client_options,
+            )
+        )
+    except GroupIsRunning as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    for move in moves:
+        typer.echo(f"  {move.topic}[{move.partition}]: {move.current if move.current is not None else '-'} -> {move.target}")
+    verb = "would move" if dry_run else "moved"
+    typer.echo(f"{verb} {group_id} on {len(moves)} partition(s); start its workers to resume from there")
+
+
+@app.command()
+def status() -> None:
+    """Per worker: consumer lag, outbox backlog, dead letters, open checkouts and overdue deadlines."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.runtime.clock import SystemClock
+    from services.runtime.status import worker_status
+
+    settings = Settings()
+    _bootstrap(settings)
+
+    async def gather():
+        client, db = _database(settings)
+        try:
+            return [await worker_status(load_spec(name), settings, db, SystemClock().now()) for name in WORKERS]
+        finally:
+            await client.close()
+
+    table = Table(title="cartflow status")
+    for column in ("worker", "consumer lag", "outbox backlog", "oldest outbox record", "dead letters", "gauges"):
+        table.add_column(column)
+    for row in asyncio.run(gather()):
+        table.add_row(
+            row.worker,
+            "\n".join(f"{group}: {lag}" for group, lag in row.lag.items()),
+            str(row.outbox_backlog),
+            f"{row.outbox_age_seconds:.1f}s" if row.outbox_backlog else "-",
+            str(row.dead_letters),
+            "\n".join(f"{name.replace('_', ' ')}: {value:g}" for name, value in row.figures.items()) or "-",
+        )
+    Console(width=160).print(table)
 
 
 checkout_app = typer.Typer(help="Checkout sagas.", no_args_is_help=True)

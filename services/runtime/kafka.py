@@ -47,7 +47,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, *, wait: bool
     when the topic is new to it; with ``wait``, until the topic exists."""
     found = consumer.partitions_for_topic(topic)
     while not found:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - a first look at a topic
+        await consumer._client.force_metadata_update()
         found = consumer.partitions_for_topic(topic)
         if not found and not wait:
             return []

@@ -12,13 +12,19 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.clock import Clock, SystemClock
-from services.runtime.kafka import ensure_topics, make_broker, make_producer, subscribe_batches
+from services.runtime.kafka import (
+    ensure_topics,
+    make_broker,
+    make_producer,
+    subscribe_batches,
+)
 from services.runtime.mongo import connect, round_trips
 from services.runtime.outbox import OutboxRelay
 from services.runtime.processing import BatchProcessor, WorkerLogic
@@ -46,6 +52,14 @@ class WorkerSpec:
     #: Long-running tasks of the worker's own (a delayed-topic consumer), given
     #: the settings, the processor and the clock.
     background: tuple[Callable[[Settings, BatchProcessor, Clock], Awaitable[None]], ...] = ()
+    #: Worker-specific gauges for ``cartflow status`` and the metrics endpoint.
+    figures: Callable[[AsyncDatabase, datetime], Awaitable[dict[str, float]]] | None = None
+    #: Consumer groups of the background tasks, by name, with the topics they read.
+    extra_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def groups(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Every consumer group the worker runs (names without the deployment's affixes)."""
+        return ((self.name, self.consumes), *self.extra_groups)
 
 
 async def run_sweeps(spec: WorkerSpec, processor: BatchProcessor, settings: Settings, clock: Clock) -> None:

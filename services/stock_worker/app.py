@@ -16,4 +16,5 @@ SPEC = WorkerSpec(
     sweep=find_expired,
     sweep_key=lambda message: message.dedup_key,
     sweep_interval=lambda settings: settings.stock_expiry_sweep_seconds,
+    figures=repository.figures,
 )

@@ -124,3 +124,8 @@ async def all_levels(db: AsyncDatabase) -> list[StockLevel]:
 
 async def all_reservations(db: AsyncDatabase) -> list[Reservation]:
     return [reservation_from_doc(doc) async for doc in db[RESERVATIONS].find()]
+
+
+async def figures(db: AsyncDatabase, now: datetime) -> dict[str, float]:
+    """Gauges for status and metrics."""
+    return {"active_reservations": await db[RESERVATIONS].count_documents({"state": ACTIVE})}

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import datetime
 
@@ -18,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.stock_worker.audit import run_audit
 from tests.conftest import open_deployment
-from tests.support import ROOT, command
+from tests.support import command, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -277,17 +274,6 @@ async def skip_to_end(deployment, topic: str, group_id: str) -> None:
         await consumer.stop()
 
 
-async def run_cli(deployment, *args: str) -> subprocess.CompletedProcess:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.runtime.cli", *args],
-        env={**os.environ, **deployment.settings_env},
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-
-
 async def test_operators_can_show_a_checkout_and_list_stuck_ones(shop):
     shoe = await stocked(shop, 2, "5.00")
     buyer, _ = await cart_with(shop, (shoe, 1))
@@ -347,8 +333,8 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
 
 
 async def test_a_payment_parked_before_its_checkout_existed_is_redriven_and_pays(shop):
-    from services.cart_worker.handlers import PAYMENT_SLOT
     from contracts.envelope import derived_message_id
+    from services.cart_worker.handlers import PAYMENT_SLOT
 
     shoe = await stocked(shop, 2, "6.00")
     buyer, _ = await cart_with(shop, (shoe, 1))

@@ -1,0 +1,62 @@
+"""What operators look at first: per worker, how far behind its consumer groups
+are, what waits in its outbox, what sits in its dead-letter topics, and the
+worker's own gauges (open checkouts, the most overdue deadline, active
+reservations). ``cartflow status`` prints it; the metrics endpoint exports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from contracts.topics import dead_letter_topic
+from services.runtime.offsets import group_positions, topic_record_counts
+from services.runtime.settings import Settings
+from services.runtime.worker import WorkerSpec
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    worker: str
+    #: Records not yet committed, per consumer group.
+    lag: dict[str, int]
+    outbox_backlog: int
+    #: Seconds the oldest unpublished outbox record has waited (0 when empty).
+    outbox_age_seconds: float
+    dead_letters: int
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+async def outbox_backlog(db: AsyncDatabase, worker: str, now: datetime) -> tuple[int, float]:
+    """Unpublished records in ``worker``'s outbox and the age of the oldest one."""
+    outbox = db[f"{worker}.outbox"]
+    count = await outbox.count_documents({})
+    oldest = await outbox.find_one(sort=[("_id", 1)], projection={"_id": 1})
+    if not oldest:
+        return count, 0.0
+    # Outbox ids begin with the wall time in nanoseconds (see outbox.next_sequence).
+    written = int(str(oldest["_id"]).split("-", 1)[0]) / 1e9
+    return count, max(0.0, now.timestamp() - written)
+
+
+async def worker_status(spec: WorkerSpec, settings: Settings, db: AsyncDatabase, now: datetime) -> WorkerStatus:
+    bootstrap, options = settings.kafka_bootstrap or "", settings.kafka_client_options
+    lag = {}
+    for group, topics in spec.groups():
+        positions = await group_positions(
+            bootstrap,
+            settings.group_id(group),
+            [settings.topic(t) for t in topics],
+            **options,
+        )
+        lag[settings.group_id(group)] = sum(p.lag for p in positions)
+    backlog, age = await outbox_backlog(db, spec.name, now)
+    letters = await topic_record_counts(
+        bootstrap,
+        [dead_letter_topic(settings.topic(t)) for t in spec.consumes],
+        **options,
+    )
+    figures = await spec.figures(db, now) if spec.figures else {}
+    return WorkerStatus(spec.name, lag, backlog, age, sum(letters.values()), figures)
