@@ -8,20 +8,22 @@ from contracts.topics import (
     CART_REPLIES,
     CATALOG_EVENTS,
     CHECKOUT_COMMANDS,
+    NOTIFICATIONS_EVENTS,
     STOCK_COMMANDS,
     STOCK_EVENTS,
 )
 from services.cart_worker import repository
-from services.cart_worker.handlers import CartLogic, find_overdue
-from services.runtime.worker import WorkerSpec
+from services.cart_worker.handlers import CartLogic, find_housekeeping_due, find_overdue
+from services.runtime.worker import Sweep, WorkerSpec, dedup_key
 
 SPEC = WorkerSpec(
     name="cart",
     consumes=(CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS),
-    produces=(CART_REPLIES, CART_EVENTS, STOCK_COMMANDS, CHECKOUT_COMMANDS),
+    produces=(CART_REPLIES, CART_EVENTS, STOCK_COMMANDS, CHECKOUT_COMMANDS, NOTIFICATIONS_EVENTS),
     make_logic=CartLogic,
     prepare=repository.prepare,
-    sweep=find_overdue,
-    sweep_key=lambda message: message.dedup_key,
-    sweep_interval=lambda settings: settings.cart_pending_sweep_seconds,
+    sweeps=(
+        Sweep(find_overdue, dedup_key, lambda settings: settings.cart_pending_sweep_seconds),
+        Sweep(find_housekeeping_due, dedup_key, lambda settings: settings.cart_housekeeping_sweep_seconds),
+    ),
 )

@@ -129,6 +129,12 @@ class Cart:
     pending: PendingStock | None = None
     #: Commands (contract JSON) received while ``pending`` was set, oldest first.
     queue: tuple[Mapping[str, Any], ...] = ()
+    #: Last command of the buyer that touched the cart, and the housekeeping
+    #: moments it scheduled (see ``housekeeping``).
+    active_at: datetime | None = None
+    check_at: datetime | None = None
+    remind_at: datetime | None = None
+    expire_at: datetime | None = None
 
     @property
     def is_empty(self) -> bool:

@@ -25,13 +25,23 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import cart as cart_contract
+from contracts import notifications as notification_contract
 from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_adapter
 from contracts.envelope import Command, derived_message_id, is_identifier
 from contracts.errors import ErrorCode
 from contracts.checkout import CheckoutLine, StartCheckout
-from contracts.topics import CART_EVENTS, CART_REPLIES, CATALOG_EVENTS, CHECKOUT_COMMANDS, STOCK_COMMANDS, STOCK_EVENTS
-from services.cart_worker import domain, repository
+from contracts.topics import (
+    CART_EVENTS,
+    CART_REPLIES,
+    CATALOG_EVENTS,
+    CHECKOUT_COMMANDS,
+    NOTIFICATIONS_EVENTS,
+    STOCK_COMMANDS,
+    STOCK_EVENTS,
+)
+from services.cart_worker import domain, housekeeping, repository
+from services.cart_worker.housekeeping import HousekeepingDue
 from services.cart_worker.domain import Accepted, Cart, PendingStock, Product, Rejected, SizeOption
 from services.runtime.clock import Clock
 from services.runtime.codec import Malformed, dead_letter, parse
@@ -45,6 +55,17 @@ CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
 STOCK_COMMAND_SLOT = 100
 NEW_RESERVATION, RETRY_RESERVATION = -2, -3
 PAYMENT_SLOT, ORDER_SLOT, START_SLOT = -20, -21, 90
+NOTIFICATION_SLOT = 50
+#: Commands that count as the buyer's activity on the cart (they restart its timers).
+ACTIVITY = (
+    cart_contract.AddItem,
+    cart_contract.UpdateItemQuantity,
+    cart_contract.RemoveItem,
+    cart_contract.ClearCart,
+    cart_contract.AcceptChanges,
+    cart_contract.CheckoutItem,
+    cart_contract.CheckoutCart,
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +118,15 @@ class CartLogic:
         self.replies_topic = settings.topic(CART_REPLIES)
         self.events_topic = settings.topic(CART_EVENTS)
         self.checkout_commands_topic = settings.topic(CHECKOUT_COMMANDS)
+        self.notifications_topic = settings.topic(NOTIFICATIONS_EVENTS)
+        self.policy = housekeeping.Policy(
+            remind_after=timedelta(days=settings.cart_abandoned_threshold_days),
+            expire_after=timedelta(days=settings.cart_session_timeout_days),
+            check_every=timedelta(hours=settings.cart_change_check_interval_hours),
+            notify_changes=settings.cart_change_notifications_enabled,
+            notify_abandoned=settings.cart_abandoned_notifications_enabled,
+            auto_remove_unavailable=settings.cart_auto_remove_unavailable,
+        )
 
     # --- decoding ----------------------------------------------------------------
 
@@ -160,7 +190,7 @@ class CartLogic:
     async def load(self, db: AsyncDatabase, messages: list[Any]) -> CartUnit:
         user_ids: set[str] = set()
         for message in messages:
-            if isinstance(message, Command | StockAnswerOverdue):
+            if isinstance(message, Command | StockAnswerOverdue | HousekeepingDue):
                 user_ids.add(message.user_id)
             elif (holder := domain.parse_holder(getattr(message, "holder", None))) is not None:
                 user_ids.add(holder[0])
@@ -200,8 +230,14 @@ class CartLogic:
             return []
         if isinstance(message, StockAnswerOverdue):
             return self._on_overdue(unit, message)
+        if isinstance(message, HousekeepingDue):
+            return self._on_housekeeping(unit, message)
         if isinstance(message, Command):
-            return self._on_command(unit, message)
+            outputs = self._on_command(unit, message)
+            cart = unit.cart(message.user_id)
+            if isinstance(message, ACTIVITY) and (cart.version or not cart.is_empty):
+                unit.put_cart(housekeeping.touch(cart, self.clock.now(), self.policy))
+            return outputs
         return self._on_stock_answer(unit, message)
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
@@ -617,6 +653,47 @@ class CartLogic:
             command = cart_contract.cart_command_adapter.validate_python(cart.queue[0])
             outputs.extend(self._on_command(unit, command, late=True))
 
+    # --- housekeeping ----------------------------------------------------------------
+
+    def _on_housekeeping(self, unit: CartUnit, due: HousekeepingDue) -> list[Outgoing]:
+        now = self.clock.now()
+        cart = unit.cart(due.user_id)
+        if not housekeeping.is_due(cart, due, now):
+            return []  # the buyer was active since: the timer moved
+        if due.task == housekeeping.CHECK:
+            stock = unit.stock if self.reserving else None
+            result = housekeeping.periodic_check(cart, unit.products, stock, now, self.policy)
+        elif due.task == housekeeping.REMIND:
+            result = housekeeping.remind(cart, now)
+        else:
+            retry_after = timedelta(seconds=self.settings.stock_reply_timeout_seconds)
+            result = housekeeping.expire(cart, now, retry_after)
+        unit.put_cart(result.cart)
+        cause, envelope = due.dedup_key, causal_envelope(due.dedup_key, None, now)
+        releases = [
+            self._stock_command(
+                stock_contract.ReleaseReservation,
+                cause,
+                None,
+                slot,
+                reservation_id=line.reservation_id,
+                product_id=line.product_id,
+                reason="cart_expired" if due.task == housekeeping.EXPIRE else "item_unavailable",
+            )
+            for slot, line in enumerate(result.releases)
+        ]
+        return [
+            *event_records(
+                result.cart_events, cart_contract, topic=self.events_topic, key=cart.user_id,
+                cause_id=cause, envelope=envelope,
+            ),
+            *event_records(
+                result.notifications, notification_contract, topic=self.notifications_topic, key=cart.user_id,
+                cause_id=cause, envelope=envelope, first_index=NOTIFICATION_SLOT,
+            ),
+            *releases,
+        ]
+
     # --- answers -------------------------------------------------------------------
 
     def _answer(self, command: Any, outcome: domain.Outcome, *, late: bool = False) -> list[Outgoing]:
@@ -684,3 +761,11 @@ def _is_topic_name(value: object) -> bool:
 async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[StockAnswerOverdue]:
     carts = await repository.carts_past_deadline(db, clock.now(), settings.batch_max_records)
     return [StockAnswerOverdue(cart.user_id, cart.pending.reservation_id) for cart in carts if cart.pending]
+
+
+async def find_housekeeping_due(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[HousekeepingDue]:
+    now, due = clock.now(), []
+    for task, moment in housekeeping.TASK_FIELDS.items():
+        for cart in await repository.carts_due(db, moment, now, settings.batch_max_records):
+            due.append(HousekeepingDue(cart.user_id, task, getattr(cart, moment)))
+    return due

@@ -30,6 +30,9 @@ async def prepare(db: AsyncDatabase) -> None:
     await db[CARTS].create_index("pending.deadline", sparse=True)
     # Carts holding a product, for releasing its reservations when it is deleted.
     await db[CARTS].create_index("items.product_id")
+    # Housekeeping moments, for the sweep that finds carts whose time has come.
+    for moment in ("check_at", "remind_at", "expire_at"):
+        await db[CARTS].create_index(moment)
 
 
 def product_to_doc(product: Product) -> dict[str, Any]:
@@ -128,6 +131,10 @@ def cart_to_doc(cart: Cart) -> dict[str, Any]:
         "items": [_line_to_doc(line) for line in cart.lines],
         "pending": _pending_to_doc(cart.pending),
         "queue": [dict(command) for command in cart.queue],
+        "active_at": cart.active_at,
+        "check_at": cart.check_at,
+        "remind_at": cart.remind_at,
+        "expire_at": cart.expire_at,
     }
 
 
@@ -139,6 +146,10 @@ def cart_from_doc(doc: dict[str, Any]) -> Cart:
         updated_at=doc.get("updated_at"),
         pending=_pending_from_doc(doc.get("pending")),
         queue=tuple(doc.get("queue") or ()),
+        active_at=doc.get("active_at"),
+        check_at=doc.get("check_at"),
+        remind_at=doc.get("remind_at"),
+        expire_at=doc.get("expire_at"),
     )
 
 
@@ -179,6 +190,12 @@ async def save_stock(db: AsyncDatabase, stock: dict[str, int], session: AsyncCli
 
 async def carts_past_deadline(db: AsyncDatabase, now: datetime, limit: int) -> list[Cart]:
     cursor = db[CARTS].find({"pending.deadline": {"$lte": now}}).limit(limit)
+    return [cart_from_doc(doc) async for doc in cursor]
+
+
+async def carts_due(db: AsyncDatabase, field: str, now: datetime, limit: int) -> list[Cart]:
+    """Carts whose housekeeping moment ``field`` (check_at, remind_at, expire_at) has come."""
+    cursor = db[CARTS].find({field: {"$lte": now}}).sort(field, 1).limit(limit)
     return [cart_from_doc(doc) async for doc in cursor]
 
 

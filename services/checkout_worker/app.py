@@ -9,7 +9,7 @@ from services.runtime.clock import Clock
 from services.runtime.delayed import DelayedTopicConsumer
 from services.runtime.processing import BatchProcessor
 from services.runtime.settings import Settings
-from services.runtime.worker import WorkerSpec
+from services.runtime.worker import Sweep, WorkerSpec, dedup_key
 
 
 async def fire_deadlines_when_due(settings: Settings, processor: BatchProcessor, clock: Clock) -> None:
@@ -29,9 +29,7 @@ SPEC = WorkerSpec(
     produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES),
     make_logic=CheckoutLogic,
     prepare=repository.prepare,
-    sweep=find_overdue,
-    sweep_key=lambda message: message.dedup_key,
-    sweep_interval=lambda settings: settings.checkout_deadline_sweep_seconds,
+    sweeps=(Sweep(find_overdue, dedup_key, lambda settings: settings.checkout_deadline_sweep_seconds),),
     background=(fire_deadlines_when_due,),
     extra_groups=(("checkout-timeouts", (CHECKOUT_TIMEOUTS,)),),
     figures=repository.figures,

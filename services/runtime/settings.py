@@ -54,6 +54,21 @@ class Settings(BaseSettings):
     stock_reply_timeout_seconds: float = Field(default=10.0, gt=0)
     cart_pending_sweep_seconds: float = Field(default=0.5, gt=0)
 
+    # Cart housekeeping and notifications (notifications.events).
+    #: Alert buyers to changes found by the periodic check (CartChangeAlert, StockAlert).
+    cart_change_notifications_enabled: bool = True
+    #: Hours between two change checks of a cart with items.
+    cart_change_check_interval_hours: float = Field(default=1.0, gt=0)
+    #: Take lines that became unavailable out of the cart during the change check.
+    cart_auto_remove_unavailable: bool = False
+    #: Send AbandonedCartReminder after this many days without activity.
+    cart_abandoned_notifications_enabled: bool = True
+    cart_abandoned_threshold_days: float = Field(default=7.0, gt=0)
+    #: Empty a cart (releasing its stock) after this many days without activity.
+    cart_session_timeout_days: float = Field(default=30.0, gt=0)
+    #: Seconds between two looks for carts whose housekeeping moment has come.
+    cart_housekeeping_sweep_seconds: float = Field(default=30.0, gt=0)
+
     # Stock.
     stock_expiry_sweep_seconds: float = Field(default=1.0, gt=0)
 

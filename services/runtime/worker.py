@@ -35,6 +35,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """Work a worker gives itself on a timer: ``find`` returns the internal
+    messages that are due, processed like consumed ones and deduped by ``key``."""
+
+    find: Callable[[AsyncDatabase, Clock, Settings], Awaitable[list[Any]]]
+    key: Callable[[Any], str]
+    interval: Callable[[Settings], float] = lambda settings: 1.0
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     name: str
     #: Topics consumed (without the deployment's prefix).
@@ -44,11 +54,8 @@ class WorkerSpec:
     make_logic: Callable[[Settings, Clock], WorkerLogic]
     #: Create the worker's indexes; safe to run on every start.
     prepare: Callable[[AsyncDatabase], Awaitable[None]]
-    #: Work the worker gives itself on a timer: finds what is due and returns
-    #: internal messages, processed like consumed ones and deduped by ``sweep_key``.
-    sweep: Callable[[AsyncDatabase, Clock, Settings], Awaitable[list[Any]]] | None = None
-    sweep_key: Callable[[Any], str] | None = None
-    sweep_interval: Callable[[Settings], float] = lambda settings: 1.0
+    #: Work the worker gives itself on timers.
+    sweeps: tuple[Sweep, ...] = ()
     #: Long-running tasks of the worker's own (a delayed-topic consumer), given
     #: the settings, the processor and the clock.
     background: tuple[Callable[[Settings, BatchProcessor, Clock], Awaitable[None]], ...] = ()
@@ -62,18 +69,22 @@ class WorkerSpec:
         return ((self.name, self.consumes), *self.extra_groups)
 
 
-async def run_sweeps(spec: WorkerSpec, processor: BatchProcessor, settings: Settings, clock: Clock) -> None:
-    assert spec.sweep and spec.sweep_key
-    interval = spec.sweep_interval(settings)
+def dedup_key(message: Any) -> str:
+    """The dedup key of an internal message that names its own."""
+    return message.dedup_key
+
+
+async def run_sweep(name: str, sweep: Sweep, processor: BatchProcessor, settings: Settings, clock: Clock) -> None:
+    interval = sweep.interval(settings)
     while True:
         try:
-            due = await spec.sweep(processor.db, clock, settings)
+            due = await sweep.find(processor.db, clock, settings)
             for start in range(0, len(due), settings.batch_max_records):
-                await processor.process_internal(due[start : start + settings.batch_max_records], spec.sweep_key)
+                await processor.process_internal(due[start : start + settings.batch_max_records], sweep.key)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("%s sweep failed; trying again in %ss", spec.name, interval)
+            log.exception("%s sweep failed; trying again in %ss", name, interval)
         await asyncio.sleep(interval)
 
 
@@ -124,8 +135,9 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
             on_commit=relay.wake,
         )
         tasks = [asyncio.create_task(relay.run(), name=f"{spec.name}-outbox-relay")]
-        if spec.sweep:
-            tasks.append(asyncio.create_task(run_sweeps(spec, processor, settings, clock), name=f"{spec.name}-sweep"))
+        for sweep in spec.sweeps:
+            name = f"{spec.name}-{sweep.find.__name__}"
+            tasks.append(asyncio.create_task(run_sweep(name, sweep, processor, settings, clock), name=name))
         for task in spec.background:
             tasks.append(asyncio.create_task(task(settings, processor, clock), name=f"{spec.name}-{task.__name__}"))
         running.update(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
-from services.runtime.worker import WorkerSpec
+from services.runtime.worker import Sweep, WorkerSpec, dedup_key
 from services.stock_worker import repository
 from services.stock_worker.handlers import StockLogic, find_expired
 
@@ -13,8 +13,6 @@ SPEC = WorkerSpec(
     produces=(STOCK_EVENTS,),
     make_logic=StockLogic,
     prepare=repository.prepare,
-    sweep=find_expired,
-    sweep_key=lambda message: message.dedup_key,
-    sweep_interval=lambda settings: settings.stock_expiry_sweep_seconds,
+    sweeps=(Sweep(find_expired, dedup_key, lambda settings: settings.stock_expiry_sweep_seconds),),
     figures=repository.figures,
 )
