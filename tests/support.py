@@ -62,8 +62,10 @@ class Publisher:
     async def stop(self) -> None:
         await self.producer.stop()
 
-    async def raw(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        await self.producer.send_and_wait(topic, value, key=key)
+    async def raw(
+        self, topic: str, value: bytes, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        await self.producer.send_and_wait(topic, value, key=key, headers=headers)
 
     async def send(self, topic: str, message: dict[str, Any], key_field: str = "user_id") -> dict[str, Any]:
         key = message.get(key_field)

@@ -27,6 +27,7 @@ from contracts.topics import CART_REPLIES, CHECKOUT_COMMANDS, CHECKOUT_TIMEOUTS,
 from services.checkout_worker import domain, repository
 from services.checkout_worker.domain import Checkout, CommitStock, Order, ReleaseStock, ScheduleDeadline, Step
 from services.runtime.clock import Clock
+from services.runtime.observability import DEADLINE_LATENESS
 from services.runtime.codec import Malformed, dead_letter, parse
 from services.runtime.emit import causal_envelope, event_records
 from services.runtime.processing import UnitOfWork, Work
@@ -115,6 +116,8 @@ class CheckoutLogic:
                 step = domain.payment_failed(checkout, message.reason, now=now, cancel=cancel)
             case PaymentDeadlineReached() | OverdueDeadline():
                 step = domain.deadline_reached(checkout, now=now)
+                if step.checkout.state == domain.CANCELLED and checkout.state == domain.AWAITING_PAYMENT:
+                    DEADLINE_LATENESS.observe((now - checkout.deadline).total_seconds())
             case _:
                 raise TypeError(f"no handler for {type(message).__name__}")
         if step.checkout is not checkout:

@@ -31,11 +31,10 @@ WORKERS = {
 PLANNED_WORKERS: tuple[str, ...] = ()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+def _configure_logging(settings: Settings, fmt: str | None = None) -> None:
+    from services.runtime.observability import configure_logging
+
+    configure_logging(settings.log_level, fmt or settings.log_format)
 
 
 def load_spec(name: str):
@@ -47,16 +46,24 @@ def load_spec(name: str):
 def worker(name: Annotated[str, typer.Argument(help="cart | stock | checkout")]) -> None:
     """Run one worker against the configured backends (for scaling out)."""
     settings = Settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     if name not in WORKERS:
         if name in PLANNED_WORKERS:
             typer.echo(f"the {name} worker is not part of this release yet", err=True)
         else:
             typer.echo(f"unknown worker {name!r}; choose one of: {', '.join(WORKERS)}", err=True)
         raise typer.Exit(2)
+    from services.runtime.observability import configure_tracing
     from services.runtime.worker import build_app
 
-    asyncio.run(build_app(load_spec(name), settings).run())
+    configure_tracing(f"cartflow-{name}-worker", settings.tracing_exporter)
+    application = build_app(load_spec(name), settings)
+    if settings.http_port is None:
+        asyncio.run(application.run())
+    else:
+        # log_config None: uvicorn logs through the worker's (JSON) handler.
+        options = {"host": settings.http_host, "port": settings.http_port, "access_log": "false", "log_config": None}
+        asyncio.run(application.run(run_extra_options=options))
 
 
 @app.command()
@@ -65,7 +72,7 @@ def up(
 ) -> None:
     """Start the backends and every worker; stop everything on Ctrl-C or SIGTERM."""
     settings = Settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings, "text")
     from services.runtime.backends import open_backends
     from services.runtime.kafka import ensure_topics
 

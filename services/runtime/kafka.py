@@ -82,8 +82,17 @@ def faststream_security(settings: Settings) -> BaseSecurity | None:
     return kind(username, password, ssl_context=ssl_context, use_ssl=protocol == "SASL_SSL")  # type: ignore[arg-type]
 
 
-def make_broker(settings: Settings, bootstrap: str) -> KafkaBroker:
-    return KafkaBroker(bootstrap, security=faststream_security(settings))
+def make_broker(settings: Settings, bootstrap: str, *, name: str = "cartflow") -> KafkaBroker:
+    from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+
+    from services.runtime.observability import METRICS_REGISTRY
+
+    return KafkaBroker(
+        bootstrap,
+        security=faststream_security(settings),
+        logger=logging.getLogger("cartflow.broker"),
+        middlewares=[KafkaPrometheusMiddleware(registry=METRICS_REGISTRY, app_name=name)],
+    )
 
 
 async def _raw_bodies(message) -> None:

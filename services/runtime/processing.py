@@ -42,6 +42,7 @@ from services.runtime.clock import Clock
 from services.runtime.codec import dead_letter
 from services.runtime.dlq import REDRIVE_COUNT
 from services.runtime.mongo import is_transient, transaction_options
+from services.runtime.observability import PROCESSED, handling
 from services.runtime.outbox import outbox_documents
 from services.runtime.records import Incoming, Outgoing
 
@@ -157,6 +158,7 @@ class BatchProcessor:
             for work in works:
                 await self._commit_alone(work)
         self.processed += len(works)
+        PROCESSED.labels(self.logic.name).inc(len(works))
         self.on_commit()
 
     async def _commit_alone(self, work: Work) -> None:
@@ -204,7 +206,9 @@ class BatchProcessor:
             else:
                 checkpoint = unit.checkpoint() if isinstance(unit, UnitOfWork) else None
                 try:
-                    outputs = self.logic.handle(unit, work.message)
+                    headers = work.record.headers if work.record else ()
+                    with handling(self.logic.name, headers, work.message) as stamp:
+                        outputs = stamp(self.logic.handle(unit, work.message))
                 except Exception as exc:
                     if checkpoint is not None:
                         unit.rollback(checkpoint)

@@ -81,7 +81,17 @@ class Settings(BaseSettings):
     checkout_deadline_grace_seconds: float = Field(default=5.0, ge=0)
     checkout_deadline_sweep_seconds: float = Field(default=5.0, gt=0)
 
+    # Observability.
     log_level: str = "INFO"
+    #: "json" (one object per line, with correlation_id, message_id and type) or "text".
+    log_format: Literal["json", "text"] = "json"
+    #: Serve /metrics, /healthz and /readyz on this port (off when unset).
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    http_host: str = "0.0.0.0"
+    #: Seconds between two refreshes of the lag, outbox and dead-letter gauges.
+    metrics_refresh_seconds: float = Field(default=10.0, gt=0)
+    #: Export OpenTelemetry spans: "none", "otlp" (OTEL_EXPORTER_OTLP_* variables) or "console".
+    tracing_exporter: Literal["none", "otlp", "console"] = "none"
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name

@@ -6,15 +6,20 @@ reservations). ``cartflow status`` prints it; the metrics endpoint exports it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.topics import dead_letter_topic
+from services.runtime.clock import Clock
 from services.runtime.offsets import group_positions, topic_record_counts
 from services.runtime.settings import Settings
 from services.runtime.worker import WorkerSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,3 +65,24 @@ async def worker_status(spec: WorkerSpec, settings: Settings, db: AsyncDatabase,
     )
     figures = await spec.figures(db, now) if spec.figures else {}
     return WorkerStatus(spec.name, lag, backlog, age, sum(letters.values()), figures)
+
+
+async def refresh_metrics(spec: WorkerSpec, settings: Settings, db: AsyncDatabase, clock: Clock) -> None:
+    """Keep the worker's status gauges current for the metrics endpoint."""
+    from services.runtime import observability as metrics
+
+    while True:
+        try:
+            status = await worker_status(spec, settings, db, clock.now())
+            for group, lag in status.lag.items():
+                metrics.CONSUMER_LAG.labels(group).set(lag)
+            metrics.OUTBOX_BACKLOG.set(status.outbox_backlog)
+            metrics.OUTBOX_AGE.set(status.outbox_age_seconds)
+            metrics.DEAD_LETTERS.set(status.dead_letters)
+            for name, value in status.figures.items():
+                metrics.WORKER_GAUGE.labels(name).set(value)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("refreshing the status metrics failed; trying again later", exc_info=True)
+        await asyncio.sleep(settings.metrics_refresh_seconds)

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from faststream import FastStream
+# Module level: FastDepends resolves the handlers' annotations by name.
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.clock import Clock, SystemClock
@@ -93,14 +95,49 @@ async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
     await db[f"{worker}.inbox"].create_index("processed_at")
 
 
-def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) -> FastStream:
+def http_routes(broker: Any, running: dict[str, Any]) -> list[tuple[str, Any]]:
+    """/healthz (alive: the loop answers and no background task died), /readyz
+    (connected to Kafka and MongoDB) and /metrics (Prometheus)."""
+    from prometheus_client import make_asgi_app
+
+    from services.runtime.observability import METRICS_REGISTRY
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Any) -> AsgiResponse:
+        dead = [t.get_name() for t in running.get("tasks", ()) if t.done() and not t.cancelled()]
+        if dead:
+            return AsgiResponse(f"background task(s) stopped: {', '.join(dead)}".encode(), 500)
+        return AsgiResponse(b"ok", 200)
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Any) -> AsgiResponse:
+        client = running.get("client")
+        if client is None:
+            return AsgiResponse(b"starting", 503)
+        try:
+            async with asyncio.timeout(2):
+                await client.admin.command("ping")
+        except Exception:
+            return AsgiResponse(b"MongoDB unreachable", 503)
+        if not await broker.ping(timeout=2):
+            return AsgiResponse(b"Kafka unreachable", 503)
+        return AsgiResponse(b"ready", 200)
+
+    return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", make_asgi_app(METRICS_REGISTRY))]
+
+
+def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) -> FastStream | AsgiFastStream:
+    """The worker as a FastStream application; with ``http_port`` set, an ASGI one
+    (run by uvicorn) that also serves the health and metrics endpoints."""
     if not (settings.kafka_bootstrap and settings.mongo_url):
         raise RuntimeError("set CARTFLOW_KAFKA_BOOTSTRAP and CARTFLOW_MONGO_URL (or use `cartflow up`)")
     clock = clock or SystemClock()
     bootstrap = settings.kafka_bootstrap
-    broker = make_broker(settings, bootstrap)
-    app = FastStream(broker, logger=log)
-    running: dict[str, object] = {}
+    broker = make_broker(settings, bootstrap, name=f"cartflow-{spec.name}")
+    running: dict[str, Any] = {}
+    app: FastStream | AsgiFastStream = FastStream(broker, logger=log)
+    if settings.http_port is not None:
+        app = AsgiFastStream(broker, asgi_routes=http_routes(broker, running), logger=log)
 
     async def process(records: list[Incoming]) -> None:
         processor = running["processor"]
@@ -140,6 +177,11 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
             tasks.append(asyncio.create_task(run_sweep(name, sweep, processor, settings, clock), name=name))
         for task in spec.background:
             tasks.append(asyncio.create_task(task(settings, processor, clock), name=f"{spec.name}-{task.__name__}"))
+        if settings.http_port is not None:
+            from services.runtime.status import refresh_metrics
+
+            metrics = refresh_metrics(spec, settings, db, clock)
+            tasks.append(asyncio.create_task(metrics, name=f"{spec.name}-metrics"))
         running.update(
             client=client,
             producer=producer,
