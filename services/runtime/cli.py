@@ -69,6 +69,9 @@ def worker(name: Annotated[str, typer.Argument(help="cart | stock | checkout")])
 @app.command()
 def up(
     workers: Annotated[str, typer.Option(help="Comma-separated workers to start.")] = ",".join(WORKERS),
+    http_port: Annotated[
+        int, typer.Option(help="First port for the workers' /metrics, /healthz and /readyz (one each); 0: none.")
+    ] = 9101,
 ) -> None:
     """Start the backends and every worker; stop everything on Ctrl-C or SIGTERM."""
     settings = Settings()
@@ -99,11 +102,14 @@ def up(
         )
         children: dict[str, subprocess.Popen] = {}
 
+        ports = {name: http_port + index for index, name in enumerate(names)} if http_port else {}
+
         def spawn(name: str) -> None:
             log_file = open(home / "logs" / f"{name}-worker.log", "ab")  # noqa: SIM115 - owned by the child
+            port = {"CARTFLOW_HTTP_PORT": str(ports[name]), "CARTFLOW_HTTP_HOST": "127.0.0.1"} if ports else {}
             children[name] = subprocess.Popen(
                 [sys.executable, "-m", "services.runtime.cli", "worker", name],
-                env=env,
+                env={**env, **port},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
@@ -114,6 +120,8 @@ def up(
         typer.echo(f"  CARTFLOW_KAFKA_BOOTSTRAP={backends.kafka_bootstrap}")
         typer.echo(f"  CARTFLOW_MONGO_URL={backends.mongo_url}")
         typer.echo(f"  workers: {', '.join(names)} (logs in {home / 'logs'})")
+        for name, port in ports.items():
+            typer.echo(f"  {name} worker: http://127.0.0.1:{port}/metrics /healthz /readyz")
         typer.echo("Press Ctrl-C to stop.")
         try:
             while not stop["now"]:
