@@ -409,6 +409,24 @@ def status() -> None:
     Console(width=160).print(table)
 
 
+@app.command()
+def asyncapi(
+    output: Annotated[Path, typer.Option(help="Where to write the document.")] = Path("docs/asyncapi.yaml"),
+    check: Annotated[bool, typer.Option("--check", help="Only report whether OUTPUT is current.")] = False,
+) -> None:
+    """Write the contract as an AsyncAPI 3.0 document generated from contracts/."""
+    from services.runtime.asyncapi import render
+
+    document = render()
+    if check:
+        current = output.exists() and output.read_text() == document
+        typer.echo(f"{output} is {'current' if current else 'stale: run `cartflow asyncapi`'}")
+        raise typer.Exit(0 if current else 1)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(document)
+    typer.echo(f"wrote {output}")
+
+
 checkout_app = typer.Typer(help="Checkout sagas.", no_args_is_help=True)
 app.add_typer(checkout_app, name="checkout")
 
