@@ -427,6 +427,23 @@ def asyncapi(
     typer.echo(f"wrote {output}")
 
 
+@app.command()
+def demo(
+    expiry_wait: Annotated[float, typer.Option(help="Seconds to wait for the unpaid checkout to expire.")] = 120.0,
+) -> None:
+    """Run a scripted shopping session against a running system and print its timeline."""
+    from services.runtime.demo import Demo
+
+    settings = Settings()
+    _bootstrap(settings)
+    try:
+        code = asyncio.run(Demo(settings, echo=typer.echo, expiry_wait=expiry_wait).run())
+    except (LookupError, RuntimeError, TimeoutError) as exc:
+        typer.echo(f"demo stopped: {exc or type(exc).__name__}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
 checkout_app = typer.Typer(help="Checkout sagas.", no_args_is_help=True)
 app.add_typer(checkout_app, name="checkout")
 

@@ -8,6 +8,7 @@ disturbs the workers' groups.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,8 @@ from services.runtime.kafka import topic_partitions
 
 #: Which field keys the messages of a topic (per the contract's topic table).
 KEY_FIELDS = ("user_id", "product_id", "payment_id", "checkout_id")
+#: Replies kept for requests not awaited yet.
+UNCLAIMED_LIMIT = 10_000
 
 
 def fill_envelope(payload: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +48,9 @@ class CartflowClient:
         self.kafka_options = kafka_options
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._unclaimed: dict[str, dict[str, Any]] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> CartflowClient:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self.kafka_options)
@@ -62,6 +68,10 @@ class CartflowClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
         if self._consumer:
             await self._consumer.stop()
         if self._producer:
@@ -81,15 +91,37 @@ class CartflowClient:
         return await self.reply_to(message["correlation_id"], timeout=timeout)
 
     async def reply_to(self, correlation_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """The reply with ``correlation_id``; several requests may wait at once."""
         assert self._consumer, "use the client as an async context manager"
-        async with asyncio.timeout(timeout):
-            while True:
-                batches = await self._consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    for record in records:
-                        try:
-                            reply = json.loads(record.value)
-                        except ValueError:
-                            continue
-                        if isinstance(reply, dict) and reply.get("correlation_id") == correlation_id:
-                            return reply
+        if correlation_id in self._unclaimed:
+            return self._unclaimed.pop(correlation_id)
+        waiter = self._waiting.setdefault(correlation_id, asyncio.get_running_loop().create_future())
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_replies())
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(waiter)
+        finally:
+            if not waiter.done():
+                self._waiting.pop(correlation_id, None)
+
+    async def _read_replies(self) -> None:
+        assert self._consumer
+        while self._waiting:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        reply = json.loads(record.value)
+                    except ValueError:
+                        continue
+                    if not isinstance(reply, dict) or not isinstance(reply.get("correlation_id"), str):
+                        continue
+                    waiter = self._waiting.pop(reply["correlation_id"], None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(reply)
+                    else:
+                        # A reply to a request that is not awaited yet (or any more): kept a while.
+                        self._unclaimed[reply["correlation_id"]] = reply
+                        while len(self._unclaimed) > UNCLAIMED_LIMIT:
+                            self._unclaimed.pop(next(iter(self._unclaimed)))

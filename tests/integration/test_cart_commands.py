@@ -231,3 +231,25 @@ async def test_cartflow_send_fills_the_envelope_and_prints_the_reply(cart_deploy
     assert reply.returncode == 0, reply.stderr
     answer = json.loads(reply.stdout)
     assert answer["type"] == "CommandResult" and answer["success"] is True and answer["data"]["unit_price"] == "4.00"
+
+
+async def test_the_client_matches_concurrent_requests_to_their_own_replies(cart_deployment):
+    from services.runtime.client import CartflowClient
+
+    pid = product_id()
+    await cart_deployment.send("catalog.events", command("ProductUpserted", product_id=pid, name="Pen", price="1.20"), "product_id")
+    async with asyncio.timeout(60):
+        while not await cart_deployment.db["cart.catalog"].find_one({"_id": pid}):
+            await asyncio.sleep(0.05)
+    buyers = [user() for _ in range(8)]
+
+    async with CartflowClient(cart_deployment.backends.kafka_bootstrap, reply_topic=cart_deployment.topic("cart.replies")) as client:
+        replies = await asyncio.gather(
+            *(
+                client.request(cart_deployment.topic("cart.commands"), {"type": "AddItem", "user_id": buyer, "product_id": pid, "quantity": n + 1}, timeout=60)
+                for n, buyer in enumerate(buyers)
+            )
+        )
+
+    assert [reply["user_id"] for reply in replies] == buyers
+    assert [reply["data"]["quantity"] for reply in replies] == list(range(1, 9))

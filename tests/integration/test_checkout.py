@@ -371,3 +371,14 @@ async def test_a_redriven_record_that_fails_again_is_parked_again_not_looped(sho
     assert "re-published 1" in first.stdout
     assert parked[-1].headers["cartflow-redrive-count"] == b"1"
     assert "skipped 1" in second.stdout and "re-published 0" in second.stdout
+
+
+async def test_cartflow_demo_runs_a_whole_session_and_prints_its_timeline(shop):
+    result = await run_cli(shop, "demo", "--expiry-wait", "60")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    timeline = result.stdout
+    for step in ("AddItem", "ProductChangesDetected", "ChangesAccepted", "OrderPaid", "OrderCancelled", "StockReleased"):
+        assert step in timeline, (step, timeline)
+    assert timeline.index("OrderPaid") < timeline.index("OrderCancelled")
+    assert "done: one order paid, one cancelled at its deadline" in timeline
