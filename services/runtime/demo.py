@@ -19,7 +19,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from contracts.topics import CART_COMMANDS, CART_EVENTS, CART_REPLIES, CATALOG_EVENTS, ORDER_EVENTS, PAYMENT_EVENTS, STOCK_COMMANDS, STOCK_EVENTS
+from contracts.topics import (
+    CART_COMMANDS,
+    CART_EVENTS,
+    CART_REPLIES,
+    CATALOG_EVENTS,
+    ORDER_EVENTS,
+    PAYMENT_EVENTS,
+    STOCK_COMMANDS,
+    STOCK_EVENTS,
+)
 from services.runtime.client import CartflowClient
 from services.runtime.kafka import topic_partitions
 from services.runtime.settings import Settings
