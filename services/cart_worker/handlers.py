@@ -56,7 +56,7 @@ STOCK_COMMAND_SLOT = 100
 NEW_RESERVATION, RETRY_RESERVATION = -2, -3
 PAYMENT_SLOT, ORDER_SLOT, START_SLOT = -20, -21, 90
 NOTIFICATION_SLOT = 50
-#: Commands that count as the buyer's activity on the cart (they restart its timers).
+#: Commands that count as the buyer's activity when they change the cart (they restart its timers).
 ACTIVITY = (
     cart_contract.AddItem,
     cart_contract.UpdateItemQuantity,
@@ -233,10 +233,12 @@ class CartLogic:
         if isinstance(message, HousekeepingDue):
             return self._on_housekeeping(unit, message)
         if isinstance(message, Command):
+            before = unit.cart(message.user_id)
             outputs = self._on_command(unit, message)
-            cart = unit.cart(message.user_id)
-            if isinstance(message, ACTIVITY) and (cart.version or not cart.is_empty):
-                unit.put_cart(housekeeping.touch(cart, self.clock.now(), self.policy))
+            after = unit.cart(message.user_id)
+            if isinstance(message, ACTIVITY) and after is not before:
+                # The buyer changed the cart (a refused command changes nothing, not even this).
+                unit.put_cart(housekeeping.touch(after, self.clock.now(), self.policy))
             return outputs
         return self._on_stock_answer(unit, message)
 

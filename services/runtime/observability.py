@@ -73,6 +73,8 @@ def configure_logging(level: str, fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # FastStream logs every batch received and processed: only when debugging.
+    logging.getLogger("cartflow.broker").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
 
 
 # --- tracing ------------------------------------------------------------------------

@@ -1,0 +1,452 @@
+"""Fault injection: a mixed workload while workers and the database are killed,
+then the invariants that must hold whatever happened.
+
+The workload: catalog price changes and stock top-ups, many buyers adding,
+updating, removing and reading, both kinds of checkout, and payments on time,
+late and never. The faults, at random moments: SIGKILL of a random worker
+(restarted after a pause), SIGKILL of the MongoDB server (restarted on the same
+data), and the loss of the payment-deadline timer messages (the timer group is
+moved past them while the checkout worker is down).
+
+Then, once everything settled, the invariants:
+
+1. every command got exactly one reply (redeliveries repeat it byte for byte);
+2. no message id was ever published with two different contents;
+3. every checkout ended exactly once: each order paid xor cancelled;
+4. on_hand = available + reserved + sold for every stock level;
+5. the stock audit finds no drift between counters and reservation records;
+6. no cart change was lost: every cart equals the fold of its events.
+
+``python -m bench.chaos --duration 300`` (``make chaos``) runs it on its own
+servers and writes docs/chaos/report.md; a short run is part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from contracts.topics import ALL_TOPICS
+from services.runtime.embedded import EmbeddedKafka, EmbeddedMongo
+from services.runtime.kafka import ensure_topics
+from services.runtime.mongo import connect
+from services.runtime.offsets import reset_group_offsets
+from services.runtime.settings import Settings
+from services.stock_worker.audit import run_audit
+from tests.support import Publisher, Tap, WorkerProcess, command, group_lag
+
+WATCHED = ("cart.replies", "cart.events", "stock.events", "order.events", "stock.commands", "checkout.commands")
+WORKERS = ("cart", "stock", "checkout")
+PAYMENT = {"payment_method": "card", "gateway_name": "chaos-pay", "shipping_address": {"city": "Lyon"}}
+
+
+@dataclass
+class ChaosConfig:
+    duration: float = 60.0
+    users: int = 16
+    products: int = 6
+    units: int = 40
+    deadline_seconds: float = 4.0
+    fault_every: tuple[float, float] = (4.0, 9.0)
+    seed: int = 7
+    reply_timeout: float = 180.0
+
+
+@dataclass
+class Invariant:
+    name: str
+    checked: int
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        return not self.violations
+
+
+@dataclass
+class ChaosReport:
+    config: ChaosConfig
+    faults: dict[str, int]
+    commands: int
+    checkouts: int
+    payments: dict[str, int]
+    invariants: list[Invariant]
+    seconds: float
+
+    @property
+    def holds(self) -> bool:
+        return all(invariant.holds for invariant in self.invariants)
+
+    def markdown(self) -> str:
+        lines = [
+            f"Workload: {self.commands} commands from {self.config.users} buyers on {self.config.products} products, "
+            f"{self.checkouts} checkouts, payments {dict(self.payments)}, over {self.config.duration:g} s "
+            f"(settled after {self.seconds:.0f} s).",
+            f"Faults injected: {', '.join(f'{n} {k}' for k, n in self.faults.items())}.",
+            "",
+            "| invariant | checked | violations | holds |",
+            "| --- | --- | --- | --- |",
+        ]
+        for invariant in self.invariants:
+            lines.append(
+                f"| {invariant.name} | {invariant.checked} | {len(invariant.violations)} | {'yes' if invariant.holds else '**no**'} |"
+            )
+        for invariant in self.invariants:
+            for violation in invariant.violations[:10]:
+                lines.append(f"\n- {invariant.name}: {violation}")
+        return "\n".join(lines) + "\n"
+
+
+class Index:
+    """Records of a tap by a key, built incrementally (the taps grow to thousands of records)."""
+
+    def __init__(self, tap: Tap, key: Callable[[dict[str, Any]], str | None]) -> None:
+        self.tap, self.key = tap, key
+        self.found: dict[str, dict[str, Any]] = {}
+        self.scanned = 0
+
+    async def find(self, key: str, timeout: float) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                records = self.tap.records
+                for record in records[self.scanned :]:
+                    found = self.key(record.json)
+                    if found is not None:
+                        self.found.setdefault(found, record.json)
+                self.scanned = len(records)
+                if key in self.found:
+                    return self.found[key]
+                await asyncio.sleep(0.05)
+
+
+class Chaos:
+    def __init__(self, bootstrap: str, mongo: EmbeddedMongo, log_dir: Path, config: ChaosConfig, echo: Callable[[str], None]) -> None:
+        self.bootstrap = bootstrap
+        self.mongo = mongo
+        self.log_dir = log_dir
+        self.config = config
+        self.echo = echo
+        self.rng = random.Random(config.seed)
+        tag = uuid.uuid4().hex[:6]
+        self.prefix, self.db_name = f"chaos{tag}.", f"chaos_{tag}"
+        self.env = {
+            "CARTFLOW_KAFKA_BOOTSTRAP": bootstrap,
+            "CARTFLOW_MONGO_URL": mongo.url,
+            "CARTFLOW_MONGO_DB": self.db_name,
+            "CARTFLOW_TOPIC_PREFIX": self.prefix,
+            "CARTFLOW_TEST_BACKEND": "external",
+            "CARTFLOW_RELAY_LEASE_SECONDS": "2",
+            "CARTFLOW_PAYMENT_TIMEOUT_SECONDS": str(config.deadline_seconds),
+            "CARTFLOW_CHECKOUT_DEADLINE_GRACE_SECONDS": "2",
+            "CARTFLOW_CHECKOUT_DEADLINE_SWEEP_SECONDS": "1",
+            "CARTFLOW_STOCK_REPLY_TIMEOUT_SECONDS": "30",
+            "CARTFLOW_LOG_FORMAT": "text",
+        }
+        self.workers = {name: WorkerProcess(name, self.env, log_dir / f"{self.prefix}{name}.log") for name in WORKERS}
+        self.faults: dict[str, int] = defaultdict(int)
+        self.sent: dict[str, dict[str, Any]] = {}
+        self.payments: dict[str, int] = defaultdict(int)
+        self.checkouts = 0
+        self.late_payments: list[asyncio.Task] = []
+        self.stop_at = 0.0
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    # --- run ---------------------------------------------------------------------------------
+
+    async def run(self) -> ChaosReport:
+        started = time.monotonic()
+        settings = Settings(kafka_bootstrap=self.bootstrap, topic_prefix=self.prefix)
+        await ensure_topics(settings, self.bootstrap, ALL_TOPICS)
+        self.publisher = Publisher(self.bootstrap)
+        await self.publisher.start()
+        self.taps = {name: await Tap(self.bootstrap, self.topic(name)).start() for name in WATCHED}
+        self.replies = Index(self.taps["cart.replies"], lambda m: m.get("command_message_id"))
+        self.payment_requests = Index(
+            self.taps["order.events"], lambda m: m.get("payment_id") if m.get("type") == "PaymentRequested" else None
+        )
+        for worker in self.workers.values():
+            worker.start()
+        try:
+            await self.set_up_shop()
+            self.stop_at = time.monotonic() + self.config.duration
+            self.echo(f"chaos: {self.config.users} buyers for {self.config.duration:g}s with faults")
+            buyers = [asyncio.create_task(self.buyer(n)) for n in range(self.config.users)]
+            shop = asyncio.create_task(self.shopkeeper())
+            faults = asyncio.create_task(self.inject_faults())
+            await asyncio.gather(*buyers, shop, faults)
+            await asyncio.gather(*self.late_payments)
+            self.echo("chaos: workload over; settling")
+            await self.settle()
+            invariants = await self.check()
+        finally:
+            for worker in self.workers.values():
+                worker.stop()
+            for tap in self.taps.values():
+                await tap.stop()
+            await self.publisher.stop()
+        return ChaosReport(
+            self.config, dict(self.faults), len(self.sent), self.checkouts, dict(self.payments), invariants,
+            time.monotonic() - started,
+        )
+
+    async def set_up_shop(self) -> None:
+        self.products = [f"p{n}" for n in range(self.config.products)]
+        for n, pid in enumerate(self.products):
+            price = f"{5 + n}.{n}0"
+            await self.publisher.send(self.topic("catalog.events"), command("ProductUpserted", product_id=pid, name=f"Thing {n}", price=price), "product_id")
+            await self.publisher.send(self.topic("stock.commands"), command("SetStock", product_id=pid, on_hand=self.config.units), "product_id")
+        self.on_hand = dict.fromkeys(self.products, self.config.units)
+
+    # --- workload ----------------------------------------------------------------------------
+
+    async def ask(self, kind: str, **fields: Any) -> dict[str, Any]:
+        message = command(kind, **fields)
+        self.sent[message["message_id"]] = message
+        await self.publisher.send(self.topic("cart.commands"), message)
+        return await self.replies.find(message["message_id"], self.config.reply_timeout)
+
+    async def buyer(self, number: int) -> None:
+        rng, user = random.Random(self.config.seed * 1000 + number), f"buyer-{number}"
+        while time.monotonic() < self.stop_at:
+            lines = (await self.ask("GetCart", user_id=user))["data"]["items"]
+            roll = rng.random()
+            if not lines or roll < 0.45:
+                await self.ask("AddItem", user_id=user, product_id=rng.choice(self.products), quantity=rng.randint(1, 2))
+            elif roll < 0.6:
+                await self.ask("UpdateItemQuantity", user_id=user, item_id=rng.choice(lines)["item_id"], quantity=rng.randint(1, 3))
+            elif roll < 0.75:
+                await self.ask("RemoveItem", user_id=user, item_id=rng.choice(lines)["item_id"])
+            else:
+                await self.check_out(rng, user, lines)
+            await asyncio.sleep(rng.uniform(0.05, 0.4))
+
+    async def check_out(self, rng: random.Random, user: str, lines: list[dict[str, Any]]) -> None:
+        if rng.random() < 0.5:
+            reply = await self.ask("CheckoutItem", user_id=user, item_id=rng.choice(lines)["item_id"], **PAYMENT)
+        else:
+            reply = await self.ask("CheckoutCart", user_id=user, **PAYMENT)
+        if not reply["success"]:
+            if reply.get("error_code") == "CHECKOUT_VALIDATION_FAILED":
+                await self.ask("AcceptChanges", user_id=user)
+            return
+        self.checkouts += 1
+        payment_id = reply["data"]["payment_id"]
+        requested = await self.payment_requests.find(payment_id, self.config.reply_timeout)
+        amount = requested["total_amount"]
+        fate = rng.choices(("on_time", "late", "never"), weights=(5, 2, 3))[0]
+        self.payments[fate] += 1
+        if fate == "on_time":
+            await self.pay(payment_id, amount)
+        elif fate == "late":
+            self.late_payments.append(asyncio.create_task(self.pay(payment_id, amount, after=self.config.deadline_seconds + 3)))
+
+    async def pay(self, payment_id: str, amount: str, after: float = 0.0) -> None:
+        await asyncio.sleep(after)
+        payment = command("PaymentSucceeded", payment_id=payment_id, amount=amount)
+        await self.publisher.send(self.topic("payment.events"), payment, "payment_id")
+
+    async def shopkeeper(self) -> None:
+        """Price changes and stock top-ups while buyers shop."""
+        while time.monotonic() < self.stop_at:
+            await asyncio.sleep(self.rng.uniform(1.0, 3.0))
+            pid = self.rng.choice(self.products)
+            if self.rng.random() < 0.5:
+                price = f"{self.rng.randint(4, 12)}.{self.rng.randint(0, 99):02d}"
+                message = command("ProductUpserted", product_id=pid, name=f"Thing {pid}", price=price)
+                await self.publisher.send(self.topic("catalog.events"), message, "product_id")
+            else:
+                self.on_hand[pid] += 5
+                message = command("SetStock", product_id=pid, on_hand=self.on_hand[pid])
+                await self.publisher.send(self.topic("stock.commands"), message, "product_id")
+
+    # --- faults ------------------------------------------------------------------------------
+
+    async def inject_faults(self) -> None:
+        while True:
+            await asyncio.sleep(self.rng.uniform(*self.config.fault_every))
+            if time.monotonic() >= self.stop_at:
+                return
+            roll = self.rng.random()
+            if roll < 0.6:
+                name = self.rng.choice(WORKERS)
+                self.echo(f"chaos: SIGKILL {name} worker")
+                self.workers[name].kill()
+                await asyncio.sleep(self.rng.uniform(0.0, 2.0))
+                self.workers[name].start()
+                self.faults[f"{name} worker kills"] += 1
+            elif roll < 0.85:
+                self.echo("chaos: SIGKILL MongoDB")
+                self.mongo.kill()
+                await asyncio.sleep(self.rng.uniform(1.0, 4.0))
+                await asyncio.to_thread(self.mongo.start)
+                self.faults["MongoDB kills"] += 1
+            else:
+                self.echo("chaos: losing the payment deadline messages")
+                self.workers["checkout"].kill()
+                await reset_group_offsets(
+                    self.bootstrap, f"{self.prefix}cartflow-checkout-timeouts", [self.topic("checkout.timeouts")],
+                    to_time=datetime.now(UTC),
+                )
+                self.workers["checkout"].start()
+                self.faults["timeout topic losses"] += 1
+
+    async def settle(self) -> None:
+        """Wait until every worker caught up, published everything and every checkout ended."""
+        groups = {
+            "cart": ("catalog.events", "cart.commands", "stock.events"),
+            "stock": ("stock.commands",),
+            "checkout": ("checkout.commands", "payment.events"),
+        }
+        client = connect(self.mongo.url)
+        db = client[self.db_name]
+        try:
+            async with asyncio.timeout(300):
+                while True:
+                    lag = 0
+                    for group, topics in groups.items():
+                        lag += await group_lag(self.bootstrap, f"{self.prefix}cartflow-{group}", [self.topic(t) for t in topics])
+                    backlog = sum([await db[f"{w}.outbox"].count_documents({}) for w in WORKERS])
+                    open_sagas = await db["checkout.sagas"].count_documents({"state": "awaiting_payment"})
+                    pending = await db["cart.carts"].count_documents({"pending": {"$ne": None}})
+                    if lag == backlog == open_sagas == pending == 0:
+                        break
+                    await asyncio.sleep(1.0)
+            await asyncio.sleep(3.0)  # the taps read the last records
+        finally:
+            await client.close()
+
+    # --- invariants --------------------------------------------------------------------------
+
+    async def check(self) -> list[Invariant]:
+        records = {name: tap.records for name, tap in self.taps.items()}
+        client = connect(self.mongo.url)
+        db = client[self.db_name]
+        try:
+            return [
+                self.one_reply_per_command(records["cart.replies"]),
+                self.one_content_per_message_id(records),
+                await self.checkouts_end_once(records["order.events"], db),
+                await self.stock_conserved(db),
+                await self.audit_clean(db),
+                await self.carts_match_their_events(records["cart.events"], db),
+            ]
+        finally:
+            await client.close()
+
+    def one_reply_per_command(self, replies: list[Any]) -> Invariant:
+        seen: dict[str, set[bytes]] = defaultdict(set)
+        for record in replies:
+            seen[record.json.get("command_message_id")].add(record.value)
+        invariant = Invariant("every command got exactly one reply", len(self.sent))
+        for message_id, message in self.sent.items():
+            if len(seen.get(message_id, ())) != 1:
+                invariant.violations.append(f"{message['type']} {message_id}: {len(seen.get(message_id, ()))} distinct replies")
+        return invariant
+
+    def one_content_per_message_id(self, records: dict[str, list[Any]]) -> Invariant:
+        contents: dict[str, set[bytes]] = defaultdict(set)
+        for topic_records in records.values():
+            for record in topic_records:
+                contents[record.json.get("message_id")].add(record.value)
+        invariant = Invariant("no message id published with two contents", len(contents))
+        invariant.violations = [f"{mid}: {len(values)} versions" for mid, values in contents.items() if len(values) > 1]
+        return invariant
+
+    async def checkouts_end_once(self, orders: list[Any], db: Any) -> Invariant:
+        placed = {r.json["order_id"]: r.json["payment_id"] for r in orders if r.json.get("type") == "OrderPlaced"}
+        endings: dict[str, set[str]] = defaultdict(set)
+        for record in orders:
+            if record.json.get("type") in ("OrderPaid", "OrderCancelled"):
+                endings[record.json["order_id"]].add(record.json["type"])
+        invariant = Invariant("every checkout ended exactly once (paid xor cancelled)", len(placed))
+        for order_id in placed:
+            if len(endings.get(order_id, ())) != 1:
+                invariant.violations.append(f"order {order_id}: {sorted(endings.get(order_id, ())) or 'no ending'}")
+        async for saga in db["checkout.sagas"].find({"state": {"$nin": ["paid", "cancelled"]}}):
+            invariant.violations.append(f"checkout {saga['_id']} still {saga['state']}")
+        return invariant
+
+    async def stock_conserved(self, db: Any) -> Invariant:
+        levels = [level async for level in db["stock.levels"].find()]
+        invariant = Invariant("on_hand = available + reserved + sold", len(levels))
+        for level in levels:
+            if level["on_hand"] != level["available"] + level["reserved"] + level["sold"] or level["available"] < 0:
+                invariant.violations.append(f"{level['_id']}: {level}")
+        return invariant
+
+    async def audit_clean(self, db: Any) -> Invariant:
+        report = await run_audit(db)
+        invariant = Invariant("stock audit: no drift", report.levels)
+        invariant.violations = [str(drift) for drift in report.drifts]
+        return invariant
+
+    async def carts_match_their_events(self, events: list[Any], db: Any) -> Invariant:
+        folded: dict[str, dict[str, int]] = defaultdict(dict)
+        seen: set[str] = set()
+        for record in events:  # in partition order, which is per-user order
+            event = record.json
+            if event["message_id"] in seen:
+                continue  # a redelivered copy
+            seen.add(event["message_id"])
+            lines = folded[event["user_id"]]
+            match event["type"]:
+                case "ItemAdded":
+                    lines[event["item_id"]] = event["line_quantity"]
+                case "ItemQuantityChanged":
+                    lines[event["item_id"]] = event["new_quantity"]
+                case "ItemRemoved":
+                    lines.pop(event["item_id"], None)
+                case "CartCleared" | "CartCheckedOut":
+                    for item_id in event["item_ids"]:
+                        lines.pop(item_id, None)
+        carts = {cart["_id"]: {line["item_id"]: line["quantity"] for line in cart.get("items", ())} async for cart in db["cart.carts"].find()}
+        users = set(carts) | set(folded)
+        invariant = Invariant("every cart equals the fold of its events", len(users))
+        for user in sorted(users):
+            if carts.get(user, {}) != folded.get(user, {}):
+                invariant.violations.append(f"{user}: stored {carts.get(user)} vs events {folded.get(user)}")
+        return invariant
+
+
+async def run_chaos(bootstrap: str, mongo: EmbeddedMongo, log_dir: Path, config: ChaosConfig, echo: Callable[[str], None] = print) -> ChaosReport:
+    return await Chaos(bootstrap, mongo, log_dir, config, echo).run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=300.0)
+    parser.add_argument("--users", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--report", type=Path, default=Path("docs/chaos/report.md"))
+    args = parser.parse_args()
+    home = Path(".cartflow/chaos")
+    kafka = EmbeddedKafka(log_path=home / "kafka.log")
+    mongo = EmbeddedMongo(storage_path=home / f"mongo-{uuid.uuid4().hex[:6]}", log_path=home / "mongo.log")
+    kafka.start()
+    mongo.start()
+    try:
+        config = ChaosConfig(duration=args.duration, users=args.users, seed=args.seed)
+        report = asyncio.run(run_chaos(kafka.bootstrap, mongo, home / "logs", config))
+    finally:
+        mongo.stop()
+        kafka.stop()
+    text = f"# Chaos run\n\n`python -m bench.chaos --duration {args.duration:g} --users {args.users} --seed {args.seed}`\n\n" + report.markdown()
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(text)
+    raise SystemExit(0 if report.holds else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""A short chaos run: a mixed workload while workers and MongoDB are SIGKILLed and
+timer messages are lost, then every invariant of bench/chaos.py must hold.
+``make chaos`` runs the same harness longer."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.chaos import ChaosConfig, run_chaos
+from services.runtime.embedded import EmbeddedMongo
+from tests.conftest import LOG_DIR
+
+pytestmark = pytest.mark.integration
+
+
+async def test_every_invariant_holds_after_workers_and_the_database_are_killed_under_load(backends, tmp_path):
+    if backends.kind != "embedded":
+        pytest.skip("needs a database this test can kill and restart")
+    mongo = EmbeddedMongo(storage_path=tmp_path / "mongo", log_path=LOG_DIR / "chaos-mongo.log")
+    mongo.start()
+    try:
+        config = ChaosConfig(duration=45, users=10, fault_every=(3.0, 6.0), seed=11)
+        report = await run_chaos(backends.kafka_bootstrap, mongo, LOG_DIR, config, echo=print)
+    finally:
+        mongo.stop()
+
+    print(report.markdown())
+    assert sum(report.faults.values()) >= 4, report.faults
+    assert report.checkouts > 0 and report.commands > 100
+    for invariant in report.invariants:
+        assert invariant.holds, (invariant.name, invariant.violations[:5])
