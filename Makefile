@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test unit integration bench clean
+.PHONY: install run test unit integration bench chaos clean
 
 $(BIN)/cartflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -q -ra tests/integration
+
+chaos: install
+	$(BIN)/python -m bench.chaos --duration $${CHAOS_SECONDS:-300}
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -11,6 +11,10 @@ writes ``docs/bench/report.md`` with PNG charts beside it.
 2. The cart pipeline end to end: commands published as an upstream would,
    measured to their replies, with batches as configured and with batches of one.
 3. Stock contention: many buyers for a few units, and the oversell count.
+4. Deadlines: thousands of unpaid checkouts with a short deadline; how late each
+   cancellation comes, and the cost of the safety-net sweep over them.
+5. Latency at a steady rate (half the measured throughput), and growth: the
+   pipeline at ten times the volume, for throughput, latency and peak memory.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class Results:
     rows: list[tuple[str, str, str]] = field(default_factory=list)
     latencies: dict[str, list[float]] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    lateness: list[float] = field(default_factory=list)
 
     def add(self, name: str, value: str, note: str = "") -> None:
         self.rows.append((name, value, note))
@@ -118,8 +124,11 @@ async def deployment(backends, **env: str) -> tuple[str, dict[str, str]]:
     }
 
 
-async def drive(bootstrap: str, prefix: str, messages: list[dict], warmup: dict) -> tuple[dict[str, float], float]:
-    """Publish ``messages`` and time each to its reply; returns latencies and the span."""
+async def drive(
+    bootstrap: str, prefix: str, messages: list[dict], warmup: dict, pace: float | None = None
+) -> tuple[dict[str, float], float]:
+    """Publish ``messages`` (all at once, or ``pace`` per second) and time each to its
+    reply; returns latencies and the span."""
     replies = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await replies.start()
     replies.subscribe([prefix + "cart.replies"])
@@ -141,9 +150,13 @@ async def drive(bootstrap: str, prefix: str, messages: list[dict], warmup: dict)
     while warmup["message_id"] not in answered:  # the worker has joined its group and is warm
         await asyncio.sleep(0.1)
     started = time.perf_counter()
-    for message in messages:
+    for n, message in enumerate(messages):
+        if pace:
+            await asyncio.sleep(max(0.0, started + n / pace - time.perf_counter()))
         sent[message["message_id"]] = time.perf_counter()
         await producer.send(prefix + "cart.commands", json.dumps(message).encode(), key=message["user_id"].encode())
+        if pace:
+            await producer.flush()
     await producer.flush()
     while not all(m in answered for m in sent):
         await asyncio.sleep(0.05)
@@ -176,12 +189,7 @@ async def pipeline(backends, count: int, users: int, batch: int, results: Result
     log = OUT / f".{prefix}cart.log"
     worker = WorkerProcess("cart", env, log).start()
     products = [f"bench-product-{n}" for n in range(20)]
-    producer = AIOKafkaProducer(bootstrap_servers=backends.kafka_bootstrap, acks="all")
-    await producer.start()
-    for pid in products:
-        event = command("ProductUpserted", product_id=pid, name=pid, price="9.99")
-        await producer.send_and_wait(prefix + "catalog.events", json.dumps(event).encode(), key=pid.encode())
-    await producer.stop()
+    await publish_catalog(backends.kafka_bootstrap, prefix, products)
     latencies, span = await drive(
         backends.kafka_bootstrap, prefix, cart_workload(count, users, products), command("GetCart", user_id="warmup")
     )
@@ -195,6 +203,7 @@ async def pipeline(backends, count: int, users: int, batch: int, results: Result
     rate = count / span
     results.rates[f"cart pipeline, {label}"] = rate
     results.latencies[label] = values
+    results.peak_rss_mb[label] = peak_rss_mb
     q = statistics.quantiles(values, n=100)
     results.add(
         f"cart pipeline, {label}",
@@ -233,6 +242,104 @@ async def contention(backends, buyers: int, units: int, results: Results) -> Non
     )
 
 
+async def paced(backends, rate: float, seconds: float, results: Results) -> None:
+    """Commands at a steady ``rate`` (not a burst): the latency a user sees under load."""
+    prefix, env = await deployment(backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false")
+    worker = WorkerProcess("cart", env, OUT / f".{prefix}cart.log").start()
+    products = [f"bench-product-{n}" for n in range(20)]
+    await publish_catalog(backends.kafka_bootstrap, prefix, products)
+    count = max(1, int(rate * seconds))
+    latencies, _ = await drive(
+        backends.kafka_bootstrap, prefix, cart_workload(count, 200, products), command("GetCart", user_id="warmup"),
+        pace=rate,
+    )
+    worker.stop()
+    worker.log_path.unlink(missing_ok=True)
+    q = statistics.quantiles(sorted(latencies.values()), n=100)
+    results.latencies[f"steady {rate:,.0f}/s"] = sorted(latencies.values())
+    results.add(
+        "cart pipeline, steady rate",
+        f"{rate:,.0f} commands/s for {seconds:g} s",
+        f"p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms",
+    )
+
+
+async def publish_catalog(bootstrap: str, prefix: str, products: list[str]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    for pid in products:
+        event = command("ProductUpserted", product_id=pid, name=pid, price="9.99")
+        await producer.send_and_wait(prefix + "catalog.events", json.dumps(event).encode(), key=pid.encode())
+    await producer.stop()
+
+
+def start_checkout(n: int, prefix: str) -> dict:
+    payment_id = f"bench-pay-{n}"
+    line = {
+        "order_id": f"{payment_id}-1", "item_id": f"item-{n}", "product_id": "bench-product", "product_name": "Thing",
+        "quantity": 1, "unit_price": "9.99", "total_price": "9.99",
+    }
+    return command(
+        "StartCheckout", payment_id=payment_id, payment_hash=f"h{n}", user_id=f"bench-user-{n}", checkout_type="full_cart",
+        lines=[line], total_amount="9.99", payment_method="card", gateway_name="bench", shipping_address={"city": "Lyon"},
+        command_type="CheckoutCart", command_message_id=f"bench-command-{n}", reply_to=prefix + "cart.replies",
+    )
+
+
+async def deadlines(backends, checkouts: int, deadline_seconds: float, results: Results) -> None:
+    """``checkouts`` unpaid checkouts expire; lateness = cancellation time - deadline."""
+    from datetime import datetime
+
+    from services.checkout_worker.repository import awaiting_past
+
+    prefix, env = await deployment(backends, CARTFLOW_PAYMENT_TIMEOUT_SECONDS=str(deadline_seconds))
+    worker = WorkerProcess("checkout", env, OUT / f".{prefix}checkout.log").start()
+    orders = AIOKafkaConsumer(bootstrap_servers=backends.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await orders.start()
+    orders.subscribe([prefix + "order.events"])
+    producer = AIOKafkaProducer(bootstrap_servers=backends.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    started = time.perf_counter()
+    for n in range(checkouts):
+        message = start_checkout(n, prefix)
+        await producer.send(prefix + "checkout.commands", json.dumps(message).encode(), key=message["payment_id"].encode())
+    await producer.flush()
+    await producer.stop()
+    deadline_of: dict[str, datetime] = {}
+    cancelled_at: dict[str, datetime] = {}
+    sweep_ms = None
+    client = connect(backends.mongo_url)
+    db = client[env["CARTFLOW_MONGO_DB"]]
+    async with asyncio.timeout(deadline_seconds + 600):
+        while len(cancelled_at) < checkouts:
+            for records in (await orders.getmany(timeout_ms=200)).values():
+                for record in records:
+                    event = json.loads(record.value)
+                    if event["type"] == "PaymentRequested":
+                        deadline_of[event["payment_id"]] = datetime.fromisoformat(event["payment_expires_at"])
+                    elif event["type"] == "OrderCancelled":
+                        cancelled_at.setdefault(event["payment_id"], datetime.fromisoformat(event["occurred_at"]))
+            if sweep_ms is None and len(deadline_of) == checkouts:
+                ingest = checkouts / (time.perf_counter() - started)
+                # The safety net's query, over every pending checkout (none due yet: it finds nothing).
+                timer = time.perf_counter()
+                await awaiting_past(db, min(deadline_of.values()))
+                sweep_ms = (time.perf_counter() - timer) * 1000
+    await client.close()
+    await orders.stop()
+    worker.stop()
+    worker.log_path.unlink(missing_ok=True)
+    lateness = sorted((cancelled_at[p] - deadline_of[p]).total_seconds() for p in cancelled_at)
+    q = statistics.quantiles(lateness, n=100)
+    results.lateness = lateness
+    results.add(
+        "deadlines",
+        f"{checkouts:,} checkouts expired",
+        f"lateness p50 {q[49]:.2f} s, p99 {q[98]:.2f} s, max {lateness[-1]:.2f} s; "
+        f"started at {ingest:,.0f} checkouts/s; safety-net sweep over {checkouts:,} pending: {sweep_ms:.0f} ms",
+    )
+
+
 # --- report ------------------------------------------------------------------------
 
 
@@ -263,6 +370,15 @@ def charts(results: Results) -> list[str]:
     fig.tight_layout()
     fig.savefig(OUT / "latency.png", dpi=110)
     names.append("latency.png")
+    if results.lateness:
+        fig, ax = plt.subplots(figsize=(8, 3))
+        ax.hist(results.lateness, bins=50, color="#55a868")
+        ax.set_xlabel("cancellation after the payment deadline, s")
+        ax.set_ylabel("checkouts")
+        ax.set_title(f"Deadline lateness, {len(results.lateness):,} unpaid checkouts")
+        fig.tight_layout()
+        fig.savefig(OUT / "deadlines.png", dpi=110)
+        names.append("deadlines.png")
     return names
 
 
@@ -286,6 +402,13 @@ def report(results: Results, scale: int, kind: str) -> None:
         lines.append(f"Pipeline at {batched / storage:.0%} of the batched storage ceiling.")
     if batched and single:
         lines.append(f"Batched pipeline {batched / single:.1f}x the batch-of-one pipeline.")
+    grown = results.rates.get("cart pipeline, batches of 500, 10x volume")
+    if batched and grown:
+        base, big = results.peak_rss_mb["batches of 500"], results.peak_rss_mb["batches of 500, 10x volume"]
+        lines.append(
+            f"At 10x the volume the pipeline runs at {grown / batched:.2f}x the throughput of the 1x run, "
+            f"with a peak RSS of {big:.0f} MB against {base:.0f} MB."
+        )
     lines += ["", *(f"![{name}]({name})" for name in images), ""]
     (OUT / "report.md").write_text("\n".join(lines))
     print(f"wrote {OUT / 'report.md'}")
@@ -299,6 +422,9 @@ async def run_all(backends, scale: int) -> None:
     await pipeline(backends, 2_000 * scale, 200, 500, results, "batches of 500")
     await pipeline(backends, 300 * scale, 200, 1, results, "batches of 1")
     await contention(backends, 200 * scale, 10, results)
+    await paced(backends, results.rates["cart pipeline, batches of 500"] / 2, 20, results)
+    await pipeline(backends, 20_000 * scale, 2_000, 500, results, "batches of 500, 10x volume")
+    await deadlines(backends, 10_000 * scale, 45, results)
     report(results, scale, backends.kind)
 
 

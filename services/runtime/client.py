@@ -41,6 +41,20 @@ def message_key(message: dict[str, Any]) -> bytes | None:
     return None
 
 
+async def fetch_json(consumer: AIOKafkaConsumer, timeout_ms: int = 200) -> list[tuple[Any, dict[str, Any]]]:
+    """The next records of ``consumer`` whose value is a JSON object, with that object."""
+    fetched = []
+    for records in (await consumer.getmany(timeout_ms=timeout_ms)).values():
+        for record in records:
+            try:
+                message = json.loads(record.value)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(message, dict):
+                fetched.append((record, message))
+    return fetched
+
+
 class CartflowClient:
     def __init__(self, bootstrap: str, *, reply_topic: str = CART_REPLIES, **kafka_options: Any) -> None:
         self.bootstrap = bootstrap
@@ -108,20 +122,14 @@ class CartflowClient:
     async def _read_replies(self) -> None:
         assert self._consumer
         while self._waiting:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    try:
-                        reply = json.loads(record.value)
-                    except ValueError:
-                        continue
-                    if not isinstance(reply, dict) or not isinstance(reply.get("correlation_id"), str):
-                        continue
-                    waiter = self._waiting.pop(reply["correlation_id"], None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(reply)
-                    else:
-                        # A reply to a request that is not awaited yet (or any more): kept a while.
-                        self._unclaimed[reply["correlation_id"]] = reply
-                        while len(self._unclaimed) > UNCLAIMED_LIMIT:
-                            self._unclaimed.pop(next(iter(self._unclaimed)))
+            for _, reply in await fetch_json(self._consumer):
+                if not isinstance(reply.get("correlation_id"), str):
+                    continue
+                waiter = self._waiting.pop(reply["correlation_id"], None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(reply)
+                else:
+                    # A reply to a request that is not awaited yet (or any more): kept a while.
+                    self._unclaimed[reply["correlation_id"]] = reply
+                    while len(self._unclaimed) > UNCLAIMED_LIMIT:
+                        self._unclaimed.pop(next(iter(self._unclaimed)))

@@ -29,7 +29,7 @@ from contracts.topics import (
     STOCK_COMMANDS,
     STOCK_EVENTS,
 )
-from services.runtime.client import CartflowClient
+from services.runtime.client import CartflowClient, fetch_json
 from services.runtime.kafka import topic_partitions
 from services.runtime.settings import Settings
 
@@ -164,17 +164,9 @@ class Demo:
 
     async def read(self) -> None:
         assert self.watcher
-        batches = await self.watcher.getmany(timeout_ms=200)
-        for records in batches.values():
-            for record in records:
-                try:
-                    message = json.loads(record.value)
-                except ValueError:
-                    continue
-                if not isinstance(message, dict):
-                    continue
-                if message.get("correlation_id") not in self.correlations and self.tag not in json.dumps(message):
-                    continue  # another user's traffic
-                arrow = "<-" if self.topics[record.topic] == CART_REPLIES else "  "
-                self.timeline.line(arrow, self.topics[record.topic], message)
-                self.timeline.seen.append((record.topic, message))
+        for record, message in await fetch_json(self.watcher):
+            if message.get("correlation_id") not in self.correlations and self.tag not in json.dumps(message):
+                continue  # another user's traffic
+            arrow = "<-" if self.topics[record.topic] == CART_REPLIES else "  "
+            self.timeline.line(arrow, self.topics[record.topic], message)
+            self.timeline.seen.append((record.topic, message))

@@ -52,23 +52,9 @@ async def test_replaying_cart_commands_republishes_them_and_changes_nothing(
     cart_before = await cart_deployment.db["cart.carts"].find_one({"_id": buyer})
     events_before = events.json_matching(user_id=buyer)
 
-    dry = await run_cli(
-        cart_deployment,
-        "replay",
-        "--topic",
-        "cart.commands",
-        "--from-time",
-        started.isoformat(),
-        "--dry-run",
-    )
-    result = await run_cli(
-        cart_deployment,
-        "replay",
-        "--topic",
-        "cart.commands",
-        "--from-time",
-        started.isoformat(),
-    )
+    replay = ("replay", "--topic", "cart.commands", "--from-time", started.isoformat())
+    dry = await run_cli(cart_deployment, *replay, "--dry-run")
+    result = await run_cli(cart_deployment, *replay)
 
     assert dry.returncode == 0, dry.stderr
     read, planned, skipped = summary_numbers(dry.stdout)
