@@ -91,7 +91,7 @@ class ChaosReport:
             f"Workload: {self.commands} commands from {self.config.users} buyers on {self.config.products} products, "
             f"{self.checkouts} checkouts, payments {dict(self.payments)}, over {self.config.duration:g} s "
             f"(settled after {self.seconds:.0f} s).",
-            f"Faults injected: {', '.join(f'{n} {k}' for k, n in self.faults.items())}.",
+            f"Faults injected: {', '.join(f'{k}: {n}' for k, n in sorted(self.faults.items()))}.",
             "",
             "| invariant | checked | violations | holds |",
             "| --- | --- | --- | --- |",
