@@ -129,7 +129,7 @@ async def drive(
 ) -> tuple[dict[str, float], float]:
     """Publish ``messages`` (all at once, or ``pace`` per second) and time each to its
     reply; returns latencies and the span."""
-    replies = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    replies = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
     await replies.start()
     replies.subscribe([prefix + "cart.replies"])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)

@@ -96,7 +96,7 @@ class Tap:
     _consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> Tap:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=50)
         await self._consumer.start()
         self._consumer.assign(await topic_partitions(self._consumer, self.topic, wait=True))
         await self._consumer.seek_to_beginning()

@@ -166,7 +166,10 @@ def send(
 
     async def run() -> None:
         async with CartflowClient(
-            settings.kafka_bootstrap or "", reply_topic=settings.topic(CART_REPLIES), **settings.kafka_client_options
+            settings.kafka_bootstrap or "",
+            reply_topic=settings.topic(CART_REPLIES),
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            **settings.kafka_client_options,
         ) as client:
             # Only cart commands are answered with a CommandResult; the others
             # (stock commands, catalog and payment events) are answered by events.

@@ -56,10 +56,13 @@ async def fetch_json(consumer: AIOKafkaConsumer, timeout_ms: int = 200) -> list[
 
 
 class CartflowClient:
-    def __init__(self, bootstrap: str, *, reply_topic: str = CART_REPLIES, **kafka_options: Any) -> None:
+    def __init__(
+        self, bootstrap: str, *, reply_topic: str = CART_REPLIES, fetch_max_wait_ms: int = 50, **kafka_options: Any
+    ) -> None:
         self.bootstrap = bootstrap
         self.reply_topic = reply_topic
         self.kafka_options = kafka_options
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -70,7 +73,10 @@ class CartflowClient:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self.kafka_options)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, **self.kafka_options
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            **self.kafka_options,
         )
         await self._consumer.start()
         partitions = await topic_partitions(self._consumer, self.reply_topic)

@@ -72,6 +72,7 @@ class DelayedTopicConsumer:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             **self.settings.kafka_client_options,
         )
         consumer.subscribe([self.topic], listener=_ForgetRevoked(self.held))

@@ -75,7 +75,12 @@ class Demo:
     async def run(self) -> int:
         options = self.settings.kafka_client_options
         bootstrap = self.settings.kafka_bootstrap or ""
-        self.watcher = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
+        self.watcher = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            **options,
+        )
         await self.watcher.start()
         try:
             partitions = [p for topic in self.topics for p in await topic_partitions(self.watcher, topic)]
@@ -85,7 +90,9 @@ class Demo:
             await self.watcher.seek_to_end()
             for partition in partitions:
                 await self.watcher.position(partition)
-            async with CartflowClient(bootstrap, reply_topic=self.settings.topic(CART_REPLIES), **options) as client:
+            replies = self.settings.topic(CART_REPLIES)
+            wait = self.settings.kafka_fetch_max_wait_ms
+            async with CartflowClient(bootstrap, reply_topic=replies, fetch_max_wait_ms=wait, **options) as client:
                 self.client = client
                 return await self.script()
         finally:

@@ -97,6 +97,8 @@ class OutboxRelay:
 
     async def run(self) -> None:
         while not self._stopping:
+            # Cleared before the round, not after: a commit during the round wakes the next one.
+            self._wake.clear()
             try:
                 busy = await self.lease.acquire() and await self.relay_once()
             except asyncio.CancelledError:
@@ -106,7 +108,6 @@ class OutboxRelay:
                 busy = False
                 await asyncio.sleep(self.poll_seconds)
             if not busy:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                 except TimeoutError:
