@@ -116,7 +116,7 @@ async def reset_group_offsets(
     *,
     to_time: datetime | None = None,
     dry_run: bool = False,
-    join_timeout: float = 60.0,
+    join_timeout: float = 45.0,
     **options: Any,
 ) -> list[OffsetMove]:
     """Move ``group_id`` on every partition of ``topics`` to the first record at or
@@ -142,10 +142,15 @@ async def reset_group_offsets(
             return moves
     async with standalone_consumer(bootstrap, group_id, **options) as member:
         member.subscribe(topics)
-        async with asyncio.timeout(join_timeout):
-            while not member.assignment():
-                await member.getmany(timeout_ms=200)
-        if set(member.assignment()) != set(partitions):
-            raise GroupIsRunning(f"{group_id} has other live members: stop its workers before moving its offsets")
+        # A member killed a moment ago still holds its share until its session
+        # times out; a live one keeps it: wait for everything, up to join_timeout.
+        try:
+            async with asyncio.timeout(join_timeout):
+                while set(member.assignment()) != set(partitions):
+                    await member.getmany(timeout_ms=200)
+        except TimeoutError:
+            raise GroupIsRunning(
+                f"{group_id} has other live members: stop its workers before moving its offsets"
+            ) from None
         await member.commit({tp: OffsetAndMetadata(targets[tp], "") for tp in partitions})
     return moves
