@@ -42,6 +42,11 @@ def load_spec(name: str):
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def worker_groups() -> dict[str, tuple[str, ...]]:
+    """Every consumer group of every worker (without the deployment's affixes), with the topics it reads."""
+    return dict(group for name in WORKERS for group in load_spec(name).groups())
+
+
 @app.command()
 def worker(name: Annotated[str, typer.Argument(help="cart | stock | checkout")]) -> None:
     """Run one worker against the configured backends (for scaling out)."""
@@ -358,7 +363,7 @@ def offsets_reset(
     if (to_time is None) == (not to_earliest):
         raise typer.BadParameter("give exactly one of --to-time or --to-earliest")
     settings = Settings()
-    topics = dict(group for name in WORKERS for group in load_spec(name).groups())
+    topics = worker_groups()
     if group not in topics:
         raise typer.BadParameter(f"unknown group {group!r}; choose one of: {', '.join(topics)}")
     group_id = settings.group_id(group)

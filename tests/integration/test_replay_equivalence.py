@@ -8,6 +8,7 @@ import hashlib
 
 import pytest
 
+from services.runtime.cli import worker_groups
 from tests.conftest import open_deployment
 from tests.integration.test_crash import PRODUCTS, workload
 from tests.support import command, group_lag, topic_size
@@ -16,13 +17,8 @@ pytestmark = pytest.mark.integration
 
 STATE = ["cart.carts", "cart.catalog", "cart.stock", "stock.levels", "stock.reservations", "checkout.sagas"]
 EVENT_TOPICS = ["cart.events", "stock.events", "order.events"]
-#: What each worker consumes, and so what a replay feeds it again.
-INPUTS = {
-    "cart": ["catalog.events", "cart.commands", "stock.events"],
-    "stock": ["stock.commands"],
-    "checkout": ["checkout.commands", "payment.events"],
-    "checkout-timeouts": ["checkout.timeouts"],
-}
+#: What each worker group consumes, and so what a replay feeds it again.
+INPUTS = worker_groups()
 PAYMENT = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon"}}
 
 
