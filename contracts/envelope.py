@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -37,36 +38,51 @@ def is_identifier(value: object) -> bool:
 BoundedInt = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
 
 
+#: Money on the wire: plain ASCII digits, at most 13 of them, and an optional dot
+#: followed by one or two decimals. No sign, exponent, separator or white space.
+MONEY_PATTERN = r"^\d{1,13}(\.\d{1,2})?$"
+_MONEY = re.compile(MONEY_PATTERN, re.ASCII)
+
+
 def _parse_money(value: Any) -> Decimal:
     # Money travels as a decimal string so that no JSON reader turns it into a
-    # binary float on the way.
+    # binary float on the way. Decimal() itself is lenient ("7_499", "1E+2",
+    # " 1.00", "-0" all parse), so the text is held to the pattern first.
     if isinstance(value, Decimal):
-        return value
+        return value  # built in code; _check_money holds it to the same rule
     if not isinstance(value, str):
-        raise ValueError("money must be a decimal string such as \"74.99\"")
-    try:
-        parsed = Decimal(value)
-    except InvalidOperation as exc:
-        raise ValueError(f"not a decimal amount: {value!r}") from exc
-    if not parsed.is_finite():
-        raise ValueError("money must be finite")
-    return parsed
+        raise ValueError('money must be a decimal string such as "74.99"')
+    if not _MONEY.fullmatch(value):
+        raise ValueError(
+            f'not a plain decimal amount with at most two decimals, such as "74.99": {value[:40]!r}'
+        )
+    return Decimal(value)
 
 
 def _check_money(value: Decimal) -> Decimal:
-    if value < 0:
+    if not value.is_finite():
+        raise ValueError("money must be finite")
+    if value.is_signed():  # also refuses -0
         raise ValueError("money cannot be negative")
-    if value.as_tuple().exponent < -4 or value.adjusted() > 12:  # type: ignore[operator]
-        raise ValueError("money has at most 13 integer digits and 4 decimals")
+    if value.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ValueError("money has at most 2 decimals")
+    if value.adjusted() > 12:
+        raise ValueError("money has at most 13 integer digits")
     return value
+
+
+def _format_money(value: Decimal) -> str:
+    # Fixed-point, so that a Decimal such as Decimal("1E+2") is written "100".
+    return format(value, "f")
 
 
 Money = Annotated[
     Decimal,
     BeforeValidator(_parse_money),
     AfterValidator(_check_money),
-    PlainSerializer(lambda d: str(d), return_type=str),
-    Field(json_schema_extra={"type": "string", "pattern": r"^\d+(\.\d+)?$"}),
+    PlainSerializer(_format_money, return_type=str),
+    # The whole schema, not an addition to Decimal's (which would also offer a JSON number).
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
 ]
 
 
