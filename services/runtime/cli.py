@@ -90,6 +90,8 @@ def up(
         typer.echo(f"unknown or unreleased worker(s): {', '.join(unknown)}", err=True)
         raise typer.Exit(2)
     home = Path(settings.data_dir)
+    # The workers' logs go here whichever backends run (external ones make no folders).
+    (home / "logs").mkdir(parents=True, exist_ok=True)
     stop = {"now": False}
 
     def request_stop(*_: object) -> None:
