@@ -20,6 +20,9 @@ class ErrorCode(StrEnum):
     # Added to v1 with the stock worker: reservation commands that cannot apply.
     RESERVATION_NOT_FOUND = "RESERVATION_NOT_FOUND"
     RESERVATION_NOT_ACTIVE = "RESERVATION_NOT_ACTIVE"
+    # Added to v1: the cart would grow past a limit (lines per cart, the size of
+    # an item's properties).
+    CART_LIMIT_REACHED = "CART_LIMIT_REACHED"
     # The command was well formed but processing it failed inside cartflow;
     # the message is also dead-lettered for an operator.
     INTERNAL_ERROR = "INTERNAL_ERROR"

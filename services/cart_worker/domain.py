@@ -9,6 +9,7 @@ never modified, so a rejected or failed command leaves no trace.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -18,6 +19,24 @@ from typing import Any
 from contracts.errors import ErrorCode
 
 DEFAULT_MAX_QUANTITY = 99
+DEFAULT_MAX_LINES = 100
+DEFAULT_MAX_PROPERTY_KEYS = 50
+DEFAULT_MAX_PROPERTY_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class CartLimits:
+    """How large one cart may grow, so that its document and every reply about
+    it stay far below the database's and the broker's limits."""
+
+    max_quantity: int = DEFAULT_MAX_QUANTITY
+    max_lines: int = DEFAULT_MAX_LINES
+    max_property_keys: int = DEFAULT_MAX_PROPERTY_KEYS
+    max_property_bytes: int = DEFAULT_MAX_PROPERTY_BYTES
+
+    def properties_fit(self, properties: Mapping[str, Any]) -> bool:
+        encoded = json.dumps(properties, separators=(",", ":"), default=str, ensure_ascii=False).encode()
+        return len(properties) <= self.max_property_keys and len(encoded) <= self.max_property_bytes
 
 #: Reservation states of a cart line.
 UNTRACKED = "untracked"  # cart-time reservation is off
@@ -296,6 +315,7 @@ def add_item(
     new_item_id: str,
     now: datetime,
     max_quantity: int = DEFAULT_MAX_QUANTITY,
+    limits: CartLimits | None = None,
 ) -> Outcome:
     """Put ``quantity`` units of a product into the cart, merging with its line if present.
 
@@ -324,10 +344,26 @@ def add_item(
             if product.has_sizes
             else "This product has no sizes: send the command without one",
         )
+    limits = limits or CartLimits(max_quantity=max_quantity)
+    max_quantity = limits.max_quantity
     if not 1 <= quantity <= max_quantity:
         return _invalid_quantity(quantity, max_quantity)
 
     existing = cart.line_for(product_id, size)
+    if existing is None and len(cart.lines) >= limits.max_lines:
+        return Rejected(
+            ErrorCode.CART_LIMIT_REACHED,
+            f"The cart already holds {len(cart.lines)} different items, the most it can hold",
+            "Remove an item or check out before adding another one",
+        )
+    merged = {**(existing.properties if existing else {}), **(properties or {})}
+    if not limits.properties_fit(merged):
+        return Rejected(
+            ErrorCode.CART_LIMIT_REACHED,
+            f"The item's properties would exceed {limits.max_property_keys} keys "
+            f"or {limits.max_property_bytes} bytes",
+            "Send fewer or shorter properties",
+        )
     if existing is None:
         line = CartLine(
             item_id=new_item_id,
@@ -339,7 +375,7 @@ def add_item(
             image_url=product.image_url,
             added_at=now,
             updated_at=now,
-            properties=dict(properties or {}),
+            properties=merged,
         )
     else:
         room = max_quantity - existing.quantity
@@ -356,7 +392,7 @@ def add_item(
             existing,
             quantity=existing.quantity + quantity,
             updated_at=now,
-            properties={**existing.properties, **(properties or {})},
+            properties=merged,
         )
     event = ItemAdded(
         user_id=cart.user_id,

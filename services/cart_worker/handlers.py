@@ -74,10 +74,13 @@ class StockAnswerOverdue:
 
     user_id: str
     reservation_id: str
+    #: The message_id of the command whose stock step is overdue: two steps on
+    #: one reservation (an increase, later another) time out separately.
+    command_id: str
 
     @property
     def dedup_key(self) -> str:
-        return f"stock-timeout:{self.reservation_id}"
+        return f"stock-timeout:{self.reservation_id}:{self.command_id}"
 
 
 @dataclass
@@ -119,6 +122,12 @@ class CartLogic:
         self.events_topic = settings.topic(CART_EVENTS)
         self.checkout_commands_topic = settings.topic(CHECKOUT_COMMANDS)
         self.notifications_topic = settings.topic(NOTIFICATIONS_EVENTS)
+        self.limits = domain.CartLimits(
+            max_quantity=settings.cart_item_max_quantity,
+            max_lines=settings.cart_max_lines,
+            max_property_keys=settings.properties_max_keys,
+            max_property_bytes=settings.properties_max_bytes,
+        )
         self.policy = housekeeping.Policy(
             remind_after=timedelta(days=settings.cart_abandoned_threshold_days),
             expire_after=timedelta(days=settings.cart_session_timeout_days),
@@ -136,7 +145,7 @@ class CartLogic:
         elif record.topic == self.stock_events_topic:
             parsed = parse(record, stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES)
         else:
-            parsed = parse(record, cart_contract.cart_command_adapter, cart_contract.CART_COMMAND_TYPES)
+            parsed = parse(record, cart_contract.cart_command_adapter, cart_contract.CART_COMMAND_TYPES, self.settings)
         if not isinstance(parsed, Malformed):
             return Work(record, parsed.message_id, parsed)
         key = parsed.message_id or record.fingerprint
@@ -168,7 +177,7 @@ class CartLogic:
             correlation_id = message_id
         user_id = fields.get("user_id") if isinstance(fields.get("user_id"), str) else None
         reply_to = fields.get("reply_to")
-        topic = reply_to if _is_topic_name(reply_to) else self.replies_topic
+        topic = reply_to if self.settings.reply_topic_allowed(reply_to) else self.replies_topic
         result = cart_contract.CommandResult(
             message_id=derived_message_id(message_id, 0),
             occurred_at=self.clock.now(),
@@ -341,7 +350,7 @@ class CartLogic:
                     properties=command.properties,
                     new_item_id=derived_message_id(command.message_id, -1),
                     now=now,
-                    max_quantity=max_quantity,
+                    limits=self.limits,
                 )
             case cart_contract.UpdateItemQuantity():
                 return domain.update_item_quantity(
@@ -620,7 +629,10 @@ class CartLogic:
     def _on_overdue(self, unit: CartUnit, overdue: StockAnswerOverdue) -> list[Outgoing]:
         cart = unit.cart(overdue.user_id)
         pending = cart.pending
-        if pending is None or pending.reservation_id != overdue.reservation_id:
+        if pending is None or (pending.reservation_id, pending.command.get("message_id")) != (
+            overdue.reservation_id,
+            overdue.command_id,
+        ):
             return []
         command = cart_contract.cart_command_adapter.validate_python(pending.command)
         line = cart.line(pending.item_id)
@@ -752,22 +764,18 @@ def _events_of(command: Any, pending: PendingStock, cart: Cart) -> tuple[domain.
     )
 
 
-def _is_topic_name(value: object) -> bool:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= 249
-        and all(c.isascii() and (c.isalnum() or c in "._-") for c in value)
-    )
+async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[StockAnswerOverdue]:
+    carts = await repository.carts_past_deadline(db, clock.now(), limit)
+    return [
+        StockAnswerOverdue(cart.user_id, cart.pending.reservation_id, str(cart.pending.command.get("message_id")))
+        for cart in carts
+        if cart.pending
+    ]
 
 
-async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[StockAnswerOverdue]:
-    carts = await repository.carts_past_deadline(db, clock.now(), settings.batch_max_records)
-    return [StockAnswerOverdue(cart.user_id, cart.pending.reservation_id) for cart in carts if cart.pending]
-
-
-async def find_housekeeping_due(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[HousekeepingDue]:
+async def find_housekeeping_due(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[HousekeepingDue]:
     now, due = clock.now(), []
     for task, moment in housekeeping.TASK_FIELDS.items():
-        for cart in await repository.carts_due(db, moment, now, settings.batch_max_records):
+        for cart in await repository.carts_due(db, moment, now, limit):
             due.append(HousekeepingDue(cart.user_id, task, getattr(cart, moment)))
     return due

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+
 from contracts.topics import CART_REPLIES, CHECKOUT_COMMANDS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, PAYMENT_EVENTS, STOCK_COMMANDS
 from services.checkout_worker import repository
 from services.checkout_worker.handlers import CheckoutLogic, find_overdue
@@ -12,7 +15,9 @@ from services.runtime.settings import Settings
 from services.runtime.worker import Sweep, WorkerSpec, dedup_key
 
 
-async def fire_deadlines_when_due(settings: Settings, processor: BatchProcessor, clock: Clock) -> None:
+async def fire_deadlines_when_due(
+    settings: Settings, processor: BatchProcessor, clock: Clock, beat: Callable[[], None]
+) -> None:
     """Hold each PaymentDeadlineReached until its due_at, then let the saga decide."""
     await DelayedTopicConsumer(
         settings,
@@ -20,6 +25,10 @@ async def fire_deadlines_when_due(settings: Settings, processor: BatchProcessor,
         group_id=settings.group_id("checkout-timeouts"),
         process=processor.process,
         clock=clock,
+        beat=beat,
+        # Every deadline is payment_timeout_seconds after its checkout: one much
+        # later than that is not a real one and must not hold its partition.
+        max_delay=timedelta(seconds=2 * settings.payment_timeout_seconds + 60),
     ).run()
 
 

@@ -81,7 +81,7 @@ class CheckoutLogic:
         elif record.topic == self.topics[CHECKOUT_TIMEOUTS]:
             parsed = parse(record, deadline_adapter, frozenset({"PaymentDeadlineReached"}))
         else:
-            parsed = parse(record, start_checkout_adapter, frozenset({"StartCheckout"}))
+            parsed = parse(record, start_checkout_adapter, frozenset({"StartCheckout"}), self.settings)
         if not isinstance(parsed, Malformed):
             return Work(record, parsed.message_id, parsed)
         letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=self.clock.now())
@@ -193,8 +193,8 @@ class CheckoutLogic:
         return outputs
 
 
-async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[OverdueDeadline]:
+async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[OverdueDeadline]:
     """The safety net: unpaid checkouts past their deadline plus a grace period,
     whose timeout message was lost (the embedded broker keeps topics in memory)."""
     moment = clock.now() - timedelta(seconds=settings.checkout_deadline_grace_seconds)
-    return [OverdueDeadline(c.payment_id, c.deadline) for c in await repository.awaiting_past(db, moment)]
+    return [OverdueDeadline(c.payment_id, c.deadline) for c in await repository.awaiting_past(db, moment, limit)]

@@ -280,8 +280,82 @@ def dlq_redrive(
     newest = {l.message_id or f"{l.partition}:{l.offset}": l for l in chosen}
     worn = [l for l in newest.values() if l.redrive_count >= max_redrives]
     ready = [l for l in newest.values() if l.redrive_count < max_redrives]
-    sent = asyncio.run(redrive(bootstrap, source, ready, **settings.kafka_client_options))
+
+    async def send_back() -> int:
+        from services.runtime.clock import SystemClock
+
+        client, db = _database(settings)
+        try:
+            return await redrive(bootstrap, source, ready, db, SystemClock().now(), **settings.kafka_client_options)
+        finally:
+            await client.close()
+
+    sent = asyncio.run(send_back())
     typer.echo(f"read {len(letters)}, re-published {sent} to {source}, skipped {len(worn)} sent back {max_redrives}+ times")
+
+
+def _outboxes(worker: str | None) -> list[str]:
+    if worker is not None and worker not in WORKERS:
+        raise typer.BadParameter(f"unknown worker {worker!r}; choose one of: {', '.join(WORKERS)}")
+    return [f"{name}.outbox" for name in ([worker] if worker else WORKERS)]
+
+
+@dlq_app.command("parked")
+def dlq_parked(
+    worker: Annotated[str | None, typer.Option(help="Only this worker's records (cart, stock, checkout).")] = None,
+) -> None:
+    """Show records a worker wrote but could never publish (an illegal or missing topic,
+    a record over the size limit, a topic it may not write), and why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.runtime.outbox import PARKED_SUFFIX
+
+    settings = Settings()
+
+    async def gather() -> list[tuple[str, dict]]:
+        client, db = _database(settings)
+        try:
+            return [
+                (outbox, doc)
+                for outbox in _outboxes(worker)
+                async for doc in db[outbox + PARKED_SUFFIX].find({}, {"value": 0}).sort("_id", 1).limit(1000)
+            ]
+        finally:
+            await client.close()
+
+    rows = asyncio.run(gather())
+    table = Table(title=f"parked outbox records: {len(rows)}")
+    for column in ("worker", "id", "topic", "parked at", "reason"):
+        table.add_column(column)
+    for outbox, doc in rows:
+        table.add_row(
+            outbox.split(".")[0], str(doc["_id"]), str(doc.get("topic"))[:80], str(doc.get("parked_at")),
+            str(doc.get("reason"))[:120],
+        )
+    Console(width=200).print(table)
+
+
+@dlq_app.command("unpark")
+def dlq_unpark(
+    worker: Annotated[str, typer.Option(help="The worker whose parked records to send again.")],
+    record_id: Annotated[list[int] | None, typer.Option("--id", help="Only these ids (repeatable).")] = None,
+) -> None:
+    """Put parked records back into the worker's outbox once the cause is fixed (the
+    topic created, the broker's limit raised); still unpublishable, they are parked again."""
+    from services.runtime.clock import SystemClock
+    from services.runtime.outbox import unpark
+
+    settings = Settings()
+
+    async def run() -> int:
+        client, db = _database(settings)
+        try:
+            return await unpark(db, _outboxes(worker)[0], SystemClock().now(), record_id or None)
+        finally:
+            await client.close()
+
+    typer.echo(f"sent {asyncio.run(run())} parked record(s) back to the {worker} outbox")
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -405,7 +479,7 @@ def status() -> None:
             await client.close()
 
     table = Table(title="cartflow status")
-    for column in ("worker", "consumer lag", "outbox backlog", "oldest outbox record", "dead letters", "gauges"):
+    for column in ("worker", "consumer lag", "outbox backlog", "oldest outbox record", "parked", "dead letters", "gauges"):
         table.add_column(column)
     for row in asyncio.run(gather()):
         table.add_row(
@@ -413,6 +487,7 @@ def status() -> None:
             "\n".join(f"{group}: {lag}" for group, lag in row.lag.items()),
             str(row.outbox_backlog),
             f"{row.outbox_age_seconds:.1f}s" if row.outbox_backlog else "-",
+            str(row.parked),
             str(row.dead_letters),
             "\n".join(f"{name.replace('_', ' ')}: {value:g}" for name, value in row.figures.items()) or "-",
         )

@@ -9,14 +9,16 @@ each partition is already in due order: holding its head holds the rest.
 
 Offsets are committed only after the due records were processed, so a crash
 fires a deadline again (and the saga's state makes the repeat a no-op), never
-loses one.
+loses one. Any failure (the database away longer than the processor retries,
+a commit refused during a rebalance) ends ``run`` with the consumer closed;
+its supervisor starts it again, and the uncommitted records are read again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
@@ -28,11 +30,13 @@ MAX_WAIT_SECONDS = 0.1
 
 
 def due_at_field(record: Incoming) -> datetime | None:
-    """The record's ``due_at``; None (process now) when it has none or is malformed."""
+    """The record's ``due_at``; None (process now, where the decoder refuses or
+    dead-letters it) when it has none, is malformed or names no time zone."""
     try:
-        return datetime.fromisoformat(json.loads(record.value or b"")["due_at"])
-    except (ValueError, KeyError, TypeError):
+        due = datetime.fromisoformat(json.loads(record.value or b"")["due_at"])
+    except Exception:  # any bytes at all: deep nesting raises RecursionError
         return None
+    return due if due.tzinfo is not None and due.utcoffset() is not None else None
 
 
 class _ForgetRevoked(ConsumerRebalanceListener):
@@ -57,7 +61,14 @@ class DelayedTopicConsumer:
         process: Callable[[list[Incoming]], Awaitable[None]],
         clock: Clock,
         due_of: Callable[[Incoming], datetime | None] = due_at_field,
+        beat: Callable[[], None] = lambda: None,
+        max_delay: timedelta | None = None,
     ) -> None:
+        self.beat = beat
+        #: A record due later than this is not held (it would hold its whole
+        #: partition): it is processed at once, and the saga ignores a deadline
+        #: that has not come.
+        self.max_delay = max_delay
         self.settings = settings
         self.topic = topic
         self.group_id = group_id
@@ -75,11 +86,13 @@ class DelayedTopicConsumer:
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             **self.settings.kafka_client_options,
         )
+        self.held.clear()
         consumer.subscribe([self.topic], listener=_ForgetRevoked(self.held))
         await consumer.start()
         try:
             while True:
                 await self._round(consumer)
+                self.beat()
         finally:
             await consumer.stop()
 
@@ -99,6 +112,8 @@ class DelayedTopicConsumer:
             for record in records:
                 incoming = Incoming.from_record(record)
                 due = self.due_of(incoming)
+                if due is not None and self.max_delay is not None and due > now + self.max_delay:
+                    due = None
                 if due is not None and due > now:
                     consumer.seek(partition, record.offset)
                     consumer.pause(partition)

@@ -1,11 +1,16 @@
 """Dead-letter topics for operators: read what is parked and why, and send it
 back to its source topic once the cause is fixed.
 
-A redriven record carries ``cartflow-redrive-count``; the processor dedups it
-under a key of its own, so a message that was set aside (and so changed
-nothing) is processed afresh rather than answered from the inbox. If it fails
-again, the worker parks it in the dead-letter topic again, with the count: it
-never loops on its own.
+Sending back is an operator's act, and only an operator can make it: for
+each record, ``redrive`` stores a random token in MongoDB (``redrives``), bound
+to the fingerprint of the record's key and bytes, and sends the token in the
+``cartflow-redrive-token`` header. The processor dedups a record whose token it
+finds under a key of its own, so a message that was set aside (and so changed
+nothing) is processed afresh rather than answered from the inbox. A producer
+who sets the header itself (or copies a token onto another message) gets the
+ordinary dedup. If a redriven record fails again, the worker parks it in the
+dead-letter topic again, with ``cartflow-redrive-count``: it never loops on
+its own.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import secrets
+from datetime import datetime
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.topics import dead_letter_topic
+from services.runtime.headers import PREFIX, REDRIVE_COUNT, REDRIVE_TOKEN, REDRIVEN_FROM
 from services.runtime.kafka import topic_partitions
-
-REDRIVE_COUNT = "cartflow-redrive-count"
-REDRIVEN_FROM = "cartflow-redriven-from"
+from services.runtime.processing import REDRIVES
+from services.runtime.records import Incoming
 
 
 @dataclass(frozen=True)
@@ -82,25 +91,34 @@ async def read_dead_letters(bootstrap: str, source_topic: str, **options: Any) -
         await consumer.stop()
 
 
-def redrive_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    """The original headers, without the dead-letter annotations, plus the redrive count."""
-    kept = [(k, v) for k, v in letter.headers if not k.startswith("cartflow-")]
+def redrive_headers(letter: DeadLetter, token: str) -> list[tuple[str, bytes]]:
+    """The original headers, without cartflow's annotations, plus the redrive's token and count."""
+    kept = [(k, v) for k, v in letter.headers if not k.startswith(PREFIX)]
     return [
         *kept,
         (REDRIVE_COUNT, str(letter.redrive_count + 1).encode()),
         (REDRIVEN_FROM, f"{letter.partition}:{letter.offset}".encode()),
+        (REDRIVE_TOKEN, token.encode()),
     ]
 
 
 async def redrive(
-    bootstrap: str, source_topic: str, letters: Iterable[DeadLetter], **options: Any
+    bootstrap: str, source_topic: str, letters: Iterable[DeadLetter], db: AsyncDatabase, now: datetime, **options: Any
 ) -> int:
+    """Send ``letters`` back to ``source_topic``, each with a token stored in ``db`` first."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
     await producer.start()
     sent = 0
     try:
         for letter in letters:
-            await producer.send_and_wait(source_topic, letter.value, key=letter.key, headers=redrive_headers(letter))
+            token = secrets.token_urlsafe(24)
+            fingerprint = Incoming(source_topic, 0, 0, letter.key, letter.value).fingerprint
+            await db[REDRIVES].insert_one(
+                {"_id": token, "fingerprint": fingerprint, "topic": source_topic, "issued_at": now}
+            )
+            await producer.send_and_wait(
+                source_topic, letter.value, key=letter.key, headers=redrive_headers(letter, token)
+            )
             sent += 1
     finally:
         await producer.stop()

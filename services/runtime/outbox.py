@@ -6,42 +6,91 @@ entries; the relay then publishes it in order and deletes what Kafka
 acknowledged. A crash between publish and delete publishes those records again,
 with the same ``message_id``: at-least-once publication that consumers dedup.
 
-One relay per worker kind holds a lease, so outbox records leave in the order
-they were written even with several worker processes running.
+Outbox records are numbered from a counter document incremented inside the
+writing transaction, so their order is the order in which transactions
+committed, whatever the clocks of the processes that wrote them. One relay per
+worker kind holds a lease, so records leave in that order even with several
+worker processes running; the relay reads with majority read concern, so it
+never publishes a write that a failover could still take back.
+
+The relay never blocks on one record. A record that can never be published
+(a topic name Kafka refuses, a topic that does not appear within
+``relay_topic_wait_seconds``, a record over the size limit, a topic the
+worker may not write) is moved to ``<worker>.outbox.parked`` with its reason,
+counted in ``cartflow status`` and the ``cartflow_outbox_parked`` gauge, and
+listed and sent again by ``cartflow dlq parked`` / ``cartflow dlq unpark``.
+A record that fails for a passing reason stays, with every later record of
+the same topic and key, and the round is tried again after a backoff: records
+of one key are never published out of order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+from collections.abc import Callable
 import os
-import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from pymongo import ASCENDING
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    PolicyViolationError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+)
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.read_concern import ReadConcern
 
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.records import Outgoing
+from services.runtime.settings import is_topic_name
 
 log = logging.getLogger(__name__)
 
-_counter = itertools.count()
-_process_tag = f"{os.getpid():07d}"
+SEQUENCES = "sequences"
+PARKED_SUFFIX = ".parked"
+
+#: Broker answers that no retry can change.
+UNPUBLISHABLE = (
+    ClusterAuthorizationFailedError,
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    PolicyViolationError,
+    RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+)
 
 
-def next_sequence() -> str:
-    """Sortable and unique: wall time first, then this process's own counter."""
-    return f"{time.time_ns():020d}-{_process_tag}-{next(_counter):012d}"
+async def next_sequences(db: AsyncDatabase, name: str, count: int, session: AsyncClientSession | None) -> range:
+    """``count`` numbers from the counter ``name``, in commit order: inside a
+    transaction, a concurrent writer conflicts on the counter and retries."""
+    doc = await db[SEQUENCES].find_one_and_update(
+        {"_id": name}, {"$inc": {"value": count}}, upsert=True, return_document=ReturnDocument.AFTER, session=session
+    )
+    return range(doc["value"] - count + 1, doc["value"] + 1)
 
 
-def outbox_documents(messages: list[Outgoing]) -> list[dict[str, Any]]:
-    return [{"_id": next_sequence(), **message.to_doc()} for message in messages]
+async def outbox_documents(
+    db: AsyncDatabase, outbox: str, messages: list[Outgoing], session: AsyncClientSession | None, now: datetime
+) -> list[dict[str, Any]]:
+    numbers = await next_sequences(db, outbox, len(messages), session)
+    return [
+        {"_id": number, **message.to_doc(), "written_at": now}
+        for number, message in zip(numbers, messages, strict=True)
+    ]
 
 
 class Lease:
@@ -81,15 +130,26 @@ class OutboxRelay:
         poll_seconds: float,
         lease_seconds: float,
         clock: Clock | None = None,
+        topic_wait_seconds: float = 10.0,
+        max_record_bytes: int = 1 << 20,
+        beat: Callable[[], None] = lambda: None,
     ) -> None:
-        self.outbox = db[collection]
+        self.beat = beat
+        self.outbox = db.get_collection(collection, read_concern=ReadConcern("majority"))
+        self.parked = db[collection + PARKED_SUFFIX]
         self.producer = producer
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
-        self.lease = Lease(db, f"{collection}-relay", lease_seconds, clock or SystemClock())
+        self.clock = clock or SystemClock()
+        self.lease = Lease(db, f"{collection}-relay", lease_seconds, self.clock)
+        self.topic_wait_seconds = topic_wait_seconds
+        self.max_record_bytes = max_record_bytes
         self._wake = asyncio.Event()
         self._stopping = False
+        #: Topics Kafka did not know, with when the relay first missed them.
+        self._missing_since: dict[str, datetime] = {}
         self.published = 0
+        self.parked_count = 0
 
     def wake(self) -> None:
         """Called after a commit so that fresh records leave without waiting for the poll."""
@@ -99,14 +159,8 @@ class OutboxRelay:
         while not self._stopping:
             # Cleared before the round, not after: a commit during the round wakes the next one.
             self._wake.clear()
-            try:
-                busy = await self.lease.acquire() and await self.relay_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                busy = False
-                await asyncio.sleep(self.poll_seconds)
+            busy = await self.lease.acquire() and await self.relay_once()
+            self.beat()
             if not busy:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
@@ -114,34 +168,116 @@ class OutboxRelay:
                     pass
 
     async def relay_once(self) -> bool:
-        """Publish one batch in order; True when there may be more waiting."""
+        """Publish one batch in order; True when there may be more waiting.
+
+        Raises when part of the batch failed for a passing reason (after a
+        backoff), so that a supervisor sees the relay is not progressing."""
         docs = await self.outbox.find({}).sort("_id", ASCENDING).limit(self.batch_size).to_list()
         if not docs:
             return False
-        futures = []
-        for doc in docs:
-            message = Outgoing.from_doc(doc)
-            futures.append(
-                await self.producer.send(
-                    message.topic,
-                    value=message.value,
-                    key=message.key,
-                    headers=list(message.headers),
+        messages = [Outgoing.from_doc(doc) for doc in docs]
+        await self._learn_topics({m.topic for m in messages if is_topic_name(m.topic)})
+        now = self.clock.now()
+        held: set[tuple[str, bytes | None]] = set()  # topic and key with an earlier record not yet out
+        sent: list[tuple[dict[str, Any], Outgoing, Any]] = []
+        parked: list[tuple[dict[str, Any], str]] = []
+        for doc, message in zip(docs, messages, strict=True):
+            if (message.topic, message.key) in held:
+                continue
+            reason = self._unpublishable(message, now)
+            if reason == "":
+                held.add((message.topic, message.key))  # its topic may still appear: wait, in order
+                continue
+            if reason is not None:
+                parked.append((doc, reason))
+                continue
+            try:
+                future = await self.producer.send(
+                    message.topic, value=message.value, key=message.key, headers=list(message.headers)
                 )
+            except UNPUBLISHABLE as exc:
+                parked.append((doc, f"{type(exc).__name__}: {exc}"))
+                continue
+            sent.append((doc, message, future))
+
+        done: list[Any] = []
+        transient: Exception | None = None
+        results = await asyncio.gather(*(future for _, _, future in sent), return_exceptions=True)
+        for (doc, message, _), result in zip(sent, results, strict=True):
+            if (message.topic, message.key) in held:
+                continue  # an earlier record of this key failed: this one goes again after it
+            if isinstance(result, UNPUBLISHABLE):
+                parked.append((doc, f"{type(result).__name__}: {result}"))
+            elif isinstance(result, BaseException):
+                transient = transient or result  # type: ignore[assignment]
+                held.add((message.topic, message.key))
+            else:
+                done.append(doc["_id"])
+        if parked:
+            await self._park(parked, now)
+        if done:
+            await self.outbox.delete_many({"_id": {"$in": done}})
+        self.published += len(done)
+        if transient is not None:
+            # The supervisor logs it and starts the relay again after a backoff.
+            raise RuntimeError(f"publishing failed for a passing reason: {transient!r}") from transient
+        return len(docs) == self.batch_size and bool(done or parked)
+
+    async def _learn_topics(self, topics: set[str]) -> None:
+        """Ask the cluster about topics not seen yet, all at once, within a bounded wait."""
+        cluster = self.producer.client.cluster
+        unknown = [t for t in topics if cluster.partitions_for_topic(t) is None]
+        if not unknown:
+            return
+
+        async def look(topic: str) -> None:
+            try:
+                await asyncio.wait_for(self.producer.partitions_for(topic), timeout=min(2.0, self.topic_wait_seconds))
+            except (TimeoutError, KafkaError):
+                pass
+
+        await asyncio.gather(*(look(topic) for topic in unknown))
+        now = self.clock.now()
+        for topic in unknown:
+            if cluster.partitions_for_topic(topic) is None:
+                self._missing_since.setdefault(topic, now)
+            else:
+                self._missing_since.pop(topic, None)
+
+    def _unpublishable(self, message: Outgoing, now: datetime) -> str | None:
+        """Why ``message`` can never be published; "" while its topic may still
+        appear; None when it can go."""
+        if not is_topic_name(message.topic):
+            return f"illegal topic name {message.topic[:260]!r}"
+        size = len(message.value) + len(message.key or b"") + sum(len(k) + len(v) for k, v in message.headers)
+        if size > self.max_record_bytes:
+            return f"record of {size} bytes exceeds the limit of {self.max_record_bytes}"
+        missing = self._missing_since.get(message.topic)
+        if missing is None:
+            return None
+        if (now - missing).total_seconds() >= self.topic_wait_seconds:
+            return f"topic {message.topic!r} does not exist"
+        return ""
+
+    async def _park(self, parked: list[tuple[dict[str, Any], str]], now: datetime) -> None:
+        for doc, reason in parked:
+            log.error("outbox record %s to %r cannot be published and is parked: %s", doc["_id"], doc["topic"], reason)
+            await self.parked.replace_one(
+                {"_id": doc["_id"]}, {**doc, "reason": reason[:1000], "parked_at": now}, upsert=True
             )
-        await asyncio.gather(*futures)
-        await self.outbox.delete_many({"_id": {"$in": [doc["_id"] for doc in docs]}})
-        self.published += len(docs)
-        return len(docs) == self.batch_size
+        await self.outbox.delete_many({"_id": {"$in": [doc["_id"] for doc, _ in parked]}})
+        self.parked_count += len(parked)
+        from services.runtime.observability import OUTBOX_PARKED_TOTAL
+
+        OUTBOX_PARKED_TOTAL.inc(len(parked))
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Publish what is waiting, for a clean shutdown."""
-        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            while await self.lease.acquire() and await self.relay_once():
-                if asyncio.get_running_loop().time() > deadline:
-                    break
-        except PyMongoError:
+            async with asyncio.timeout(timeout):
+                while await self.lease.acquire() and await self.relay_once():
+                    pass
+        except (TimeoutError, PyMongoError, RuntimeError):
             log.warning("outbox not drained on shutdown; the next relay will publish it")
 
     async def stop(self) -> None:
@@ -152,3 +288,19 @@ class OutboxRelay:
             await self.lease.release()
         except PyMongoError:
             pass
+
+
+async def unpark(db: AsyncDatabase, outbox: str, now: datetime, ids: list[Any] | None = None) -> int:
+    """Send parked records again: they go back to the end of the outbox with new
+    numbers (and are parked again if they still cannot be published)."""
+    parked = db[outbox + PARKED_SUFFIX]
+    query: dict[str, Any] = {"_id": {"$in": ids}} if ids else {}
+    docs = await parked.find(query).sort("_id", ASCENDING).to_list()
+    if not docs:
+        return 0
+    messages = [Outgoing.from_doc(doc) for doc in docs]
+    async with db.client.start_session() as session:
+        async with await session.start_transaction():
+            await db[outbox].insert_many(await outbox_documents(db, outbox, messages, session, now), session=session)
+            await parked.delete_many({"_id": {"$in": [doc["_id"] for doc in docs]}}, session=session)
+    return len(docs)

@@ -15,7 +15,14 @@ at any point replays the batch, and step 2 turns the replay into a no-op.
 A message whose handling raises is answered with an internal-error reply where
 it can be and dead-lettered; its neighbours go on. A batch whose write fails
 for a reason that is not passing is split and written one message at a time,
-so one poisonous message cannot hold the others back.
+so one poisonous message cannot hold the others back; a single message whose
+write keeps failing is dead-lettered the same way, never fetched again in a loop.
+
+Dedup keys live in two places no producer can confuse: the inbox holds the
+``message_id`` of consumed records (the producer's own namespace), the
+internal inbox holds the keys of work a worker gives itself (timers, sweeps).
+An internal item whose handling failed is not recorded there, so it is tried
+again; the sweep backs off from it so that it cannot starve the items behind it.
 """
 
 from __future__ import annotations
@@ -40,11 +47,14 @@ from tenacity import (
 from contracts.errors import ErrorCode
 from services.runtime.clock import Clock
 from services.runtime.codec import dead_letter
-from services.runtime.dlq import REDRIVE_COUNT
+from services.runtime.headers import REDRIVE_TOKEN
 from services.runtime.mongo import is_transient, transaction_options
 from services.runtime.observability import PROCESSED, handling
 from services.runtime.outbox import outbox_documents
 from services.runtime.records import Incoming, Outgoing
+
+#: Collection of the tokens ``cartflow dlq redrive`` hands out (see services.runtime.dlq).
+REDRIVES = "redrives"
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,11 @@ class Work:
     message: Any | None = None
     #: For a malformed record, what to send instead (a rejection reply or a dead letter).
     outputs: tuple[Outgoing, ...] = ()
+
+    @property
+    def ident(self) -> tuple[bool, str]:
+        """The key with its namespace: internal keys and producers' ids never meet."""
+        return (self.record is None, self.key)
 
 
 class UnitOfWork:
@@ -114,20 +129,41 @@ class BatchProcessor:
         *,
         retry_max_seconds: float = 30.0,
         on_commit: Callable[[], None] | None = None,
+        max_message_bytes: int | None = None,
     ) -> None:
         self.logic = logic
         self.db = db
         self.clock = clock
         self.inbox = db[f"{logic.name}.inbox"]
-        self.outbox = db[f"{logic.name}.outbox"]
+        self.internal_inbox = db[f"{logic.name}.internal-inbox"]
+        self.outbox_name = f"{logic.name}.outbox"
+        self.outbox = db[self.outbox_name]
         self.retry_max_seconds = retry_max_seconds
         self.on_commit = on_commit or (lambda: None)
+        self.max_message_bytes = max_message_bytes
         self.processed = 0
+        #: Keys of internal work whose handling failed in the last call.
+        self.failed_internal: set[str] = set()
 
     async def process(self, records: list[Incoming]) -> None:
-        await self.process_works(self.logic.arrange([self._decode(record) for record in records]))
+        redrives = await self._redrive_tokens(records)
+        await self.process_works(self.logic.arrange([self._decode(record, redrives) for record in records]))
 
-    def _decode(self, record: Incoming) -> Work:
+    async def _redrive_tokens(self, records: list[Incoming]) -> dict[str, str]:
+        """The operator's redrive tokens among these records' headers, with the
+        fingerprint of the record each was issued for (one query, only when a
+        record carries one). A header alone proves nothing: anyone can set it."""
+        tokens = {token for record in records if (token := record.header(REDRIVE_TOKEN))}
+        if not tokens:
+            return {}
+        cursor = self.db[REDRIVES].find({"_id": {"$in": sorted(tokens)[:1000]}}, {"fingerprint": 1})
+        return {doc["_id"]: doc.get("fingerprint") async for doc in cursor}
+
+    def _decode(self, record: Incoming, redrives: dict[str, str]) -> Work:
+        if self.max_message_bytes is not None and len(record.value or b"") > self.max_message_bytes:
+            reason = f"record of {len(record.value or b'')} bytes exceeds the limit of {self.max_message_bytes}"
+            letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=reason, now=self.clock.now())
+            return Work(record, record.fingerprint, None, (letter,))
         try:
             work = self.logic.decode(record)
         except Exception as exc:
@@ -136,25 +172,33 @@ class BatchProcessor:
             reason = f"{type(exc).__name__}: {exc}"
             letter = dead_letter(record, error_code=ErrorCode.INTERNAL_ERROR, reason=reason, now=self.clock.now())
             return Work(record, record.fingerprint, None, (letter,))
-        redrives = dict(record.headers).get(REDRIVE_COUNT)
-        if redrives:
-            # Sent back from a dead-letter topic: what was set aside changed
-            # nothing, so it is processed afresh rather than answered from the inbox.
-            work = dataclasses.replace(work, key=f"{work.key}#redrive-{redrives.decode(errors='replace')}")
+        token = record.header(REDRIVE_TOKEN)
+        if token and redrives.get(token) == record.fingerprint:
+            # Sent back from a dead-letter topic by an operator: what was set
+            # aside changed nothing, so it is processed afresh rather than
+            # answered from the inbox (once per redrive: a repeat of the same
+            # redriven record is deduped under the same key).
+            work = dataclasses.replace(work, key=f"{work.key}#redrive-{token}")
         return work
 
-    async def process_internal(self, messages: list[Any], key: Callable[[Any], str]) -> None:
-        """Process messages a worker gives itself (timers, sweeps), deduped by ``key``."""
-        if messages:
-            await self.process_works([Work(None, key(message), message) for message in messages])
+    async def process_internal(self, messages: list[Any], key: Callable[[Any], str]) -> set[str]:
+        """Process messages a worker gives itself (timers, sweeps), deduped by
+        ``key`` in the internal inbox; returns the keys whose handling failed."""
+        if not messages:
+            return set()
+        await self.process_works([Work(None, key(message), message) for message in messages])
+        return set(self.failed_internal)
 
     async def process_works(self, works: list[Work]) -> None:
+        self.failed_internal = set()
         try:
             await self._retrying(lambda: self._commit(works))
         except Exception as exc:
-            if is_transient(exc) or len(works) == 1:
+            if is_transient(exc):
                 raise
-            log.warning("batch of %d failed (%r); writing its messages one at a time", len(works), exc)
+            self.failed_internal = set()
+            if len(works) > 1:
+                log.warning("batch of %d failed (%r); writing its messages one at a time", len(works), exc)
             for work in works:
                 await self._commit_alone(work)
         self.processed += len(works)
@@ -168,6 +212,9 @@ class BatchProcessor:
             if is_transient(exc):
                 raise
             log.exception("message %s could not be written; dead-lettering it", work.key)
+            if work.record is None:
+                self.failed_internal.add(work.key)  # not recorded as done: tried again later
+                return
             poison = exc
             await self._retrying(lambda: self._commit([work], poisoned=poison))
 
@@ -181,23 +228,33 @@ class BatchProcessor:
             with retry:
                 await attempt()
 
+    async def _seen(self, works: list[Work]) -> dict[tuple[bool, str], dict[str, Any]]:
+        """Inbox entries of these works, from the inbox of their namespace."""
+        seen: dict[tuple[bool, str], dict[str, Any]] = {}
+        for internal, collection in ((False, self.inbox), (True, self.internal_inbox)):
+            keys = list(dict.fromkeys(w.key for w in works if (w.record is None) == internal))
+            if keys:
+                async for doc in collection.find({"_id": {"$in": keys}}):
+                    seen[(internal, doc["_id"])] = doc
+        return seen
+
     async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> None:
-        keys = list(dict.fromkeys(work.key for work in works))
-        seen = {doc["_id"]: doc async for doc in self.inbox.find({"_id": {"$in": keys}})}
-        fresh = [w.message for w in works if w.key not in seen and w.message is not None and poisoned is None]
+        seen = await self._seen(works)
+        fresh = [w.message for w in works if w.ident not in seen and w.message is not None and poisoned is None]
         unit = await self.logic.load(self.db, fresh)
         now = self.clock.now()
 
-        inbox_docs: list[dict[str, Any]] = []
+        inbox_docs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
         late_replies: dict[str, list[dict[str, Any]]] = {}
         outgoing: list[Outgoing] = []
-        replies_of: dict[str, list[Outgoing]] = {
-            key: [Outgoing.from_doc(reply) for reply in doc.get("replies", ())] for key, doc in seen.items()
+        failed_internal: set[str] = set()
+        replies_of: dict[tuple[bool, str], list[Outgoing]] = {
+            ident: [Outgoing.from_doc(reply) for reply in doc.get("replies", ())] for ident, doc in seen.items()
         }
         for work in works:
-            if work.key in replies_of:
+            if work.ident in replies_of:
                 # Seen before (in an earlier batch or earlier in this one): answer again, change nothing.
-                outgoing.extend(replies_of[work.key])
+                outgoing.extend(replies_of[work.ident])
                 continue
             if poisoned is not None:
                 outputs = self._dead(work, poisoned, now)
@@ -212,14 +269,19 @@ class BatchProcessor:
                 except Exception as exc:
                     if checkpoint is not None:
                         unit.rollback(checkpoint)
+                    if work.record is None:
+                        # Internal work that failed is not done: no inbox entry, tried again later.
+                        log.exception("internal work %s failed; it will be tried again", work.key)
+                        failed_internal.add(work.key)
+                        continue
                     log.exception("handling %s failed; dead-lettering it", work.key)
                     outputs = self._dead(work, exc, now)
             replies = [o for o in outputs if o.is_reply and o.answers in (None, work.key)]
             for late in outputs:
                 if late.is_reply and late.answers not in (None, work.key):
                     late_replies.setdefault(late.answers, []).append(late.to_doc())
-            replies_of[work.key] = replies
-            inbox_docs.append(
+            replies_of[work.ident] = replies
+            inbox_docs[work.record is None].append(
                 {
                     "_id": work.key,
                     "topic": work.record.topic if work.record else "internal",
@@ -233,8 +295,10 @@ class BatchProcessor:
             async with await session.start_transaction(**transaction_options()):
                 if poisoned is None:
                     await self.logic.save(unit, self.db, session)
-                if inbox_docs:
-                    await self.inbox.insert_many(inbox_docs, session=session)
+                if inbox_docs[False]:
+                    await self.inbox.insert_many(inbox_docs[False], session=session)
+                if inbox_docs[True]:
+                    await self.internal_inbox.insert_many(inbox_docs[True], session=session)
                 if late_replies:
                     await self.inbox.bulk_write(
                         [
@@ -244,7 +308,9 @@ class BatchProcessor:
                         session=session,
                     )
                 if outgoing:
-                    await self.outbox.insert_many(outbox_documents(outgoing), session=session)
+                    documents = await outbox_documents(self.db, self.outbox_name, outgoing, session, now)
+                    await self.outbox.insert_many(documents, session=session)
+        self.failed_internal |= failed_internal
 
     def _dead(self, work: Work, error: Exception, now) -> list[Outgoing]:
         reason = f"{type(error).__name__}: {error}"

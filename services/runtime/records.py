@@ -29,6 +29,13 @@ class Incoming:
             headers=tuple((k, bytes(v or b"")) for k, v in (record.headers or ())),
         )
 
+    def header(self, name: str) -> str | None:
+        """The last value of header ``name``, as text (whatever bytes a producer put there)."""
+        for key, value in reversed(self.headers):
+            if key == name:
+                return value.decode("utf-8", errors="replace")[:200]
+        return None
+
     @property
     def fingerprint(self) -> str:
         """A dedup key for a record that carries no usable message_id."""

@@ -20,10 +20,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from services.runtime.headers import REPLAYED_FROM
 from services.runtime.kafka import topic_partitions
 from services.runtime.offsets import offsets_at, standalone_consumer
 
-REPLAYED_FROM = "cartflow-replayed-from"
 
 
 @dataclass

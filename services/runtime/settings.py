@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def is_topic_name(name: object) -> bool:
+    """Whether ``name`` is a legal Kafka topic name ("." and ".." are not)."""
+    return isinstance(name, str) and name not in (".", "..") and _TOPIC_NAME.fullmatch(name) is not None
 
 
 class Settings(BaseSettings):
@@ -47,9 +56,30 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
     relay_lease_seconds: float = Field(default=5.0, gt=0)
+    #: How long the relay waits for a topic it has not seen to appear before it
+    #: parks the records addressed to it.
+    relay_topic_wait_seconds: float = Field(default=10.0, gt=0)
+    #: Largest record the relay hands to the broker (Kafka's default broker limit
+    #: is 1 MiB); a larger one is parked instead of blocking the ones behind it.
+    producer_max_request_bytes: int = Field(default=1 << 20, ge=1024)
+
+    # Limits on what producers send.
+    #: Largest consumed record; larger ones are dead-lettered unread.
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: ``reply_to`` must fully match this regular expression (default: a name
+    #: under the topic prefix ending in ``.replies``); otherwise the command is
+    #: refused with INVALID_MESSAGE on the default reply topic.
+    reply_topic_pattern: str | None = None
+    #: Free-form objects (an item's ``properties``, a shipping address): at most
+    #: this many keys, this many bytes as JSON and this much nesting.
+    properties_max_keys: int = Field(default=50, ge=1)
+    properties_max_bytes: int = Field(default=1024, ge=64)
+    properties_max_depth: int = Field(default=5, ge=1, le=50)
 
     # Cart rules.
     cart_item_max_quantity: int = Field(default=99, ge=1)
+    #: Lines one cart may hold; an add beyond it is refused with CART_LINE_LIMIT_REACHED.
+    cart_max_lines: int = Field(default=100, ge=1, le=1000)
     #: Reserve stock when an item goes into a cart (off: stock is reserved at checkout).
     cart_stock_reservation_enabled: bool = True
     #: Seconds a cart reservation lives without the line changing.
@@ -92,6 +122,9 @@ class Settings(BaseSettings):
     #: Serve /metrics, /healthz and /readyz on this port (off when unset).
     http_port: int | None = Field(default=None, ge=0, le=65535)
     http_host: str = "0.0.0.0"
+    #: A background task (relay, sweep, timer consumer) failing without a break
+    #: for this long makes /healthz fail, so that an orchestrator restarts the worker.
+    task_unhealthy_after_seconds: float = Field(default=120.0, gt=0)
     #: Seconds between two refreshes of the lag, outbox and dead-letter gauges.
     metrics_refresh_seconds: float = Field(default=10.0, gt=0)
     #: Export OpenTelemetry spans: "none", "otlp" (OTEL_EXPORTER_OTLP_* variables) or "console".
@@ -99,6 +132,22 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
+
+    @field_validator("reply_topic_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            re.compile(pattern)  # a typo fails at start-up, not on the first command
+        return pattern
+
+    @cached_property
+    def reply_topic_regex(self) -> re.Pattern[str]:
+        pattern = self.reply_topic_pattern or re.escape(self.topic_prefix) + r"[A-Za-z0-9._-]*\.replies"
+        return re.compile(pattern)
+
+    def reply_topic_allowed(self, name: object) -> bool:
+        """Whether a producer may have its answers sent to topic ``name``."""
+        return is_topic_name(name) and self.reply_topic_regex.fullmatch(name) is not None  # type: ignore[arg-type]
 
     def group_id(self, worker: str) -> str:
         return f"{self.topic_prefix}cartflow-{worker}{self.consumer_group_suffix}"

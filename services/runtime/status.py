@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts.topics import dead_letter_topic
 from services.runtime.clock import Clock
 from services.runtime.offsets import group_positions, topic_record_counts
+from services.runtime.outbox import PARKED_SUFFIX
 from services.runtime.settings import Settings
 from services.runtime.worker import WorkerSpec
 
@@ -31,6 +32,8 @@ class WorkerStatus:
     #: Seconds the oldest unpublished outbox record has waited (0 when empty).
     outbox_age_seconds: float
     dead_letters: int
+    #: Outbox records that can never be published, set aside (see services.runtime.outbox).
+    parked: int = 0
     figures: dict[str, float] = field(default_factory=dict)
 
 
@@ -38,12 +41,13 @@ async def outbox_backlog(db: AsyncDatabase, worker: str, now: datetime) -> tuple
     """Unpublished records in ``worker``'s outbox and the age of the oldest one."""
     outbox = db[f"{worker}.outbox"]
     count = await outbox.count_documents({})
-    oldest = await outbox.find_one(sort=[("_id", 1)], projection={"_id": 1})
-    if not oldest:
+    oldest = await outbox.find_one(sort=[("_id", 1)], projection={"written_at": 1})
+    if not oldest or "written_at" not in oldest:
         return count, 0.0
-    # Outbox ids begin with the wall time in nanoseconds (see outbox.next_sequence).
-    written = int(str(oldest["_id"]).split("-", 1)[0]) / 1e9
-    return count, max(0.0, now.timestamp() - written)
+    written = oldest["written_at"]
+    if written.tzinfo is None:  # a client without tz_aware reads UTC back naive
+        written = written.replace(tzinfo=now.tzinfo)
+    return count, max(0.0, (now - written).total_seconds())
 
 
 async def worker_status(spec: WorkerSpec, settings: Settings, db: AsyncDatabase, now: datetime) -> WorkerStatus:
@@ -64,7 +68,8 @@ async def worker_status(spec: WorkerSpec, settings: Settings, db: AsyncDatabase,
         **options,
     )
     figures = await spec.figures(db, now) if spec.figures else {}
-    return WorkerStatus(spec.name, lag, backlog, age, sum(letters.values()), figures)
+    parked = await db[f"{spec.name}.outbox{PARKED_SUFFIX}"].count_documents({})
+    return WorkerStatus(spec.name, lag, backlog, age, sum(letters.values()), figures=figures, parked=parked)
 
 
 async def refresh_metrics(spec: WorkerSpec, settings: Settings, db: AsyncDatabase, clock: Clock) -> None:
@@ -79,6 +84,7 @@ async def refresh_metrics(spec: WorkerSpec, settings: Settings, db: AsyncDatabas
             metrics.OUTBOX_BACKLOG.set(status.outbox_backlog)
             metrics.OUTBOX_AGE.set(status.outbox_age_seconds)
             metrics.DEAD_LETTERS.set(status.dead_letters)
+            metrics.OUTBOX_PARKED.set(status.parked)
             for name, value in status.figures.items():
                 metrics.WORKER_GAUGE.labels(name).set(value)
         except asyncio.CancelledError:

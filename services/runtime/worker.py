@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from faststream import FastStream
@@ -32,16 +33,18 @@ from services.runtime.outbox import OutboxRelay
 from services.runtime.processing import BatchProcessor, WorkerLogic
 from services.runtime.records import Incoming
 from services.runtime.settings import Settings
+from services.runtime.supervision import TaskHealth, backoff_seconds
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Sweep:
-    """Work a worker gives itself on a timer: ``find`` returns the internal
-    messages that are due, processed like consumed ones and deduped by ``key``."""
+    """Work a worker gives itself on a timer: ``find(db, clock, settings, limit)``
+    returns up to ``limit`` internal messages that are due, oldest first,
+    processed like consumed ones and deduped by ``key``."""
 
-    find: Callable[[AsyncDatabase, Clock, Settings], Awaitable[list[Any]]]
+    find: Callable[[AsyncDatabase, Clock, Settings, int], Awaitable[list[Any]]]
     key: Callable[[Any], str]
     interval: Callable[[Settings], float] = lambda settings: 1.0
 
@@ -59,8 +62,9 @@ class WorkerSpec:
     #: Work the worker gives itself on timers.
     sweeps: tuple[Sweep, ...] = ()
     #: Long-running tasks of the worker's own (a delayed-topic consumer), given
-    #: the settings, the processor and the clock.
-    background: tuple[Callable[[Settings, BatchProcessor, Clock], Awaitable[None]], ...] = ()
+    #: the settings, the processor, the clock and a ``beat`` to call whenever
+    #: they make progress; restarted after any exception.
+    background: tuple[Callable[[Settings, BatchProcessor, Clock, Callable[[], None]], Awaitable[None]], ...] = ()
     #: Worker-specific gauges for ``cartflow status`` and the metrics endpoint.
     figures: Callable[[AsyncDatabase, datetime], Awaitable[dict[str, float]]] | None = None
     #: Consumer groups of the background tasks, by name, with the topics they read.
@@ -76,17 +80,36 @@ def dedup_key(message: Any) -> str:
     return message.dedup_key
 
 
-async def run_sweep(name: str, sweep: Sweep, processor: BatchProcessor, settings: Settings, clock: Clock) -> None:
+#: Most failing items a sweep backs off from at once (beyond it, the oldest are forgotten).
+MAX_DEFERRED = 10_000
+
+
+async def run_sweep(
+    name: str, sweep: Sweep, processor: BatchProcessor, settings: Settings, clock: Clock, health: TaskHealth
+) -> None:
+    """Find what is due and process it, forever. An item whose handling fails is
+    tried again after a growing delay, and the next look asks for that many more
+    items, so failing items never crowd out the ones behind them."""
     interval = sweep.interval(settings)
+    deferred: dict[str, tuple[int, datetime]] = {}  # key -> (failures, when to try again)
     while True:
-        try:
-            due = await sweep.find(processor.db, clock, settings)
-            for start in range(0, len(due), settings.batch_max_records):
-                await processor.process_internal(due[start : start + settings.batch_max_records], sweep.key)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s sweep failed; trying again in %ss", name, interval)
+        now = clock.now()
+        due = await sweep.find(processor.db, clock, settings, settings.batch_max_records + len(deferred))
+        ready = [item for item in due if sweep.key(item) not in deferred or deferred[sweep.key(item)][1] <= now]
+        for start in range(0, len(ready), settings.batch_max_records):
+            chunk = ready[start : start + settings.batch_max_records]
+            failed = await processor.process_internal(chunk, sweep.key)
+            for item in chunk:
+                key = sweep.key(item)
+                if key in failed:
+                    failures = deferred.get(key, (0, now))[0] + 1
+                    deferred[key] = (failures, now + timedelta(seconds=backoff_seconds(failures, first=interval, cap=300)))
+                else:
+                    deferred.pop(key, None)
+        if len(deferred) > MAX_DEFERRED:
+            for key in sorted(deferred, key=lambda k: deferred[k][1])[: len(deferred) - MAX_DEFERRED]:
+                del deferred[key]
+        health.beat(name)
         await asyncio.sleep(interval)
 
 
@@ -96,7 +119,7 @@ async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
 
 
 def http_routes(broker: Any, running: dict[str, Any]) -> list[tuple[str, Any]]:
-    """/healthz (alive: the loop answers and no background task died), /readyz
+    """/healthz (alive: the loop answers, no background task ended or keeps failing), /readyz
     (connected to Kafka and MongoDB) and /metrics (Prometheus)."""
     from prometheus_client import make_asgi_app
 
@@ -104,9 +127,10 @@ def http_routes(broker: Any, running: dict[str, Any]) -> list[tuple[str, Any]]:
 
     @get(include_in_schema=False)
     async def healthz(scope: Any) -> AsgiResponse:
-        dead = [t.get_name() for t in running.get("tasks", ()) if t.done() and not t.cancelled()]
-        if dead:
-            return AsgiResponse(f"background task(s) stopped: {', '.join(dead)}".encode(), 500)
+        health = running.get("health")
+        problems = health.problems() if isinstance(health, TaskHealth) else []
+        if problems:
+            return AsgiResponse(f"unhealthy: {'; '.join(problems)}".encode(), 500)
         return AsgiResponse(b"ok", 200)
 
     @get(include_in_schema=False)
@@ -155,6 +179,8 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
         await ensure_topics(settings, bootstrap, (*spec.consumes, *spec.produces))
         producer = make_producer(settings, bootstrap)
         await producer.start()
+        health = TaskHealth(clock, settings.task_unhealthy_after_seconds)
+        relay_name = f"{spec.name}-outbox-relay"
         relay = OutboxRelay(
             db,
             f"{spec.name}.outbox",
@@ -163,6 +189,9 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
             poll_seconds=settings.relay_poll_seconds,
             lease_seconds=settings.relay_lease_seconds,
             clock=clock,
+            topic_wait_seconds=settings.relay_topic_wait_seconds,
+            max_record_bytes=settings.producer_max_request_bytes,
+            beat=lambda: health.beat(relay_name),
         )
         processor = BatchProcessor(
             spec.make_logic(settings, clock),
@@ -170,29 +199,31 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
             clock,
             retry_max_seconds=settings.retry_max_seconds,
             on_commit=relay.wake,
+            max_message_bytes=settings.max_message_bytes,
         )
-        tasks = [asyncio.create_task(relay.run(), name=f"{spec.name}-outbox-relay")]
+        health.start(relay_name, relay.run)
         for sweep in spec.sweeps:
             name = f"{spec.name}-{sweep.find.__name__}"
-            tasks.append(asyncio.create_task(run_sweep(name, sweep, processor, settings, clock), name=name))
+            health.start(name, functools.partial(run_sweep, name, sweep, processor, settings, clock, health))
         for task in spec.background:
-            tasks.append(asyncio.create_task(task(settings, processor, clock), name=f"{spec.name}-{task.__name__}"))
+            name = f"{spec.name}-{task.__name__}"
+            health.start(name, functools.partial(task, settings, processor, clock, functools.partial(health.beat, name)))
         if settings.http_port is not None:
             from services.runtime.status import refresh_metrics
 
-            metrics = refresh_metrics(spec, settings, db, clock)
-            tasks.append(asyncio.create_task(metrics, name=f"{spec.name}-metrics"))
+            health.start(f"{spec.name}-metrics", functools.partial(refresh_metrics, spec, settings, db, clock))
         running.update(
             client=client,
             producer=producer,
             relay=relay,
-            tasks=tasks,
+            health=health,
             processor=processor,
         )
 
     @app.after_shutdown
     async def stop_resources() -> None:
-        for task in running.get("tasks", ()):  # type: ignore[attr-defined]
+        health = running.get("health")
+        for task in health.tasks if isinstance(health, TaskHealth) else ():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -147,6 +147,6 @@ class StockLogic:
         raise TypeError(f"no handler for {type(message).__name__}")
 
 
-async def find_expired(db: AsyncDatabase, clock: Clock, settings: Settings) -> list[ExpireReservation]:
-    due = await repository.due_reservations(db, clock.now(), settings.batch_max_records)
+async def find_expired(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[ExpireReservation]:
+    due = await repository.due_reservations(db, clock.now(), limit)
     return [ExpireReservation(r.reservation_id, r.expires_at) for r in due if r.expires_at]
