@@ -1,0 +1,73 @@
+"""A cart cannot grow past its limits, and so no reply about it can grow past
+what the broker accepts: the bounds hold by construction, on the pure domain."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from contracts.cart import CommandResult
+from contracts.errors import ErrorCode
+from services.cart_worker import domain
+from services.cart_worker.domain import Accepted, Cart, CartLimits, Product, Rejected
+from services.runtime.settings import Settings
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def product(number: int) -> Product:
+    # Names and ids as long as the contract lets a producer make them.
+    return Product(f"p{number:03d}".ljust(200, "x"), "N" * 200, Decimal("9999999999999.99"), image_url="u" * 200)
+
+
+def add(cart: Cart, item: Product, limits: CartLimits, properties=None):
+    return domain.add_item(
+        cart, item, product_id=item.product_id, quantity=1, size=None, properties=properties,
+        new_item_id=f"item-{item.product_id[:4]}".ljust(200, "i"), now=NOW, limits=limits,
+    )
+
+
+def test_a_cart_at_its_line_limit_refuses_a_new_product_but_still_takes_more_of_one_it_holds():
+    limits = CartLimits(max_lines=2)
+    cart = Cart("ada")
+    for number in range(2):
+        cart = add(cart, product(number), limits).cart
+
+    refused = add(cart, product(2), limits)
+    more = add(cart, product(0), limits)
+
+    assert isinstance(refused, Rejected) and refused.code == ErrorCode.CART_LIMIT_REACHED
+    assert refused.message and refused.suggested_action
+    assert isinstance(more, Accepted) and more.cart.line(more.item_id).quantity == 2
+
+
+def test_properties_merged_into_a_line_cannot_outgrow_the_limit():
+    limits = CartLimits(max_property_bytes=100)
+    cart = add(Cart("ada"), product(0), limits, properties={"a": "x" * 60}).cart
+
+    refused = add(cart, product(0), limits, properties={"b": "y" * 60})
+
+    assert isinstance(refused, Rejected) and refused.code == ErrorCode.CART_LIMIT_REACHED
+    assert cart.lines[0].properties == {"a": "x" * 60}
+
+
+def test_the_reply_to_reading_the_largest_possible_cart_stays_far_below_the_record_limits():
+    settings = Settings()
+    limits = CartLimits(max_lines=settings.cart_max_lines, max_property_bytes=settings.properties_max_bytes)
+    catalog, cart = {}, Cart("u" * 200)
+    for number in range(settings.cart_max_lines):
+        item = product(number)
+        catalog[item.product_id] = item
+        big = {f"k{i:02d}": "v" * (settings.properties_max_bytes // 12) for i in range(10)}
+        while not limits.properties_fit(big):
+            big.popitem()
+        outcome = add(cart, item, limits, properties=big)
+        assert isinstance(outcome, Accepted), outcome
+        cart = outcome.cart
+    assert len(cart.lines) == settings.cart_max_lines
+
+    reply = CommandResult(
+        message_id="m" * 200, occurred_at=NOW, correlation_id="c" * 200, causation_id="m" * 200,
+        command_type="GetCart", command_message_id="m" * 200, user_id=cart.user_id, success=True,
+        data=domain.cart_summary(cart, catalog),
+    ).to_json_bytes()
+
+    assert len(reply) < settings.max_message_bytes < settings.producer_max_request_bytes / 2
