@@ -6,7 +6,8 @@ updating, removing and reading, both kinds of checkout, and payments on time,
 late and never. The faults, at random moments: SIGKILL of a random worker
 (restarted after a pause), SIGKILL of the MongoDB server (restarted on the same
 data), and the loss of the payment-deadline timer messages (the timer group is
-moved past them while the checkout worker is down).
+moved past them while the checkout worker is down). Mixed in all along: hostile
+records on every input topic (see ``tests.support.hostile_records``).
 
 Then, once everything settled, the invariants:
 
@@ -15,7 +16,9 @@ Then, once everything settled, the invariants:
 3. every checkout ended exactly once: each order paid xor cancelled;
 4. on_hand = available + reserved + sold for every stock level;
 5. the stock audit finds no drift between counters and reservation records;
-6. no cart change was lost: every cart equals the fold of its events.
+6. no cart change was lost: every cart equals the fold of its events;
+7. every outbox drained and nothing was parked;
+8. no background task died: every worker's /healthz answers 200.
 
 ``python -m bench.chaos --duration 300`` (``make chaos``) runs it on its own
 servers and writes docs/chaos/report.md; a short run is part of ``make test``.
@@ -43,10 +46,12 @@ from services.runtime.mongo import connect
 from services.runtime.offsets import reset_group_offsets
 from services.runtime.settings import Settings
 from services.stock_worker.audit import run_audit
-from tests.support import Publisher, Tap, WorkerProcess, command, group_lag
+from services.runtime.embedded import free_port
+from tests.support import Publisher, Tap, WorkerProcess, command, group_lag, healthz, hostile_records
 
 WATCHED = ("cart.replies", "cart.events", "stock.events", "order.events", "stock.commands", "checkout.commands")
 WORKERS = ("cart", "stock", "checkout")
+HOSTILE_KEY = b"hostile"
 PAYMENT = {"payment_method": "card", "gateway_name": "chaos-pay", "shipping_address": {"city": "Lyon"}}
 
 
@@ -152,7 +157,15 @@ class Chaos:
             "CARTFLOW_STOCK_REPLY_TIMEOUT_SECONDS": "30",
             "CARTFLOW_LOG_FORMAT": "text",
         }
-        self.workers = {name: WorkerProcess(name, self.env, log_dir / f"{self.prefix}{name}.log") for name in WORKERS}
+        self.ports = {name: free_port() for name in WORKERS}
+        self.workers = {
+            name: WorkerProcess(
+                name,
+                {**self.env, "CARTFLOW_HTTP_PORT": str(self.ports[name]), "CARTFLOW_HTTP_HOST": "127.0.0.1"},
+                log_dir / f"{self.prefix}{name}.log",
+            )
+            for name in WORKERS
+        }
         self.faults: dict[str, int] = defaultdict(int)
         self.sent: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, int] = defaultdict(int)
@@ -185,7 +198,8 @@ class Chaos:
             buyers = [asyncio.create_task(self.buyer(n)) for n in range(self.config.users)]
             shop = asyncio.create_task(self.shopkeeper())
             faults = asyncio.create_task(self.inject_faults())
-            await asyncio.gather(*buyers, shop, faults)
+            hostile = asyncio.create_task(self.hostile_producer())
+            await asyncio.gather(*buyers, shop, faults, hostile)
             await asyncio.gather(*self.late_payments)
             self.echo("chaos: workload over; settling")
             await self.settle()
@@ -271,6 +285,16 @@ class Chaos:
                 message = command("SetStock", product_id=pid, on_hand=self.on_hand[pid])
                 await self.publisher.send(self.topic("stock.commands"), message, "product_id")
 
+    async def hostile_producer(self) -> None:
+        """A buggy or hostile producer on every input topic, all along."""
+        corpus = hostile_records()
+        topics = ("cart.commands", "catalog.events", "stock.commands", "stock.events", "payment.events",
+                  "checkout.commands", "checkout.timeouts")
+        while time.monotonic() < self.stop_at:
+            await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+            await self.publisher.raw(self.topic(self.rng.choice(topics)), self.rng.choice(corpus), HOSTILE_KEY)
+            self.faults["hostile records"] += 1
+
     # --- faults ------------------------------------------------------------------------------
 
     async def inject_faults(self) -> None:
@@ -338,6 +362,8 @@ class Chaos:
                 await self.stock_conserved(db),
                 await self.audit_clean(db),
                 await self.carts_match_their_events(records["cart.events"], db),
+                await self.outboxes_drained(db),
+                await self.background_tasks_alive(),
             ]
         finally:
             await client.close()
@@ -356,6 +382,8 @@ class Chaos:
         contents: dict[str, set[bytes]] = defaultdict(set)
         for topic_records in records.values():
             for record in topic_records:
+                if record.key == HOSTILE_KEY:
+                    continue  # the hostile producer's own records, not cartflow's
                 contents[record.json.get("message_id")].add(record.value)
         invariant = Invariant("no message id published with two contents", len(contents))
         invariant.violations = [f"{mid}: {len(values)} versions" for mid, values in contents.items() if len(values) > 1]
@@ -414,6 +442,23 @@ class Chaos:
         for user in sorted(users):
             if carts.get(user, {}) != folded.get(user, {}):
                 invariant.violations.append(f"{user}: stored {carts.get(user)} vs events {folded.get(user)}")
+        return invariant
+
+
+    async def outboxes_drained(self, db: Any) -> Invariant:
+        invariant = Invariant("every outbox drained, nothing parked", 2 * len(WORKERS))
+        for worker in WORKERS:
+            for collection in (f"{worker}.outbox", f"{worker}.outbox.parked"):
+                if left := await db[collection].count_documents({}):
+                    invariant.violations.append(f"{collection}: {left} record(s)")
+        return invariant
+
+    async def background_tasks_alive(self) -> Invariant:
+        invariant = Invariant("no background task died (/healthz)", len(WORKERS))
+        for worker, port in self.ports.items():
+            status, body = await asyncio.to_thread(healthz, port)
+            if status != 200:
+                invariant.violations.append(f"{worker} worker: {status} {body}")
         return invariant
 
 

@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -236,3 +238,45 @@ async def run_cli(deployment: Any, *args: str) -> subprocess.CompletedProcess:
         text=True,
         cwd=ROOT,
     )
+
+
+def hostile_records() -> list[bytes]:
+    """Records any producer could send: not JSON, wrong shapes, lies in every field."""
+    envelope = {"occurred_at": "2026-11-26T10:00:00Z"}
+    bad = [
+        {"type": "AddItem", "user_id": "u", "product_id": "p", "reply_to": "."},
+        {"type": "AddItem", "user_id": "u", "product_id": "p", "reply_to": ".."},
+        {"type": "AddItem", "user_id": "u", "product_id": "p", "quantity": 2**70},
+        {"type": "AddItem", "user_id": "u", "product_id": "p", "properties": {"a": "x" * 10_000}},
+        {"type": "ProductUpserted", "product_id": "p", "name": "n", "price": "7_499"},
+        {"type": "ProductUpserted", "product_id": "p", "name": "n", "price": "1E+2"},
+        {"type": "SetStock", "product_id": "p", "on_hand": -5},
+        {"type": "ReleaseReservation", "reservation_id": "nope", "product_id": "p", "reason": "x"},
+        {"type": "PaymentSucceeded", "payment_id": "pay-unknown", "amount": "-0"},
+        {"type": "StartCheckout", "payment_id": "p", "reply_to": ".."},
+        {"type": "StockReserved", "reservation_id": "r", "product_id": "p", "holder": "\u0000"},
+        {"type": "PaymentDeadlineReached", "payment_id": "p", "due_at": "2026-11-26T10:00:00"},
+        {"type": "PaymentDeadlineReached", "payment_id": "p", "due_at": "9999-12-31T00:00:00+00:00"},
+        {"type": "GetCart", "user_id": "u", "message_id": "expire:r:2026-11-26T10:00:00+00:00"},
+    ]
+    return [
+        b"",
+        b"\xff\xfe",
+        b"null",
+        b"[]",
+        b'"text"',
+        b"{" * 50_000,
+        b'{"a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+        *(json.dumps({**envelope, "message_id": str(uuid.uuid4()), **fields}).encode() for fields in bad),
+    ]
+
+
+def healthz(port: int) -> tuple[int, str]:
+    """A worker's /healthz answer: status and body (0 when nothing listens)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError as error:
+        return 0, str(error)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,39 +17,11 @@ import pytest_asyncio
 
 from services.runtime.embedded import free_port
 from tests.conftest import open_deployment
-from tests.support import command
+from tests.support import command, healthz, hostile_records
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_SECONDS = 3
-
-
-def hostile_values() -> list[bytes]:
-    """Records any producer could send: not JSON, wrong shapes, lies in every field."""
-    envelope = {"message_id": "m", "occurred_at": "2026-11-26T10:00:00Z"}
-    bad = [
-        {"type": "AddItem", "user_id": "u", "product_id": "p", "reply_to": "."},
-        {"type": "AddItem", "user_id": "u", "product_id": "p", "reply_to": ".."},
-        {"type": "AddItem", "user_id": "u", "product_id": "p", "quantity": 2**70},
-        {"type": "AddItem", "user_id": "u", "product_id": "p", "properties": {"a": "x" * 10_000}},
-        {"type": "ProductUpserted", "product_id": "p", "name": "n", "price": "7_499"},
-        {"type": "ProductUpserted", "product_id": "p", "name": "n", "price": "1E+2"},
-        {"type": "SetStock", "product_id": "p", "on_hand": -5},
-        {"type": "ReleaseReservation", "reservation_id": "nope", "product_id": "p", "reason": "x"},
-        {"type": "PaymentSucceeded", "payment_id": "pay-unknown", "amount": "-0"},
-        {"type": "StartCheckout", "payment_id": "p", "reply_to": ".."},
-        {"type": "StockReserved", "reservation_id": "r", "product_id": "p", "holder": "\u0000"},
-    ]
-    return [
-        b"",
-        b"\xff\xfe",
-        b"null",
-        b"[]",
-        b'"text"',
-        b"{" * 50_000,
-        b'{"a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
-        *(json.dumps({**envelope, "message_id": str(uuid.uuid4()), **fields}).encode() for fields in bad),
-    ]
 PAYMENT = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon"}}
 
 
@@ -97,19 +68,10 @@ async def product(system, on_hand: int = 10, price: str = "5.00") -> str:
 
 
 async def health(system, worker: str) -> tuple[int, str]:
-    def get() -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{system.ports[worker]}/healthz", timeout=5) as answer:
-                return answer.status, answer.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
     async with asyncio.timeout(60):
-        while True:
-            try:
-                return await asyncio.to_thread(get)
-            except OSError:  # not listening yet
-                await asyncio.sleep(0.2)
+        while not (answer := await asyncio.to_thread(healthz, system.ports[worker]))[0]:
+            await asyncio.sleep(0.2)  # not listening yet
+    return answer
 
 
 async def outboxes_drained(system) -> None:
@@ -263,8 +225,11 @@ async def test_the_timer_consumer_survives_records_it_cannot_hold_and_still_fire
 
 
 async def test_after_the_hostile_corpus_every_worker_answers_drains_its_outbox_and_is_healthy(system):
-    corpus = hostile_values()
-    for topic in ("cart.commands", "catalog.events", "stock.commands", "stock.events", "payment.events", "checkout.commands"):
+    corpus = hostile_records()
+    for topic in (
+        "cart.commands", "catalog.events", "stock.commands", "stock.events", "payment.events", "checkout.commands",
+        "checkout.timeouts",
+    ):
         for value in corpus:
             await system.publisher.raw(system.topic(topic), value, b"hostile")
 
