@@ -24,7 +24,7 @@ cartflow: shopping cart, stock and checkout workers on Kafka and MongoDB.
 
 Every message is a JSON object with an envelope (message_id, type, schema_version,
 occurred_at, correlation_id, causation_id) and the fields of its type. Money is a
-decimal string ("74.99"), never a JSON number. Consumers dedup on message_id:
+plain decimal string with at most two decimals ("74.99"), never a JSON number. Consumers dedup on message_id:
 delivery is at least once, effects are exactly once. Every cart command gets one
 CommandResult on its reply_to topic (default cart.replies) with the command's
 correlation_id. Topic names are prefixed by the deployment's CARTFLOW_TOPIC_PREFIX.
