@@ -31,7 +31,13 @@ _IDENTIFIER = re.compile(r"^\S(.*\S)?$", re.DOTALL)
 
 def is_identifier(value: object) -> bool:
     """Whether ``value`` would pass as an ``Identifier``."""
-    return isinstance(value, str) and 0 < len(value) <= 200 and bool(_IDENTIFIER.match(value))
+    if not (isinstance(value, str) and 0 < len(value) <= 200 and _IDENTIFIER.match(value)):
+        return False
+    try:
+        value.encode("utf-8")  # a lone surrogate from a JSON escape is not text any store accepts
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: Integers stay within 64 bits; anything larger is malformed, not merely invalid.

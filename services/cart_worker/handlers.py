@@ -456,6 +456,15 @@ class CartLogic:
             command_type=command.type,
             command_message_id=command.message_id,
         )
+        handover_bytes = start.to_json_bytes()
+        if len(handover_bytes) > self.settings.max_message_bytes:
+            # The checkout worker would refuse it unread: refuse it here, before anything moved.
+            rejection = Rejected(
+                ErrorCode.CART_LIMIT_REACHED,
+                f"These {len(lines)} items are too many to check out at once",
+                "Check out fewer items at a time",
+            )
+            return self._answer(command, rejection, late=late)
         item_ids_out = [line.item_id for line in lines]
         unit.put_cart(cart.without(item_ids_out, now))
         events = event_records(
@@ -472,7 +481,7 @@ class CartLogic:
         handover = Outgoing(
             self.checkout_commands_topic,
             payment_id.encode(),
-            start.to_json_bytes(),
+            handover_bytes,
             is_reply=True,
             answers=command.message_id if late else None,
         )

@@ -28,7 +28,7 @@ async def fire_deadlines_when_due(
         beat=beat,
         # Every deadline is payment_timeout_seconds after its checkout: one much
         # later than that is not a real one and must not hold its partition.
-        max_delay=timedelta(seconds=2 * settings.payment_timeout_seconds + 60),
+        max_delay=timedelta(seconds=settings.payment_timeout_seconds + 60),
     ).run()
 
 

@@ -114,8 +114,10 @@ def describe(exc: ValidationError) -> str:
 
 def dead_letter(record: Incoming, *, error_code: str, reason: str, now: datetime) -> Outgoing:
     """The original bytes and headers, with headers that say where they came from and why."""
+    # A producer's own copies of these annotations would be read as the reason.
+    own = {h.ERROR_CODE, h.ERROR, h.SOURCE_TOPIC, h.SOURCE_PARTITION, h.SOURCE_OFFSET, h.DEAD_LETTERED_AT}
     headers = (
-        *record.headers,
+        *((name, value) for name, value in record.headers if name not in own),
         (h.ERROR_CODE, error_code.encode()),
         (h.ERROR, reason[:MAX_REASON].encode()),
         (h.SOURCE_TOPIC, record.topic.encode()),

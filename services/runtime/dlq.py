@@ -8,7 +8,8 @@ to the fingerprint of the record's key and bytes, and sends the token in the
 finds under a key of its own, so a message that was set aside (and so changed
 nothing) is processed afresh rather than answered from the inbox. A producer
 who sets the header itself (or copies a token onto another message) gets the
-ordinary dedup. If a redriven record fails again, the worker parks it in the
+ordinary dedup. Redriving the same dead letter twice sends the same token, so
+the second is a repeat and changes nothing. If a redriven record fails again, the worker parks it in the
 dead-letter topic again, with ``cartflow-redrive-count``: it never loops on
 its own.
 """
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import secrets
+import hashlib
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -43,7 +44,8 @@ class DeadLetter:
     headers: tuple[tuple[str, bytes], ...]
 
     def header(self, name: str) -> str | None:
-        for key, value in self.headers:
+        """The last value of ``name``: the one the worker added after the record's own."""
+        for key, value in reversed(self.headers):
             if key == name:
                 return value.decode(errors="replace")
         return None
@@ -52,7 +54,7 @@ class DeadLetter:
     def message_id(self) -> str | None:
         try:
             body = json.loads(self.value)
-        except ValueError:
+        except Exception:  # any bytes at all: deep nesting raises RecursionError
             return None
         value = body.get("message_id") if isinstance(body, dict) else None
         return value if isinstance(value, str) else None
@@ -111,10 +113,15 @@ async def redrive(
     sent = 0
     try:
         for letter in letters:
-            token = secrets.token_urlsafe(24)
+            # One token per dead letter: redriving the same letter again is a
+            # repeat (deduped), not a second intention.
+            position = f"{dead_letter_topic(source_topic)}:{letter.partition}:{letter.offset}"
+            token = hashlib.sha256(position.encode()).hexdigest()[:40]
             fingerprint = Incoming(source_topic, 0, 0, letter.key, letter.value).fingerprint
-            await db[REDRIVES].insert_one(
-                {"_id": token, "fingerprint": fingerprint, "topic": source_topic, "issued_at": now}
+            await db[REDRIVES].update_one(
+                {"_id": token},
+                {"$setOnInsert": {"fingerprint": fingerprint, "letter": position, "issued_at": now}},
+                upsert=True,
             )
             await producer.send_and_wait(
                 source_topic, letter.value, key=letter.key, headers=redrive_headers(letter, token)

@@ -55,14 +55,17 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, *, wait: bool
 
 
 def make_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
-    # acks=all for durability; no idempotent producer and no transactions: the
-    # outbox plus consumer-side dedup give exactly-once effects without them.
+    # acks=all for durability; no transactions: the outbox plus consumer-side
+    # dedup give exactly-once effects without them. The idempotent producer is
+    # optional (it keeps a key's order even when a batch must be retried long).
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         linger_ms=2,
         max_batch_size=1 << 20,
-        max_request_size=4 << 20,
+        # The relay parks larger records itself, with a reason, before they get here.
+        max_request_size=settings.producer_max_request_bytes + (64 << 10),
+        enable_idempotence=settings.kafka_idempotent_producer,
         **settings.kafka_client_options,
     )
 

@@ -149,6 +149,7 @@ OUTBOX_AGE = Gauge("cartflow_outbox_oldest_age_seconds", "Age of the oldest unpu
 DEAD_LETTERS = Gauge("cartflow_dead_letters", "Records in the dead-letter topics of the topics the worker consumes")
 OUTBOX_PARKED = Gauge("cartflow_outbox_parked", "Outbox records that cannot be published, set aside for an operator")
 OUTBOX_PARKED_TOTAL = Counter("cartflow_outbox_parked_records", "Outbox records parked by this process")
+SKIPPED = Counter("cartflow_records_skipped", "Records that could be neither processed nor dead-lettered", ["worker"])
 TASK_FAILURES = Counter("cartflow_background_task_failures", "Exceptions caught in background tasks", ["task"])
 WORKER_GAUGE = Gauge("cartflow_worker_gauge", "Worker gauges: pending_sagas, oldest_overdue_seconds, active_reservations", ["name"])
 PROCESSED = Counter("cartflow_messages_processed", "Messages (and timer tasks) processed, replays included", ["worker"])

@@ -14,14 +14,17 @@ worker processes running; the relay reads with majority read concern, so it
 never publishes a write that a failover could still take back.
 
 The relay never blocks on one record. A record that can never be published
-(a topic name Kafka refuses, a topic that does not appear within
-``relay_topic_wait_seconds``, a record over the size limit, a topic the
-worker may not write) is moved to ``<worker>.outbox.parked`` with its reason,
-counted in ``cartflow status`` and the ``cartflow_outbox_parked`` gauge, and
-listed and sent again by ``cartflow dlq parked`` / ``cartflow dlq unpark``.
-A record that fails for a passing reason stays, with every later record of
-the same topic and key, and the round is tried again after a backoff: records
-of one key are never published out of order.
+(a topic name Kafka refuses, a topic still unknown after one lookup bounded by
+``relay_topic_wait_seconds``, a record over the size limit, a topic the worker
+may not write) is moved to ``<worker>.outbox.parked`` with its reason, counted
+in ``cartflow status`` and the ``cartflow_outbox_parked`` gauge, and listed and
+sent again by ``cartflow dlq parked`` / ``cartflow dlq unpark``. A record that
+fails for a passing reason stays, with every later record of the same topic
+and key, and the round is tried again after a backoff. The producer keeps one
+batch per partition in flight, so records of one key leave in order; only a
+batch refused for longer than the producer's request timeout can be overtaken
+by a later one (``CARTFLOW_KAFKA_IDEMPOTENT_PRODUCER`` closes that gap on
+brokers that support it).
 """
 
 from __future__ import annotations
@@ -146,8 +149,7 @@ class OutboxRelay:
         self.max_record_bytes = max_record_bytes
         self._wake = asyncio.Event()
         self._stopping = False
-        #: Topics Kafka did not know, with when the relay first missed them.
-        self._missing_since: dict[str, datetime] = {}
+        self._legacy_done = False
         self.published = 0
         self.parked_count = 0
 
@@ -170,24 +172,20 @@ class OutboxRelay:
     async def relay_once(self) -> bool:
         """Publish one batch in order; True when there may be more waiting.
 
-        Raises when part of the batch failed for a passing reason (after a
-        backoff), so that a supervisor sees the relay is not progressing."""
-        docs = await self.outbox.find({}).sort("_id", ASCENDING).limit(self.batch_size).to_list()
+        Raises when part of the batch failed for a passing reason, so that the
+        supervisor logs it and starts the relay again after a backoff."""
+        docs = await self._next_batch()
         if not docs:
             return False
         messages = [Outgoing.from_doc(doc) for doc in docs]
-        await self._learn_topics({m.topic for m in messages if is_topic_name(m.topic)})
-        now = self.clock.now()
+        missing = await self._missing_topics({m.topic for m in messages if is_topic_name(m.topic)})
         held: set[tuple[str, bytes | None]] = set()  # topic and key with an earlier record not yet out
         sent: list[tuple[dict[str, Any], Outgoing, Any]] = []
         parked: list[tuple[dict[str, Any], str]] = []
         for doc, message in zip(docs, messages, strict=True):
             if (message.topic, message.key) in held:
                 continue
-            reason = self._unpublishable(message, now)
-            if reason == "":
-                held.add((message.topic, message.key))  # its topic may still appear: wait, in order
-                continue
+            reason = self._unpublishable(message, missing)
             if reason is not None:
                 parked.append((doc, reason))
                 continue
@@ -198,10 +196,13 @@ class OutboxRelay:
             except UNPUBLISHABLE as exc:
                 parked.append((doc, f"{type(exc).__name__}: {exc}"))
                 continue
+            except KafkaError:
+                held.add((message.topic, message.key))
+                continue
             sent.append((doc, message, future))
 
         done: list[Any] = []
-        transient: Exception | None = None
+        transient: BaseException | None = None
         results = await asyncio.gather(*(future for _, _, future in sent), return_exceptions=True)
         for (doc, message, _), result in zip(sent, results, strict=True):
             if (message.topic, message.key) in held:
@@ -209,63 +210,72 @@ class OutboxRelay:
             if isinstance(result, UNPUBLISHABLE):
                 parked.append((doc, f"{type(result).__name__}: {result}"))
             elif isinstance(result, BaseException):
-                transient = transient or result  # type: ignore[assignment]
+                transient = transient or result
                 held.add((message.topic, message.key))
             else:
                 done.append(doc["_id"])
         if parked:
-            await self._park(parked, now)
+            await self._park(parked)
         if done:
             await self.outbox.delete_many({"_id": {"$in": done}})
         self.published += len(done)
         if transient is not None:
-            # The supervisor logs it and starts the relay again after a backoff.
             raise RuntimeError(f"publishing failed for a passing reason: {transient!r}") from transient
-        return len(docs) == self.batch_size and bool(done or parked)
+        return len(docs) == self.batch_size
 
-    async def _learn_topics(self, topics: set[str]) -> None:
-        """Ask the cluster about topics not seen yet, all at once, within a bounded wait."""
+    async def _next_batch(self) -> list[dict[str, Any]]:
+        if not self._legacy_done:
+            # Records written before outbox numbers were counters have string ids,
+            # which sort after every number: they are older, so they go first.
+            legacy = await self.outbox.find({"_id": {"$type": "string"}}).sort("_id", ASCENDING).limit(
+                self.batch_size
+            ).to_list()
+            if legacy:
+                return legacy
+            self._legacy_done = True
+        return await self.outbox.find({}).sort("_id", ASCENDING).limit(self.batch_size).to_list()
+
+    async def _missing_topics(self, topics: set[str]) -> set[str]:
+        """Topics the cluster does not know after one lookup of all of them at
+        once, bounded by ``topic_wait_seconds`` (brokers that create topics on
+        demand create them here)."""
         cluster = self.producer.client.cluster
         unknown = [t for t in topics if cluster.partitions_for_topic(t) is None]
         if not unknown:
-            return
+            return set()
 
         async def look(topic: str) -> None:
             try:
-                await asyncio.wait_for(self.producer.partitions_for(topic), timeout=min(2.0, self.topic_wait_seconds))
+                await asyncio.wait_for(self.producer.partitions_for(topic), timeout=self.topic_wait_seconds)
             except (TimeoutError, KafkaError):
                 pass
 
         await asyncio.gather(*(look(topic) for topic in unknown))
-        now = self.clock.now()
-        for topic in unknown:
-            if cluster.partitions_for_topic(topic) is None:
-                self._missing_since.setdefault(topic, now)
-            else:
-                self._missing_since.pop(topic, None)
+        return {topic for topic in unknown if cluster.partitions_for_topic(topic) is None}
 
-    def _unpublishable(self, message: Outgoing, now: datetime) -> str | None:
-        """Why ``message`` can never be published; "" while its topic may still
-        appear; None when it can go."""
+    def _unpublishable(self, message: Outgoing, missing: set[str]) -> str | None:
+        """Why ``message`` can never be published, or None when it can go."""
         if not is_topic_name(message.topic):
             return f"illegal topic name {message.topic[:260]!r}"
         size = len(message.value) + len(message.key or b"") + sum(len(k) + len(v) for k, v in message.headers)
         if size > self.max_record_bytes:
             return f"record of {size} bytes exceeds the limit of {self.max_record_bytes}"
-        missing = self._missing_since.get(message.topic)
-        if missing is None:
-            return None
-        if (now - missing).total_seconds() >= self.topic_wait_seconds:
-            return f"topic {message.topic!r} does not exist"
-        return ""
+        if message.topic in missing:
+            return f"topic {message.topic!r} does not exist (waited {self.topic_wait_seconds:g}s)"
+        return None
 
-    async def _park(self, parked: list[tuple[dict[str, Any], str]], now: datetime) -> None:
+    async def _park(self, parked: list[tuple[dict[str, Any], str]]) -> None:
+        now = self.clock.now()
         for doc, reason in parked:
             log.error("outbox record %s to %r cannot be published and is parked: %s", doc["_id"], doc["topic"], reason)
-            await self.parked.replace_one(
-                {"_id": doc["_id"]}, {**doc, "reason": reason[:1000], "parked_at": now}, upsert=True
-            )
-        await self.outbox.delete_many({"_id": {"$in": [doc["_id"] for doc, _ in parked]}})
+        async with self.outbox.database.client.start_session() as session:
+            async with await session.start_transaction():
+                for doc, reason in parked:
+                    await self.parked.replace_one(
+                        {"_id": doc["_id"]}, {**doc, "reason": reason[:1000], "parked_at": now}, upsert=True,
+                        session=session,
+                    )
+                await self.outbox.delete_many({"_id": {"$in": [doc["_id"] for doc, _ in parked]}}, session=session)
         self.parked_count += len(parked)
         from services.runtime.observability import OUTBOX_PARKED_TOTAL
 

@@ -49,9 +49,20 @@ from services.runtime.clock import Clock
 from services.runtime.codec import dead_letter
 from services.runtime.headers import REDRIVE_TOKEN
 from services.runtime.mongo import is_transient, transaction_options
-from services.runtime.observability import PROCESSED, handling
+from services.runtime.observability import PROCESSED, SKIPPED, handling
 from services.runtime.outbox import outbox_documents
 from services.runtime.records import Incoming, Outgoing
+
+def _storable(key: object) -> bool:
+    """Whether ``key`` can be an inbox ``_id`` (a decoder may pass on what a producer wrote)."""
+    if not isinstance(key, str) or len(key) > 1000:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 #: Collection of the tokens ``cartflow dlq redrive`` hands out (see services.runtime.dlq).
 REDRIVES = "redrives"
@@ -142,8 +153,6 @@ class BatchProcessor:
         self.on_commit = on_commit or (lambda: None)
         self.max_message_bytes = max_message_bytes
         self.processed = 0
-        #: Keys of internal work whose handling failed in the last call.
-        self.failed_internal: set[str] = set()
 
     async def process(self, records: list[Incoming]) -> None:
         redrives = await self._redrive_tokens(records)
@@ -172,6 +181,8 @@ class BatchProcessor:
             reason = f"{type(exc).__name__}: {exc}"
             letter = dead_letter(record, error_code=ErrorCode.INTERNAL_ERROR, reason=reason, now=self.clock.now())
             return Work(record, record.fingerprint, None, (letter,))
+        if not _storable(work.key):
+            work = dataclasses.replace(work, key=record.fingerprint)
         token = record.header(REDRIVE_TOKEN)
         if token and redrives.get(token) == record.fingerprint:
             # Sent back from a dead-letter topic by an operator: what was set
@@ -186,39 +197,50 @@ class BatchProcessor:
         ``key`` in the internal inbox; returns the keys whose handling failed."""
         if not messages:
             return set()
-        await self.process_works([Work(None, key(message), message) for message in messages])
-        return set(self.failed_internal)
+        return await self.process_works([Work(None, key(message), message) for message in messages])
 
-    async def process_works(self, works: list[Work]) -> None:
-        self.failed_internal = set()
+    async def process_works(self, works: list[Work]) -> set[str]:
+        """Process ``works``; returns the keys of internal work whose handling failed
+        (not recorded as done, so a later attempt runs it again)."""
         try:
-            await self._retrying(lambda: self._commit(works))
+            failed = await self._retrying(lambda: self._commit(works))
         except Exception as exc:
             if is_transient(exc):
                 raise
-            self.failed_internal = set()
             if len(works) > 1:
                 log.warning("batch of %d failed (%r); writing its messages one at a time", len(works), exc)
+            failed = set()
             for work in works:
-                await self._commit_alone(work)
+                failed |= await self._commit_alone(work)
         self.processed += len(works)
         PROCESSED.labels(self.logic.name).inc(len(works))
         self.on_commit()
+        return failed
 
-    async def _commit_alone(self, work: Work) -> None:
+    async def _commit_alone(self, work: Work) -> set[str]:
         try:
-            await self._retrying(lambda: self._commit([work]))
+            return await self._retrying(lambda: self._commit([work]))
         except Exception as exc:
             if is_transient(exc):
                 raise
             log.exception("message %s could not be written; dead-lettering it", work.key)
             if work.record is None:
-                self.failed_internal.add(work.key)  # not recorded as done: tried again later
-                return
+                return {work.key}  # not recorded as done: tried again later
             poison = exc
-            await self._retrying(lambda: self._commit([work], poisoned=poison))
+        try:
+            return await self._retrying(lambda: self._commit([work], poisoned=poison))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+        # Not even its dead letter can be written (a record no store accepts in
+        # any form): the record stays in its topic at its offset, and the loud
+        # log line and counter are all that can be done without stalling.
+        log.critical("record %s:%s@%s can be neither processed nor dead-lettered; skipped",
+                     work.record.topic, work.record.partition, work.record.offset)
+        SKIPPED.labels(self.logic.name).inc()
+        return set()
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
+    async def _retrying(self, attempt: Callable[[], Awaitable[set[str]]]) -> set[str]:
         async for retry in AsyncRetrying(
             retry=retry_if_exception(is_transient),
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
@@ -226,7 +248,8 @@ class BatchProcessor:
             reraise=True,
         ):
             with retry:
-                await attempt()
+                return await attempt()
+        raise AssertionError("unreachable: tenacity either returns or reraises")
 
     async def _seen(self, works: list[Work]) -> dict[tuple[bool, str], dict[str, Any]]:
         """Inbox entries of these works, from the inbox of their namespace."""
@@ -238,7 +261,7 @@ class BatchProcessor:
                     seen[(internal, doc["_id"])] = doc
         return seen
 
-    async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> None:
+    async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> set[str]:
         seen = await self._seen(works)
         fresh = [w.message for w in works if w.ident not in seen and w.message is not None and poisoned is None]
         unit = await self.logic.load(self.db, fresh)
@@ -310,7 +333,7 @@ class BatchProcessor:
                 if outgoing:
                     documents = await outbox_documents(self.db, self.outbox_name, outgoing, session, now)
                     await self.outbox.insert_many(documents, session=session)
-        self.failed_internal |= failed_internal
+        return failed_internal
 
     def _dead(self, work: Work, error: Exception, now) -> list[Outgoing]:
         reason = f"{type(error).__name__}: {error}"

@@ -56,9 +56,13 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_seconds: float = Field(default=0.5, gt=0)
     relay_lease_seconds: float = Field(default=5.0, gt=0)
-    #: How long the relay waits for a topic it has not seen to appear before it
-    #: parks the records addressed to it.
-    relay_topic_wait_seconds: float = Field(default=10.0, gt=0)
+    #: How long the relay's lookup of a topic it has not seen may take before it
+    #: parks the records addressed to it (one lookup for all such topics of a round).
+    relay_topic_wait_seconds: float = Field(default=5.0, gt=0)
+    #: Use Kafka's idempotent producer for the relay: no batch is ever given up,
+    #: so no later record of a key can overtake an earlier one. Needs a broker
+    #: that supports it (Kafka does; the embedded Tansu does not).
+    kafka_idempotent_producer: bool = False
     #: Largest record the relay hands to the broker (Kafka's default broker limit
     #: is 1 MiB); a larger one is parked instead of blocking the ones behind it.
     producer_max_request_bytes: int = Field(default=1 << 20, ge=1024)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -72,7 +73,9 @@ async def worker_status(spec: WorkerSpec, settings: Settings, db: AsyncDatabase,
     return WorkerStatus(spec.name, lag, backlog, age, sum(letters.values()), figures=figures, parked=parked)
 
 
-async def refresh_metrics(spec: WorkerSpec, settings: Settings, db: AsyncDatabase, clock: Clock) -> None:
+async def refresh_metrics(
+    spec: WorkerSpec, settings: Settings, db: AsyncDatabase, clock: Clock, beat: Callable[[], None] = lambda: None
+) -> None:
     """Keep the worker's status gauges current for the metrics endpoint."""
     from services.runtime import observability as metrics
 
@@ -91,4 +94,5 @@ async def refresh_metrics(spec: WorkerSpec, settings: Settings, db: AsyncDatabas
             raise
         except Exception:
             log.warning("refreshing the status metrics failed; trying again later", exc_info=True)
+        beat()  # a failed refresh is not a stall: the next one may pass
         await asyncio.sleep(settings.metrics_refresh_seconds)

@@ -4,8 +4,9 @@ Every long-running task of a worker (the outbox relay, the sweeps, the
 delayed-topic consumer, the metrics refresh) runs under ``supervise``: an
 exception is logged and counted, and the task starts again after a backoff
 that grows with consecutive failures. A task reports progress with ``beat``;
-one that keeps failing without a beat for ``unhealthy_after`` seconds (or that
-ended) makes ``/healthz`` fail, so that an orchestrator restarts the process.
+one that keeps failing without a beat for ``unhealthy_after`` seconds, one that
+hangs (no beat for that long, or twice its own period if longer) and one that
+ended make ``/healthz`` fail, so that an orchestrator restarts the process.
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ class TaskHealth:
         self.tasks: list[asyncio.Task[None]] = []
         self._failing_since: dict[str, datetime] = {}
         self._failures: dict[str, int] = {}
+        self._last_beat: dict[str, datetime] = {}
+        self._period: dict[str, float] = {}
 
     def beat(self, name: str) -> None:
         """``name`` made progress: whatever failed before has passed."""
         self._failing_since.pop(name, None)
         self._failures.pop(name, None)
+        self._last_beat[name] = self.clock.now()
 
     def failed(self, name: str) -> int:
         """Record a failure of ``name``; returns how many in a row."""
@@ -58,9 +62,20 @@ class TaskHealth:
             for name, since in self._failing_since.items()
             if (now - since).total_seconds() >= self.unhealthy_after
         ]
-        return ended + failing
+        hung = [
+            f"{name} made no progress for {(now - last).total_seconds():.0f}s"
+            for name, last in self._last_beat.items()
+            if name not in self._failing_since
+            and (now - last).total_seconds() >= max(self.unhealthy_after, 2 * self._period.get(name, 0.0))
+        ]
+        return ended + failing + hung
 
-    def start(self, name: str, run: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    def start(self, name: str, run: Callable[[], Awaitable[None]], *, every: float | None = None) -> asyncio.Task[None]:
+        """Run ``run`` supervised. With ``every`` (seconds), the task promises a
+        beat at least that often and counts as hung when it stops beating."""
+        if every is not None:
+            self._period[name] = every
+            self._last_beat[name] = self.clock.now()
         task = asyncio.create_task(supervise(name, run, self), name=name)
         self.tasks.append(task)
         return task

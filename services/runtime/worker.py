@@ -201,17 +201,27 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
             on_commit=relay.wake,
             max_message_bytes=settings.max_message_bytes,
         )
-        health.start(relay_name, relay.run)
+        health.start(relay_name, relay.run, every=settings.relay_poll_seconds)
         for sweep in spec.sweeps:
             name = f"{spec.name}-{sweep.find.__name__}"
-            health.start(name, functools.partial(run_sweep, name, sweep, processor, settings, clock, health))
+            health.start(
+                name,
+                functools.partial(run_sweep, name, sweep, processor, settings, clock, health),
+                every=sweep.interval(settings),
+            )
         for task in spec.background:
             name = f"{spec.name}-{task.__name__}"
             health.start(name, functools.partial(task, settings, processor, clock, functools.partial(health.beat, name)))
         if settings.http_port is not None:
             from services.runtime.status import refresh_metrics
 
-            health.start(f"{spec.name}-metrics", functools.partial(refresh_metrics, spec, settings, db, clock))
+            name = f"{spec.name}-metrics"
+            beat = functools.partial(health.beat, name)
+            health.start(
+                name,
+                functools.partial(refresh_metrics, spec, settings, db, clock, beat),
+                every=settings.metrics_refresh_seconds,
+            )
         running.update(
             client=client,
             producer=producer,

@@ -355,6 +355,15 @@ async def test_a_payment_parked_before_its_checkout_existed_is_redriven_and_pays
     (paid,) = await order_events(shop, payment_id, "OrderPaid")
     await level(shop, shoe, sold=1, reserved=0)
 
+    again = await run_cli(shop, "dlq", "redrive", "payment.events", "--message-id", early["message_id"])
+    assert "re-published 1" in again.stdout, again.stdout + again.stderr
+    payments = await shop.tap("payment.events")
+    await payments.wait_for(lambda r: (r.json or {}).get("message_id") == early["message_id"], count=3)
+    await asyncio.sleep(2)  # time enough for a second effect, which must not come
+    assert len(await order_events(shop, payment_id, "OrderPaid")) == 1
+    handled = await shop.db["checkout.inbox"].count_documents({"_id": {"$regex": f"^{early['message_id']}"}})
+    assert handled == 2, "parked once, processed once: the second redrive of one letter is a repeat"
+
 
 async def test_a_redriven_record_that_fails_again_is_parked_again_not_looped(shop):
     payment = command("PaymentSucceeded", payment_id="pay-never", amount="1.00")

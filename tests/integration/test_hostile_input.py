@@ -33,6 +33,7 @@ async def system(backends):
         # Deadlines must come from the timer consumer, not from the safety net.
         CARTFLOW_CHECKOUT_DEADLINE_SWEEP_SECONDS="3600",
         CARTFLOW_CART_MAX_LINES="3",
+        CARTFLOW_MAX_MESSAGE_BYTES="8192",
     )
     deployment.ports = {}
     for worker in ("cart", "stock", "checkout"):
@@ -54,9 +55,9 @@ async def ask(system, kind: str, timeout: float = 60, **fields) -> dict:
     return await replies.reply(message, timeout=timeout)
 
 
-async def product(system, on_hand: int = 10, price: str = "5.00") -> str:
+async def product(system, on_hand: int = 10, price: str = "5.00", name: str = "Thing") -> str:
     pid = new_id("prod")
-    await system.send("catalog.events", command("ProductUpserted", product_id=pid, name="Thing", price=price), "product_id")
+    await system.send("catalog.events", command("ProductUpserted", product_id=pid, name=name, price=price), "product_id")
     await system.send("stock.commands", command("SetStock", product_id=pid, on_hand=on_hand), "product_id")
     async with asyncio.timeout(60):
         while not (
@@ -127,7 +128,7 @@ async def test_a_record_larger_than_the_limit_is_dead_lettered_unread_and_the_wo
 @pytest.mark.parametrize(
     "properties, problem",
     [
-        ({"note": "x" * 5000}, "bytes"),
+        ({"note": "x" * 3000}, "bytes"),
         ({f"k{i}": i for i in range(60)}, "50"),
         ({"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}, "nested"),
     ],
@@ -248,3 +249,29 @@ async def test_after_the_hostile_corpus_every_worker_answers_drains_its_outbox_a
     await outboxes_drained(system)
     for worker in ("cart", "stock", "checkout"):
         assert await health(system, worker) == (200, "ok"), worker
+
+
+async def test_a_message_id_that_is_not_storable_text_is_dead_lettered_and_the_partition_goes_on(system):
+    pid = await product(system, on_hand=1)
+    lone_surrogate = b'{"message_id": "x\\ud800", "type": "SetStock", "product_id": "%s", "on_hand": 9}' % pid.encode()
+    dlq = await system.tap("stock.commands.dlq")
+    events = await system.tap("stock.events")
+    await system.publisher.raw(system.topic("stock.commands"), lone_surrogate, pid.encode())
+    after = await system.send("stock.commands", command("SetStock", product_id=pid, on_hand=7), "product_id")
+
+    await dlq.wait_for(lambda r: r.value == lone_surrogate)
+    await events.wait_json(type="StockLevelChanged", causation_id=after["message_id"])
+
+
+async def test_a_checkout_too_large_to_hand_over_is_refused_before_anything_moves(system):
+    buyer = new_id("buyer")
+    for _ in range(3):
+        pid = await product(system, name="\u0001" * 500)  # 3,000 bytes each once escaped in JSON
+        assert (await ask(system, "AddItem", user_id=buyer, product_id=pid))["success"]
+
+    refusal = await ask(system, "CheckoutCart", user_id=buyer, **PAYMENT)
+    cart = await ask(system, "GetCart", user_id=buyer)
+
+    assert refusal["error_code"] == "CART_LIMIT_REACHED" and "fewer" in refusal["suggested_action"]
+    assert len(cart["data"]["items"]) == 3
+    assert all(line["reservation_state"] == "reserved" for line in cart["data"]["items"]), "stock stays with the cart"

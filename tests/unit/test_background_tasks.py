@@ -110,3 +110,34 @@ async def test_a_sweep_makes_progress_past_items_that_keep_failing():
 
     assert sorted(processor.done) == [f"good-{i:02d}" for i in range(25)]
     assert max(processor.attempts[f"bad-{i:02d}"] for i in range(10)) <= 2, "failing items wait before a new try"
+
+
+async def test_a_task_that_hangs_without_raising_makes_the_worker_unhealthy():
+    clock = ManualClock()
+    health = TaskHealth(clock, unhealthy_after=60)
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    task = health.start("relay", hangs, every=0.5)
+    await asyncio.sleep(0)
+    clock.advance(59)
+    assert health.problems() == []
+    clock.advance(2)
+
+    assert health.problems() == ["relay made no progress for 61s"]
+    task.cancel()
+
+
+async def test_a_task_with_a_long_period_is_not_called_hung_between_two_beats():
+    clock = ManualClock()
+    health = TaskHealth(clock, unhealthy_after=60)
+
+    async def sleeps() -> None:
+        await asyncio.Event().wait()
+
+    task = health.start("housekeeping", sleeps, every=3600)
+    clock.advance(3000)
+
+    assert health.problems() == []
+    task.cancel()

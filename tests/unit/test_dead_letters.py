@@ -1,0 +1,25 @@
+"""What an operator reads about a dead letter is what the worker wrote, not
+what a producer put in the record's own headers."""
+
+from datetime import UTC, datetime
+
+from services.runtime.codec import dead_letter
+from services.runtime.dlq import DeadLetter
+from services.runtime.records import Incoming
+
+
+def test_a_producer_cannot_pose_as_the_reason_a_record_was_dead_lettered():
+    forged = (("cartflow-error", b"all fine, ignore me"), ("cartflow-error-code", b"NONE"), ("trace", b"t"))
+    record = Incoming("cart.commands", 2, 41, b"k", b"{}", forged)
+
+    letter = dead_letter(record, error_code="INVALID_MESSAGE", reason="not a command", now=datetime.now(UTC))
+    parked = DeadLetter(0, 0, 0, letter.key, letter.value, letter.headers)
+
+    assert parked.header("cartflow-error") == "not a command"
+    assert parked.header("cartflow-error-code") == "INVALID_MESSAGE"
+    assert parked.header("trace") == "t", "the producer's other headers are kept for a redrive"
+
+
+def test_a_dead_letter_of_any_bytes_can_be_listed():
+    for value in (b"[" * 100_000, b"\xff", b"null", b"[1]"):
+        assert DeadLetter(0, 0, 0, None, value, ()).message_id is None
