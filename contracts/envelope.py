@@ -96,14 +96,16 @@ def new_message_id() -> str:
     return str(uuid.uuid4())
 
 
-def derived_message_id(cause: str, index: int) -> str:
-    """A message id that is a pure function of its cause and position.
+def message_id_for(cause: str, kind: str, subject: str = "") -> str:
+    """The id of what ``cause`` produced: the ``kind`` of thing (a message type,
+    or an identifier such as ``Order``) about ``subject`` (the identity of what
+    it is about, such as a reservation or item id).
 
-    Messages produced while handling a command get ids derived from the
-    command's id, so handling the same command again yields the same ids and a
-    consumer's dedup sees a repeat, not a new message.
+    A pure function of its meaning: handling the same cause again yields the
+    same ids, so a consumer's dedup sees a repeat, and two different things
+    produced by one cause never share an id, however many there are.
     """
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cartflow:{cause}:{index}"))
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"cartflow:{cause}|{kind}|{subject}"))
 
 
 def utc_now() -> datetime:

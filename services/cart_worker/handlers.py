@@ -28,7 +28,7 @@ from contracts import cart as cart_contract
 from contracts import notifications as notification_contract
 from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_adapter
-from contracts.envelope import Command, derived_message_id, is_identifier
+from contracts.envelope import Command, is_identifier, message_id_for
 from contracts.errors import ErrorCode
 from contracts.checkout import CheckoutLine, StartCheckout
 from contracts.topics import (
@@ -51,11 +51,6 @@ from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings
 
 CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
-#: Derived-id slots: 0 is the reply, 1.. the events, these the stock commands.
-STOCK_COMMAND_SLOT = 100
-NEW_RESERVATION, RETRY_RESERVATION = -2, -3
-PAYMENT_SLOT, ORDER_SLOT, START_SLOT = -20, -21, 90
-NOTIFICATION_SLOT = 50
 #: Commands that count as the buyer's activity when they change the cart (they restart its timers).
 ACTIVITY = (
     cart_contract.AddItem,
@@ -66,6 +61,16 @@ ACTIVITY = (
     cart_contract.CheckoutItem,
     cart_contract.CheckoutCart,
 )
+
+
+def new_item_id(command_id: str) -> str:
+    """The id of the cart line an add creates."""
+    return message_id_for(command_id, "CartLine")
+
+
+def payment_id_for(command_id: str) -> str:
+    """The payment id (and checkout id) a checkout command creates."""
+    return "pay-" + message_id_for(command_id, "Payment")
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ class CartLogic:
         reply_to = fields.get("reply_to")
         topic = reply_to if self.settings.reply_topic_allowed(reply_to) else self.replies_topic
         result = cart_contract.CommandResult(
-            message_id=derived_message_id(message_id, 0),
+            message_id=message_id_for(message_id, "CommandResult"),
             occurred_at=self.clock.now(),
             correlation_id=correlation_id,
             causation_id=message_id,
@@ -299,7 +304,6 @@ class CartLogic:
                         stock_contract.ReleaseReservation,
                         cause,
                         event.correlation_id,
-                        0,
                         reservation_id=line.reservation_id,
                         product_id=line.product_id,
                         reason="product_deleted",
@@ -348,7 +352,7 @@ class CartLogic:
                     quantity=command.quantity,
                     size=command.size,
                     properties=command.properties,
-                    new_item_id=derived_message_id(command.message_id, -1),
+                    new_item_id=new_item_id(command.message_id),
                     now=now,
                     limits=self.limits,
                 )
@@ -391,11 +395,11 @@ class CartLogic:
             )
             return self._answer(command, rejection, late=late)
         lines = [line for line in cart.lines if item_ids is None or line.item_id in item_ids]
-        for slot, line in enumerate(lines):
+        for line in lines:
             if not line.is_reserved:
                 # Reserve first (the cart reservation expired, or reservation at
                 # add-to-cart is off); the checkout runs again once stock answered.
-                reservation_id = derived_message_id(f"{command.message_id}:{line.item_id}", NEW_RESERVATION)
+                reservation_id = message_id_for(command.message_id, "Reservation", line.item_id)
                 pending = PendingStock(
                     command=command.model_dump(mode="json"),
                     item_id=line.item_id,
@@ -406,12 +410,12 @@ class CartLogic:
                 )
                 unit.put_cart(domain.await_stock(cart, pending, now=now))
                 expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
-                return [self._reserve(command, line, reservation_id, expires_at, 10 + slot)]
+                return [self._reserve(command, line, reservation_id, expires_at)]
 
-        payment_id = "pay-" + derived_message_id(command.message_id, PAYMENT_SLOT)
+        payment_id = payment_id_for(command.message_id)
         checkout_lines = [
             CheckoutLine(
-                order_id=derived_message_id(f"{command.message_id}:{line.item_id}", ORDER_SLOT),
+                order_id=message_id_for(command.message_id, "Order", line.item_id),
                 item_id=line.item_id,
                 product_id=line.product_id,
                 product_name=line.product_name,
@@ -431,17 +435,16 @@ class CartLogic:
                 stock_contract.TransferReservation,
                 command.message_id,
                 command.correlation_id,
-                20 + slot,
                 reservation_id=line.reservation_id,
                 product_id=line.product_id,
                 holder=f"order:{line.order_id}",
                 expires_at=None,
             )
-            for slot, line in enumerate(checkout_lines)
+            for line in checkout_lines
             if line.reservation_id
         ]
         start = StartCheckout(
-            message_id=derived_message_id(command.message_id, START_SLOT),
+            message_id=message_id_for(command.message_id, "StartCheckout", payment_id),
             **causal_envelope(command.message_id, command.correlation_id, now),
             reply_to=command.reply_to or self.replies_topic,
             payment_id=payment_id,
@@ -514,12 +517,11 @@ class CartLogic:
                     stock_contract.ReleaseReservation,
                     command.message_id,
                     command.correlation_id,
-                    index,
                     reservation_id=line.reservation_id,
                     product_id=line.product_id,
                     reason="removed_from_cart",
                 )
-                for index, line in enumerate(gone)
+                for line in gone
                 if line.is_reserved and line.reservation_id
             ]
             return None, releases, after
@@ -534,7 +536,6 @@ class CartLogic:
                 stock_contract.AdjustReservation,
                 command.message_id,
                 command.correlation_id,
-                0,
                 reservation_id=previous.reservation_id,
                 product_id=line.product_id,
                 quantity=line.quantity,
@@ -546,9 +547,9 @@ class CartLogic:
                 return None, [adjust], after.with_line(shrunk, now)
             reservation_id, operation, stock_command = previous.reservation_id, "adjust", adjust
         else:
-            reservation_id = derived_message_id(command.message_id, NEW_RESERVATION)
+            reservation_id = message_id_for(command.message_id, "Reservation", item_id)
             operation = "reserve"
-            stock_command = self._reserve(command, line, reservation_id, expires_at, 0)
+            stock_command = self._reserve(command, line, reservation_id, expires_at)
         pending = PendingStock(
             command=command.model_dump(mode="json"),
             item_id=item_id,
@@ -559,12 +560,11 @@ class CartLogic:
         )
         return pending, [stock_command], domain.await_stock(after, pending, now=now)
 
-    def _reserve(self, command: Any, line: domain.CartLine, reservation_id: str, expires_at: datetime, slot: int) -> Outgoing:
+    def _reserve(self, command: Any, line: domain.CartLine, reservation_id: str, expires_at: datetime) -> Outgoing:
         return self._stock_command(
             stock_contract.ReserveStock,
             command.message_id,
             command.correlation_id,
-            slot,
             reservation_id=reservation_id,
             product_id=line.product_id,
             size=line.size,
@@ -573,9 +573,9 @@ class CartLogic:
             expires_at=expires_at,
         )
 
-    def _stock_command(self, kind: type, cause_id: str, correlation_id: str | None, slot: int, **fields: Any) -> Outgoing:
+    def _stock_command(self, kind: type, cause_id: str, correlation_id: str | None, **fields: Any) -> Outgoing:
         message = kind(
-            message_id=derived_message_id(cause_id, STOCK_COMMAND_SLOT + slot),
+            message_id=message_id_for(cause_id, kind.__name__, fields["reservation_id"]),
             **causal_envelope(cause_id, correlation_id, self.clock.now()),
             **fields,
         )
@@ -624,11 +624,11 @@ class CartLogic:
             # ask for the whole quantity afresh, once.
             line = cart.line(pending.item_id)
             assert line is not None
-            reservation_id = derived_message_id(command.message_id, RETRY_RESERVATION)
+            reservation_id = message_id_for(command.message_id, "Reservation.retry", pending.item_id)
             expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
             retry = replace(pending, reservation_id=reservation_id, operation="reserve")
             unit.put_cart(domain.await_stock(replace(cart, pending=None), retry, now=now))
-            return [self._reserve(command, line, reservation_id, expires_at, 1)]
+            return [self._reserve(command, line, reservation_id, expires_at)]
         return self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending))
 
     def _resolve_refused(self, unit: CartUnit, cart: Cart, command: Any, rejection: Rejected) -> list[Outgoing]:
@@ -658,7 +658,6 @@ class CartLogic:
             kind,
             overdue.dedup_key,
             command.correlation_id,
-            0,
             reservation_id=pending.reservation_id,
             product_id=product_id,
             **undo,
@@ -698,12 +697,11 @@ class CartLogic:
                 stock_contract.ReleaseReservation,
                 cause,
                 None,
-                slot,
                 reservation_id=line.reservation_id,
                 product_id=line.product_id,
                 reason="cart_expired" if due.task == housekeeping.EXPIRE else "item_unavailable",
             )
-            for slot, line in enumerate(result.releases)
+            for line in result.releases
         ]
         return [
             *event_records(
@@ -712,7 +710,7 @@ class CartLogic:
             ),
             *event_records(
                 result.notifications, notification_contract, topic=self.notifications_topic, key=cart.user_id,
-                cause_id=cause, envelope=envelope, first_index=NOTIFICATION_SLOT,
+                cause_id=cause, envelope=envelope,
             ),
             *releases,
         ]
@@ -723,7 +721,7 @@ class CartLogic:
         now = self.clock.now()
         envelope = causal_envelope(command.message_id, command.correlation_id, now)
         common = {
-            "message_id": derived_message_id(command.message_id, 0),
+            "message_id": message_id_for(command.message_id, "CommandResult"),
             "command_type": command.type,
             "command_message_id": command.message_id,
             "user_id": command.user_id,

@@ -20,7 +20,7 @@ from contracts import order as order_contract
 from contracts import stock as stock_contract
 from contracts.cart import CommandResult
 from contracts.checkout import PaymentDeadlineReached, StartCheckout, deadline_adapter, start_checkout_adapter
-from contracts.envelope import derived_message_id
+from contracts.envelope import message_id_for
 from contracts.errors import ErrorCode
 from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
 from contracts.topics import CART_REPLIES, CHECKOUT_COMMANDS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, PAYMENT_EVENTS, STOCK_COMMANDS
@@ -33,8 +33,6 @@ from services.runtime.emit import causal_envelope, event_records
 from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings
-
-EFFECT_SLOT = 200
 
 
 class UnknownPayment(LookupError):
@@ -163,7 +161,7 @@ class CheckoutLogic:
 
     def _reply(self, command: StartCheckout, checkout: Checkout, now: datetime) -> Outgoing:
         result = CommandResult(
-            message_id=derived_message_id(command.command_message_id, 0),
+            message_id=message_id_for(command.command_message_id, "CommandResult"),
             **causal_envelope(command.command_message_id, command.correlation_id, now),
             command_type=command.command_type,
             command_message_id=command.command_message_id,
@@ -179,14 +177,15 @@ class CheckoutLogic:
         outputs = event_records(
             step.events, order_contract, topic=self.order_events, key=payment_id, cause_id=cause_id, envelope=envelope
         )
-        for slot, effect in enumerate(step.effects, start=EFFECT_SLOT):
+        for effect in step.effects:
             # Each effect's fields are those of the message that carries it.
             contract, topic = {
                 ScheduleDeadline: (PaymentDeadlineReached, self.timeouts),
                 CommitStock: (stock_contract.CommitReservation, self.stock_commands),
                 ReleaseStock: (stock_contract.ReleaseReservation, self.stock_commands),
             }[type(effect)]
-            message = contract(message_id=derived_message_id(cause_id, slot), **envelope, **asdict(effect))
+            subject = getattr(effect, "reservation_id", payment_id)
+            message = contract(message_id=message_id_for(cause_id, contract.__name__, subject), **envelope, **asdict(effect))
             # Stock commands are keyed by product, the deadline by its checkout.
             key = getattr(effect, "product_id", payment_id)
             outputs.append(Outgoing(topic, key.encode(), message.to_json_bytes()))

@@ -7,7 +7,7 @@ from datetime import datetime
 from types import ModuleType
 from typing import Any
 
-from contracts.envelope import Envelope, derived_message_id
+from contracts.envelope import Envelope, message_id_for
 from services.runtime.records import Outgoing
 
 
@@ -21,6 +21,15 @@ def contract_message(event: Any, contracts: ModuleType, message_id: str, envelop
     return contract_type(message_id=message_id, **envelope, **asdict(event))
 
 
+#: Fields that name what an event is about, most specific first.
+IDENTITY_FIELDS = ("order_id", "item_id", "reservation_id", "payment_id", "product_id", "size", "user_id")
+
+
+def event_subject(event: Any) -> str:
+    """What ``event`` is about, from its identifying fields."""
+    return "|".join(f"{name}={getattr(event, name)}" for name in IDENTITY_FIELDS if getattr(event, name, None) is not None)
+
+
 def event_records(
     events: Any,
     contracts: ModuleType,
@@ -29,15 +38,20 @@ def event_records(
     key: Any,
     cause_id: str,
     envelope: dict[str, Any],
-    first_index: int = 1,
 ) -> list[Outgoing]:
-    """One record per event, ids derived from the cause so a retry repeats them exactly.
+    """One record per event, ids derived from the cause and what each event is
+    about, so a retry repeats them exactly and no two share an id.
 
     ``key`` is the record key, or a function of the event that returns it.
     """
     records = []
-    for index, event in enumerate(events, start=first_index):
-        message = contract_message(event, contracts, derived_message_id(cause_id, index), envelope)
+    seen: dict[tuple[str, str], int] = {}
+    for event in events:
+        kind, subject = type(event).__name__, event_subject(event)
+        repeat = seen[(kind, subject)] = seen.get((kind, subject), 0) + 1
+        if repeat > 1:
+            subject = f"{subject}#{repeat}"  # the same fact twice from one cause: still two messages
+        message = contract_message(event, contracts, message_id_for(cause_id, kind, subject), envelope)
         record_key = key(event) if callable(key) else key
         records.append(Outgoing(topic, record_key.encode(), message.to_json_bytes()))
     return records

@@ -333,13 +333,12 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
 
 
 async def test_a_payment_parked_before_its_checkout_existed_is_redriven_and_pays(shop):
-    from contracts.envelope import derived_message_id
-    from services.cart_worker.handlers import PAYMENT_SLOT
+    from services.cart_worker.handlers import payment_id_for
 
     shoe = await stocked(shop, 2, "6.00")
     buyer, _ = await cart_with(shop, (shoe, 1))
     checkout = command("CheckoutCart", user_id=buyer, **PAYMENT)
-    payment_id = "pay-" + derived_message_id(checkout["message_id"], PAYMENT_SLOT)
+    payment_id = payment_id_for(checkout["message_id"])
     early = await pay(shop, payment_id, "6.00")
     dlq = await shop.tap("payment.events.dlq")
     await dlq.wait_for(lambda r: (r.json or {}).get("message_id") == early["message_id"])

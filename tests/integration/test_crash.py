@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import pytest
 
-from contracts.envelope import derived_message_id
+from services.cart_worker.handlers import new_item_id
 from tests.conftest import open_deployment
 from tests.support import command
 
@@ -37,7 +37,7 @@ def workload(count: int, seed: int = 7) -> list[dict]:
             pid = rng.choice(list(PRODUCTS))
             extra = {"size": "M"} if pid == "crash-shirt" else {}
             message = command("AddItem", user_id=user, product_id=pid, quantity=rng.randint(1, 4), **extra)
-            lines[user].append(derived_message_id(message["message_id"], -1))
+            lines[user].append(new_item_id(message["message_id"]))
         elif roll < 0.65:
             message = command("UpdateItemQuantity", user_id=user, item_id=rng.choice(lines[user]), quantity=rng.randint(1, 9))
         elif roll < 0.8:
