@@ -137,6 +137,15 @@ class PendingStock:
     operation: str  # "reserve" | "adjust"
     previous: CartLine | None  # the line before the command, restored on refusal
     deadline: datetime
+    #: The message_id of the stock command this step waits on. Only an answer
+    #: caused by it (``causation_id``) resolves the step: two commands about one
+    #: reservation (a decrease, then an increase) can be in flight at once.
+    stock_command_id: str | None = None
+
+    def is_answered_by(self, causation_id: str | None, reservation_id: str) -> bool:
+        if self.stock_command_id is None:  # a step stored before answers were matched by cause
+            return reservation_id == self.reservation_id
+        return causation_id == self.stock_command_id
 
 
 @dataclass(frozen=True)

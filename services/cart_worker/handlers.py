@@ -68,6 +68,11 @@ def new_item_id(command_id: str) -> str:
     return message_id_for(command_id, "CartLine")
 
 
+def stock_command_id(cause_id: str, kind: str, reservation_id: str) -> str:
+    """The message_id of the stock command of ``kind`` that ``cause_id`` sends about a reservation."""
+    return message_id_for(cause_id, kind, reservation_id)
+
+
 def payment_id_for(command_id: str) -> str:
     """The payment id (and checkout id) a checkout command creates."""
     return "pay-" + message_id_for(command_id, "Payment")
@@ -400,6 +405,8 @@ class CartLogic:
                 # Reserve first (the cart reservation expired, or reservation at
                 # add-to-cart is off); the checkout runs again once stock answered.
                 reservation_id = message_id_for(command.message_id, "Reservation", line.item_id)
+                expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
+                reserve = self._reserve(command, line, reservation_id, expires_at)
                 pending = PendingStock(
                     command=command.model_dump(mode="json"),
                     item_id=line.item_id,
@@ -407,10 +414,10 @@ class CartLogic:
                     operation="reserve",
                     previous=line,
                     deadline=now + timedelta(seconds=self.settings.stock_reply_timeout_seconds),
+                    stock_command_id=stock_command_id(command.message_id, "ReserveStock", reservation_id),
                 )
                 unit.put_cart(domain.await_stock(cart, pending, now=now))
-                expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
-                return [self._reserve(command, line, reservation_id, expires_at)]
+                return [reserve]
 
         payment_id = payment_id_for(command.message_id)
         checkout_lines = [
@@ -550,6 +557,7 @@ class CartLogic:
             reservation_id = message_id_for(command.message_id, "Reservation", item_id)
             operation = "reserve"
             stock_command = self._reserve(command, line, reservation_id, expires_at)
+        kind = "AdjustReservation" if operation == "adjust" else "ReserveStock"
         pending = PendingStock(
             command=command.model_dump(mode="json"),
             item_id=item_id,
@@ -557,6 +565,7 @@ class CartLogic:
             operation=operation,
             previous=previous,
             deadline=now + timedelta(seconds=self.settings.stock_reply_timeout_seconds),
+            stock_command_id=stock_command_id(command.message_id, kind, reservation_id),
         )
         return pending, [stock_command], domain.await_stock(after, pending, now=now)
 
@@ -575,7 +584,7 @@ class CartLogic:
 
     def _stock_command(self, kind: type, cause_id: str, correlation_id: str | None, **fields: Any) -> Outgoing:
         message = kind(
-            message_id=message_id_for(cause_id, kind.__name__, fields["reservation_id"]),
+            message_id=stock_command_id(cause_id, kind.__name__, fields["reservation_id"]),
             **causal_envelope(cause_id, correlation_id, self.clock.now()),
             **fields,
         )
@@ -594,8 +603,10 @@ class CartLogic:
             if not event.no_op:
                 unit.put_cart(domain.mark_released(cart, event.reservation_id, now=now))
             return []
-        if pending is None or pending.reservation_id != event.reservation_id:
-            return []  # a late answer: the timeout already compensated for it
+        if pending is None or not pending.is_answered_by(event.causation_id, event.reservation_id):
+            # Not the answer to the step in flight: a late one (the timeout already
+            # compensated for it) or one to an earlier command on the same reservation.
+            return []
         command = cart_contract.cart_command_adapter.validate_python(pending.command)
         if isinstance(event, stock_contract.StockReserved | stock_contract.ReservationAdjusted):
             confirmed = domain.confirm_stock(cart, event.quantity, now=now)
@@ -626,7 +637,12 @@ class CartLogic:
             assert line is not None
             reservation_id = message_id_for(command.message_id, "Reservation.retry", pending.item_id)
             expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
-            retry = replace(pending, reservation_id=reservation_id, operation="reserve")
+            retry = replace(
+                pending,
+                reservation_id=reservation_id,
+                operation="reserve",
+                stock_command_id=stock_command_id(command.message_id, "ReserveStock", reservation_id),
+            )
             unit.put_cart(domain.await_stock(replace(cart, pending=None), retry, now=now))
             return [self._reserve(command, line, reservation_id, expires_at)]
         return self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending))

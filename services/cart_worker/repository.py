@@ -107,6 +107,7 @@ def _pending_to_doc(pending: PendingStock | None) -> dict[str, Any] | None:
         "operation": pending.operation,
         "previous": _line_to_doc(pending.previous) if pending.previous else None,
         "deadline": pending.deadline,
+        "stock_command_id": pending.stock_command_id,
     }
 
 
@@ -120,6 +121,7 @@ def _pending_from_doc(doc: dict[str, Any] | None) -> PendingStock | None:
         operation=doc["operation"],
         previous=_line_from_doc(doc["previous"]) if doc.get("previous") else None,
         deadline=doc["deadline"],
+        stock_command_id=doc.get("stock_command_id"),
     )
 
 
