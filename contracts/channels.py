@@ -62,6 +62,7 @@ CHANNELS = (
         (
             order.OrderPlaced, order.PaymentRequested, order.OrderPaid, order.OrderCancelled,
             order.LatePaymentReceived, order.PaymentAmountMismatch, order.PaymentAttemptFailed,
+            order.PaymentRefundRequired, order.UnmatchedPaymentReceived,
         ),
     ),
     Channel(

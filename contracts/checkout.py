@@ -4,9 +4,10 @@ one checkout has one payment, so its id names the checkout too."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from contracts.envelope import Command, Event, Identifier, Money
 
@@ -23,11 +24,25 @@ class CheckoutLine(BaseModel):
     unit_price: Money
     total_price: Money
     reservation_id: str | None = None
+    #: Added to v1: who holds ``reservation_id`` now (the buyer's cart line); the
+    #: checkout takes the reservation over only from that holder.
+    reservation_holder: str | None = None
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> CheckoutLine:
+        if self.quantity < 1:
+            raise ValueError(f"line {self.order_id}: quantity must be at least 1")
+        if self.total_price != self.unit_price * self.quantity:
+            raise ValueError(f"line {self.order_id}: total_price is not unit_price x quantity")
+        return self
 
 
 class StartCheckout(Command):
-    """Sent by the cart worker once a checkout passed validation; the cart lines
-    are already out of the cart and their reservations held for the orders."""
+    """Sent by the cart worker once a checkout passed validation and every line
+    holds a reservation; the lines are already out of the cart. The checkout
+    takes each reservation over from the cart line (or reserves afresh when it
+    is gone). Its total must be the sum of its lines, each line's total its
+    unit price times its quantity."""
 
     type: Literal["StartCheckout"] = "StartCheckout"
     payment_id: Identifier
@@ -42,6 +57,14 @@ class StartCheckout(Command):
     #: The upstream command this checkout answers.
     command_type: str
     command_message_id: str
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> StartCheckout:
+        if self.total_amount != sum((line.total_price for line in self.lines), Decimal(0)):
+            raise ValueError("total_amount is not the sum of the lines' total_price")
+        if len({line.order_id for line in self.lines}) != len(self.lines):
+            raise ValueError("two lines share an order_id")
+        return self
 
 
 class PaymentDeadlineReached(Event):

@@ -20,6 +20,9 @@ class ErrorCode(StrEnum):
     # Added to v1 with the stock worker: reservation commands that cannot apply.
     RESERVATION_NOT_FOUND = "RESERVATION_NOT_FOUND"
     RESERVATION_NOT_ACTIVE = "RESERVATION_NOT_ACTIVE"
+    # Added to v1: a stock command named a holder (or product) other than the
+    # reservation's own.
+    RESERVATION_HOLDER_MISMATCH = "RESERVATION_HOLDER_MISMATCH"
     # Added to v1: the cart would grow past a limit (lines per cart, the size of
     # an item's properties).
     CART_LIMIT_REACHED = "CART_LIMIT_REACHED"

@@ -67,10 +67,10 @@ def _examples() -> list[dict[str, Any]]:
         # stock.commands
         envelope("SetStock", 21, product_id=PRODUCT, size="42", on_hand=120),
         envelope("ReserveStock", 22, quantity=2, expires_at=DUE, **reservation),
-        envelope("AdjustReservation", 23, reservation_id=RESERVATION, product_id=PRODUCT, quantity=3, expires_at=DUE),
-        envelope("ReleaseReservation", 24, reservation_id=RESERVATION, product_id=PRODUCT, reason="item_removed"),
-        envelope("CommitReservation", 25, reservation_id=RESERVATION, product_id=PRODUCT, order_id=ORDER),
-        envelope("TransferReservation", 26, reservation_id=RESERVATION, product_id=PRODUCT, holder=f"checkout:{PAYMENT}", expires_at=DUE),
+        envelope("AdjustReservation", 23, reservation_id=RESERVATION, product_id=PRODUCT, quantity=3, expires_at=DUE, holder=HOLDER),
+        envelope("ReleaseReservation", 24, reservation_id=RESERVATION, product_id=PRODUCT, reason="item_removed", holder=HOLDER),
+        envelope("CommitReservation", 25, reservation_id=RESERVATION, product_id=PRODUCT, order_id=ORDER, holder=f"order:{ORDER}"),
+        envelope("TransferReservation", 26, reservation_id=RESERVATION, product_id=PRODUCT, holder=f"order:{ORDER}", expected_holder=HOLDER),
         # stock.events
         envelope("StockReserved", 27, quantity=2, expires_at=DUE, available_after=118, **reservation),
         envelope("StockReservationRejected", 28, operation="reserve", requested=5, available=1, error_code="INSUFFICIENT_STOCK", **reservation),
@@ -83,7 +83,7 @@ def _examples() -> list[dict[str, Any]]:
         # checkout.commands and checkout.timeouts
         envelope(
             "StartCheckout", 35, payment_id=PAYMENT, payment_hash="9f2b1c0d7e6a5b4c", user_id=USER, checkout_type="full_cart",
-            lines=[{"order_id": ORDER, "item_id": ITEM, "product_id": PRODUCT, "product_name": "Trail shoe", "size": "42", "quantity": 2, "unit_price": "74.99", "total_price": "149.98", "reservation_id": RESERVATION}],
+            lines=[{"order_id": ORDER, "item_id": ITEM, "product_id": PRODUCT, "product_name": "Trail shoe", "size": "42", "quantity": 2, "unit_price": "74.99", "total_price": "149.98", "reservation_id": RESERVATION, "reservation_holder": HOLDER}],
             total_amount="149.98", payment_method="card", gateway_name="stripe", shipping_address=ADDRESS,
             command_type="CheckoutCart", command_message_id="7d1a0c6e-4b8f-4c57-9d0e-000000000012",
         ),
@@ -102,6 +102,8 @@ def _examples() -> list[dict[str, Any]]:
         envelope("LatePaymentReceived", 43, payment_id=PAYMENT, amount="149.98", received_at="2026-11-25T10:31:12Z"),
         envelope("PaymentAmountMismatch", 44, payment_id=PAYMENT, expected="149.98", received="149.00"),
         envelope("PaymentAttemptFailed", 45, payment_id=PAYMENT, reason="card_declined", payment_expires_at=DUE),
+        envelope("PaymentRefundRequired", 50, payment_id=PAYMENT, amount="149.98", reason="duplicate_payment", order_ids=[], gateway_reference="ch_3Nx2"),
+        envelope("UnmatchedPaymentReceived", 51, payment_id="pay-unknown", amount="20.00", gateway_reference="ch_3Nx3"),
         # notifications.events
         envelope("CartChangeAlert", 46, user_id=USER, items=[{**changed_item, "product_name": "Trail shoe"}], removed_item_ids=[]),
         envelope("StockAlert", 47, user_id=USER, item_id=ITEM, product_id=PRODUCT, size="42", product_name="Trail shoe", message="The product is out of stock"),

@@ -47,7 +47,7 @@ class OrderCancelled(Event):
     type: Literal["OrderCancelled"] = "OrderCancelled"
     order_id: str
     payment_id: str
-    reason: str  # "payment_timeout" | "payment_failed"
+    reason: str  # "payment_timeout" | "payment_failed" | "out_of_stock"
 
 
 class LatePaymentReceived(Event):
@@ -75,3 +75,28 @@ class PaymentAttemptFailed(Event):
     payment_id: str
     reason: str
     payment_expires_at: AwareDatetime
+
+
+class PaymentRefundRequired(Event):
+    """Added to v1: money was taken that no order keeps, so the payments team must
+    give it back: orders of a paid checkout whose units could not be secured
+    (``out_of_stock``, with their ids), or a second, distinct payment of a
+    checkout already paid (``duplicate_payment``)."""
+
+    type: Literal["PaymentRefundRequired"] = "PaymentRefundRequired"
+    payment_id: str
+    amount: Money
+    reason: str  # "out_of_stock" | "duplicate_payment"
+    order_ids: list[str] = []
+    gateway_reference: str | None = None
+
+
+class UnmatchedPaymentReceived(Event):
+    """Added to v1: a payment for a payment id no checkout has. The payment is
+    also dead-lettered on payment.events: redrive it if its checkout appears
+    (it then pays); otherwise refund it."""
+
+    type: Literal["UnmatchedPaymentReceived"] = "UnmatchedPaymentReceived"
+    payment_id: str
+    amount: Money
+    gateway_reference: str | None = None

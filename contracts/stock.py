@@ -46,6 +46,9 @@ class AdjustReservation(Command):
     product_id: Identifier | None = None
     quantity: BoundedInt
     expires_at: AwareDatetime | None = None
+    #: Added to v1: who the sender believes holds the reservation; refused with
+    #: RESERVATION_HOLDER_MISMATCH when someone else does.
+    holder: Holder | None = None
 
 
 class ReleaseReservation(Command):
@@ -53,6 +56,8 @@ class ReleaseReservation(Command):
     reservation_id: Identifier
     product_id: Identifier | None = None
     reason: Reason
+    #: Added to v1: as for AdjustReservation.
+    holder: Holder | None = None
 
 
 class CommitReservation(Command):
@@ -60,6 +65,8 @@ class CommitReservation(Command):
     reservation_id: Identifier
     product_id: Identifier | None = None
     order_id: Identifier
+    #: Added to v1: as for AdjustReservation.
+    holder: Holder | None = None
 
 
 class TransferReservation(Command):
@@ -71,6 +78,10 @@ class TransferReservation(Command):
     product_id: Identifier | None = None
     holder: Holder
     expires_at: AwareDatetime | None = None
+    #: Added to v1: who must hold the reservation now for the transfer to happen
+    #: (a checkout names the buyer's cart line); refused with
+    #: RESERVATION_HOLDER_MISMATCH when someone else does.
+    expected_holder: Holder | None = None
 
 
 STOCK_COMMANDS = (

@@ -312,6 +312,7 @@ class CartLogic:
                         reservation_id=line.reservation_id,
                         product_id=line.product_id,
                         reason="product_deleted",
+                        holder=domain.holder_of(cart.user_id, line.item_id),
                     )
                 )
                 unit.put_cart(domain.mark_released(unit.cart(cart.user_id), line.reservation_id, now=now))
@@ -431,25 +432,13 @@ class CartLogic:
                 unit_price=line.unit_price,
                 total_price=line.line_total,
                 reservation_id=line.reservation_id,
+                reservation_holder=domain.holder_of(command.user_id, line.item_id) if line.reservation_id else None,
             )
             for line in lines
         ]
         total = sum((line.line_total for line in lines), Decimal(0))
         fingerprint = "|".join([payment_id, *(line.order_id for line in checkout_lines), str(total)])
         checkout_type = "single_item" if item_ids else "full_cart"
-        transfers = [
-            self._stock_command(
-                stock_contract.TransferReservation,
-                command.message_id,
-                command.correlation_id,
-                reservation_id=line.reservation_id,
-                product_id=line.product_id,
-                holder=f"order:{line.order_id}",
-                expires_at=None,
-            )
-            for line in checkout_lines
-            if line.reservation_id
-        ]
         start = StartCheckout(
             message_id=message_id_for(command.message_id, "StartCheckout", payment_id),
             **causal_envelope(command.message_id, command.correlation_id, now),
@@ -495,7 +484,7 @@ class CartLogic:
             is_reply=True,
             answers=command.message_id if late else None,
         )
-        return [*transfers, handover, *events]
+        return [handover, *events]
 
     def _with_cart_view(self, unit: CartUnit, outcome: Accepted) -> Accepted:
         cart = outcome.cart
@@ -527,6 +516,7 @@ class CartLogic:
                     reservation_id=line.reservation_id,
                     product_id=line.product_id,
                     reason="removed_from_cart",
+                    holder=domain.holder_of(command.user_id, line.item_id),
                 )
                 for line in gone
                 if line.is_reserved and line.reservation_id
@@ -547,6 +537,7 @@ class CartLogic:
                 product_id=line.product_id,
                 quantity=line.quantity,
                 expires_at=expires_at,
+                holder=domain.holder_of(command.user_id, item_id),
             )
             if line.quantity <= previous.reserved_quantity:
                 # Shrinking cannot fail: confirm now, let the stock worker catch up.
@@ -676,6 +667,7 @@ class CartLogic:
             command.correlation_id,
             reservation_id=pending.reservation_id,
             product_id=product_id,
+            holder=domain.holder_of(cart.user_id, pending.item_id),
             **undo,
         )
         return [*self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending)), compensation]
@@ -716,6 +708,7 @@ class CartLogic:
                 reservation_id=line.reservation_id,
                 product_id=line.product_id,
                 reason="cart_expired" if due.task == housekeeping.EXPIRE else "item_unavailable",
+                holder=domain.holder_of(cart.user_id, line.item_id),
             )
             for line in result.releases
         ]

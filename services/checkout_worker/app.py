@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from contracts.topics import CART_REPLIES, CHECKOUT_COMMANDS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, PAYMENT_EVENTS, STOCK_COMMANDS
+from contracts.topics import (
+    CART_REPLIES,
+    CHECKOUT_COMMANDS,
+    CHECKOUT_TIMEOUTS,
+    ORDER_EVENTS,
+    PAYMENT_EVENTS,
+    STOCK_COMMANDS,
+    STOCK_EVENTS,
+)
 from services.checkout_worker import repository
 from services.checkout_worker.handlers import CheckoutLogic, find_overdue
 from services.runtime.clock import Clock
@@ -34,7 +42,7 @@ async def fire_deadlines_when_due(
 
 SPEC = WorkerSpec(
     name="checkout",
-    consumes=(CHECKOUT_COMMANDS, PAYMENT_EVENTS),
+    consumes=(CHECKOUT_COMMANDS, PAYMENT_EVENTS, STOCK_EVENTS),
     produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES),
     make_logic=CheckoutLogic,
     prepare=repository.prepare,

@@ -4,16 +4,29 @@ One checkout: one or more orders (one per cart line, each ``under_paying``), one
 shared payment, one deadline. What happens next is a function of the saga's
 state and the incoming message only:
 
-    awaiting_payment --PaymentSucceeded(right amount, in time)--> paid
+    awaiting_payment --PaymentSucceeded(right amount, in time)--> paid (or payment_received)
     awaiting_payment --deadline reached------------------------> cancelled (payment_timeout)
     awaiting_payment --PaymentFailed (when failures cancel)----> cancelled (payment_failed)
+    payment_received --last order's stock settled--------------> paid (its lost orders cancelled, refunded)
     cancelled        --PaymentSucceeded-------------------------> cancelled, LatePaymentReceived
+    paid             --another, distinct PaymentSucceeded-------> paid, PaymentRefundRequired
+
+Each order's units: the saga takes the cart line's reservation over
+(``TransferStock``, only from the buyer's cart line). If the stock worker
+refuses (the reservation expired, was released or is someone else's), the saga
+reserves the units afresh from what is available (``ReserveStock``); if that
+is refused too, the order's stock is lost. The rule: **no order is paid
+without its units.** A payment is settled only once every order's stock is
+held or lost: held orders are paid and their units committed, lost orders are
+cancelled (``out_of_stock``) and their amount is announced as
+``PaymentRefundRequired``.
 
 Each step returns the new saga, the events that happened and the effects on
-stock: commit on payment, release on cancellation (the compensation). A message
-that finds the saga past the state it applies to changes nothing, so
-duplicates, reorderings and a deadline racing a payment end in exactly one
-outcome.
+stock: take over or reserve at the start, commit on payment, release on
+cancellation (the compensation). A message that finds the saga past the state
+it applies to changes nothing, so duplicates, reorderings and a deadline racing
+a payment end in exactly one outcome. Stock answers are matched to the command
+that caused them by its id, which the saga derives from what the command means.
 """
 
 from __future__ import annotations
@@ -23,9 +36,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from contracts.envelope import message_id_for
+
 AWAITING_PAYMENT, PAID, CANCELLED = "awaiting_payment", "paid", "cancelled"
+#: The buyer paid; some orders still wait for the stock worker's answer.
+PAYMENT_RECEIVED = "payment_received"
 UNDER_PAYING = "under_paying"
-PAYMENT_TIMEOUT, PAYMENT_FAILED = "payment_timeout", "payment_failed"
+PAYMENT_TIMEOUT, PAYMENT_FAILED, OUT_OF_STOCK = "payment_timeout", "payment_failed", "out_of_stock"
+DUPLICATE_PAYMENT = "duplicate_payment"
+#: Where an order's units stand.
+TRANSFERRING, RESERVING, HELD, LOST = "transferring", "reserving", "held", "lost"
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,22 @@ class Order:
     total_price: Decimal
     reservation_id: str | None
     status: str = UNDER_PAYING
+    #: TRANSFERRING, RESERVING, HELD or LOST; sagas stored before the saga took
+    #: reservations over had them handed over by the cart: HELD.
+    stock: str = HELD
+    #: The message_id of the stock command whose answer this order waits for.
+    stock_command_id: str | None = None
+    #: Who held ``reservation_id`` when the checkout began (the buyer's cart line).
+    reservation_holder: str | None = None
+
+    @property
+    def holder(self) -> str:
+        """Who holds the order's units once the saga has them."""
+        return f"order:{self.order_id}"
+
+    @property
+    def settled(self) -> bool:
+        return self.stock in (HELD, LOST)
 
 
 @dataclass(frozen=True)
@@ -60,6 +96,9 @@ class Checkout:
     cancel_reason: str | None = None
     failed_attempts: int = 0
     version: int = 0
+    #: The payment that paid: its gateway reference (or message id), to tell a
+    #: repeat of it from a second charge.
+    paid_reference: str | None = None
 
 
 # --- events and effects ------------------------------------------------------------
@@ -127,10 +166,39 @@ class PaymentAttemptFailed:
 
 
 @dataclass(frozen=True)
+class PaymentRefundRequired:
+    payment_id: str
+    amount: Decimal
+    reason: str
+    order_ids: list[str]
+    gateway_reference: str | None
+
+
+@dataclass(frozen=True)
+class TransferStock:
+    reservation_id: str
+    product_id: str
+    holder: str
+    expected_holder: str | None
+    expires_at: None = None
+
+
+@dataclass(frozen=True)
+class ReserveStock:
+    reservation_id: str
+    product_id: str
+    size: str | None
+    quantity: int
+    holder: str
+    expires_at: None = None
+
+
+@dataclass(frozen=True)
 class CommitStock:
     reservation_id: str
     product_id: str
     order_id: str
+    holder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +206,21 @@ class ReleaseStock:
     reservation_id: str
     product_id: str
     reason: str
+    holder: str | None = None
+
+
+@dataclass(frozen=True)
+class StockAnswer:
+    """The stock worker's answer to one of the saga's commands."""
+
+    causation_id: str | None
+    reservation_id: str
+    granted: bool
+
+
+def stock_command_id(payment_id: str, kind: str, reservation_id: str) -> str:
+    """The message_id of the saga's stock command of ``kind`` about a reservation."""
+    return message_id_for(payment_id, kind, reservation_id)
 
 
 @dataclass(frozen=True)
@@ -154,8 +237,9 @@ Event = (
     | LatePaymentReceived
     | PaymentAmountMismatch
     | PaymentAttemptFailed
+    | PaymentRefundRequired
 )
-Effect = CommitStock | ReleaseStock | ScheduleDeadline
+Effect = TransferStock | ReserveStock | CommitStock | ReleaseStock | ScheduleDeadline
 
 
 @dataclass(frozen=True)
@@ -173,7 +257,20 @@ class Step:
 
 
 def start(checkout: Checkout) -> Step:
-    """A new checkout: its orders are placed and its payment is requested."""
+    """A new checkout: its orders are placed, their units taken over from the cart
+    (or reserved where the line had none), and its payment is requested."""
+    orders, effects = [], []
+    for order in checkout.orders:
+        if order.reservation_id:
+            kind = "TransferReservation"
+            effect: Effect = TransferStock(order.reservation_id, order.product_id, order.holder, order.reservation_holder)
+            order = replace(order, stock=TRANSFERRING)
+        else:
+            order, effect = _reserve_afresh(checkout, order)
+            kind = "ReserveStock"
+        orders.append(replace(order, stock_command_id=stock_command_id(checkout.payment_id, kind, effect.reservation_id)))
+        effects.append(effect)
+    checkout = replace(checkout, orders=tuple(orders))
     placed = tuple(
         OrderPlaced(
             o.order_id,
@@ -200,29 +297,91 @@ def start(checkout: Checkout) -> Step:
         checkout.deadline,
         [o.order_id for o in checkout.orders],
     )
-    return Step(checkout, (*placed, requested), (ScheduleDeadline(checkout.payment_id, checkout.deadline),))
+    return Step(checkout, (*placed, requested), (*effects, ScheduleDeadline(checkout.payment_id, checkout.deadline)))
 
 
-def payment_succeeded(checkout: Checkout, amount: Decimal, *, now: datetime) -> Step:
+def _reserve_afresh(checkout: Checkout, order: Order) -> tuple[Order, ReserveStock]:
+    reservation_id = message_id_for(checkout.payment_id, "Reservation", order.order_id)
+    effect = ReserveStock(reservation_id, order.product_id, order.size, order.quantity, order.holder)
+    moved = replace(
+        order,
+        reservation_id=reservation_id,
+        stock=RESERVING,
+        stock_command_id=stock_command_id(checkout.payment_id, "ReserveStock", reservation_id),
+    )
+    return moved, effect
+
+
+def stock_answered(checkout: Checkout, answer: StockAnswer, *, now: datetime) -> Step:
+    """The stock worker answered one of the saga's commands."""
+    matching = [o for o in checkout.orders if o.stock_command_id and o.stock_command_id == answer.causation_id]
+    if not matching or checkout.state in (PAID, CANCELLED):
+        return Step(checkout)  # not ours, a repeat, or too late: a cancellation released it already
+    order, effects = matching[0], ()
+    if answer.granted:
+        order = replace(order, stock=HELD, reservation_id=answer.reservation_id, stock_command_id=None)
+    elif order.stock == TRANSFERRING:
+        # The cart's reservation is gone (expired, released, someone else's):
+        # reserve the units afresh from what is available.
+        order, effect = _reserve_afresh(checkout, order)
+        effects = (effect,)
+    else:
+        order = replace(order, stock=LOST, reservation_id=None, stock_command_id=None)
+    updated = replace(checkout, orders=tuple(order if o.order_id == order.order_id else o for o in checkout.orders))
+    if updated.state == PAYMENT_RECEIVED and all(o.settled for o in updated.orders):
+        settled = _settle(updated, now)
+        return Step(settled.checkout, settled.events, (*effects, *settled.effects))
+    return Step(updated, (), effects)
+
+
+def payment_succeeded(checkout: Checkout, amount: Decimal, *, now: datetime, reference: str | None = None) -> Step:
+    """A payment for this checkout. ``reference`` names the charge (the gateway's
+    reference, else the message id): the same charge again is a repeat, another
+    one on a paid checkout is a double charge to refund."""
     if checkout.state == AWAITING_PAYMENT and now >= checkout.deadline:
         # The deadline passed before the payment was seen: the timeout wins,
         # whether or not its timer has fired yet.
         expired = deadline_reached(checkout, now=now)
-        late = payment_succeeded(expired.checkout, amount, now=now)
+        late = payment_succeeded(expired.checkout, amount, now=now, reference=reference)
         return Step(late.checkout, expired.events + late.events, expired.effects + late.effects)
     if checkout.state == CANCELLED:
         return Step(checkout, (LatePaymentReceived(checkout.payment_id, amount, now),))
-    if checkout.state == PAID:
-        return Step(checkout)  # a repeat of the payment already applied
+    if checkout.state in (PAID, PAYMENT_RECEIVED):
+        if reference is None or reference == checkout.paid_reference:
+            return Step(checkout)  # a repeat of the payment already applied
+        refund = PaymentRefundRequired(checkout.payment_id, amount, DUPLICATE_PAYMENT, [], reference)
+        return Step(checkout, (refund,))
     if amount != checkout.total_amount:
         return Step(checkout, (PaymentAmountMismatch(checkout.payment_id, checkout.total_amount, amount),))
-    orders = tuple(replace(o, status=PAID) for o in checkout.orders)
-    paid = replace(checkout, orders=orders, state=PAID, closed_at=now)
-    events = tuple(OrderPaid(o.order_id, checkout.payment_id) for o in orders)
-    effects = tuple(
-        CommitStock(o.reservation_id, o.product_id, o.order_id) for o in orders if o.reservation_id
+    received = replace(checkout, state=PAYMENT_RECEIVED, paid_reference=reference)
+    if all(o.settled for o in received.orders):
+        return _settle(received, now)
+    return Step(received)
+
+
+def _settle(checkout: Checkout, now: datetime) -> Step:
+    """Pay the orders whose units are held; cancel and refund the ones whose units were lost."""
+    held = [o for o in checkout.orders if o.stock == HELD]
+    lost = [o for o in checkout.orders if o.stock == LOST]
+    orders = tuple(replace(o, status=PAID if o.stock == HELD else CANCELLED) for o in checkout.orders)
+    settled = replace(
+        checkout,
+        orders=orders,
+        state=PAID if held else CANCELLED,
+        closed_at=now,
+        cancel_reason=None if held else OUT_OF_STOCK,
     )
-    return Step(paid, events, effects)
+    events: list[Event] = [OrderPaid(o.order_id, checkout.payment_id) for o in held]
+    events += [OrderCancelled(o.order_id, checkout.payment_id, OUT_OF_STOCK) for o in lost]
+    if lost:
+        amount = sum((o.total_price for o in lost), Decimal(0))
+        events.append(
+            PaymentRefundRequired(
+                checkout.payment_id, amount, OUT_OF_STOCK, [o.order_id for o in lost], checkout.paid_reference
+            )
+        )
+    effects = tuple(CommitStock(o.reservation_id, o.product_id, o.order_id, o.holder) for o in held if o.reservation_id)
+    return Step(settled, tuple(events), effects)
 
 
 def payment_failed(checkout: Checkout, reason: str, *, now: datetime, cancel: bool) -> Step:
@@ -245,9 +404,13 @@ def _cancel(checkout: Checkout, reason: str, now: datetime) -> Step:
     orders = tuple(replace(o, status=CANCELLED) for o in checkout.orders)
     cancelled = replace(checkout, orders=orders, state=CANCELLED, closed_at=now, cancel_reason=reason)
     events = tuple(OrderCancelled(o.order_id, checkout.payment_id, reason) for o in orders)
-    # Compensations, one per line, in reverse order of the reservations made.
+    # Compensations, one per order whose units are (or may soon be) held, in
+    # reverse order. A take-over still on its way is released after it lands:
+    # both travel on the product's partition, in order.
     effects = tuple(
-        ReleaseStock(o.reservation_id, o.product_id, reason) for o in reversed(orders) if o.reservation_id
+        ReleaseStock(o.reservation_id, o.product_id, reason, o.holder)
+        for o in reversed(orders)
+        if o.reservation_id and o.stock != LOST
     )
     return Step(cancelled, events, effects)
 

@@ -2,9 +2,12 @@
 
 In: ``StartCheckout`` from the cart worker, payment events from the gateway
 adapter, ``PaymentDeadlineReached`` from the delayed timeout consumer (and from
-the safety-net sweep when a timeout message was lost).
+the safety-net sweep when a timeout message was lost), and the stock worker's
+answers to the saga's own stock commands (``stock.events``, matched by
+``causation_id``; every other stock event is skipped unread).
 Out: order events, the upstream's ``CommandResult``, the delayed timeout event,
-and the stock commands that commit (on payment) or release (on cancellation).
+and the stock commands that take over or reserve (at the start), commit (on
+payment) or release (on cancellation).
 """
 
 from __future__ import annotations
@@ -23,9 +26,28 @@ from contracts.checkout import PaymentDeadlineReached, StartCheckout, deadline_a
 from contracts.envelope import message_id_for
 from contracts.errors import ErrorCode
 from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
-from contracts.topics import CART_REPLIES, CHECKOUT_COMMANDS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, PAYMENT_EVENTS, STOCK_COMMANDS
+from contracts.topics import (
+    CART_REPLIES,
+    CHECKOUT_COMMANDS,
+    CHECKOUT_TIMEOUTS,
+    ORDER_EVENTS,
+    PAYMENT_EVENTS,
+    STOCK_COMMANDS,
+    STOCK_EVENTS,
+)
 from services.checkout_worker import domain, repository
-from services.checkout_worker.domain import Checkout, CommitStock, Order, ReleaseStock, ScheduleDeadline, Step
+from services.checkout_worker.domain import (
+    Checkout,
+    CommitStock,
+    Order,
+    ReleaseStock,
+    ReserveStock,
+    ScheduleDeadline,
+    Step,
+    StockAnswer,
+    TransferStock,
+    stock_command_id,
+)
 from services.runtime.clock import Clock
 from services.runtime.observability import DEADLINE_LATENESS
 from services.runtime.codec import Malformed, dead_letter, parse
@@ -72,8 +94,11 @@ class CheckoutLogic:
         self.timeouts = settings.topic(CHECKOUT_TIMEOUTS)
         self.stock_commands = settings.topic(STOCK_COMMANDS)
         self.replies = settings.topic(CART_REPLIES)
+        self.stock_events = settings.topic(STOCK_EVENTS)
 
     def decode(self, record: Incoming) -> Work:
+        if record.topic == self.stock_events:
+            return self._decode_stock_answer(record)
         if record.topic == self.topics[PAYMENT_EVENTS]:
             parsed = parse(record, payment_event_adapter, PAYMENT_EVENT_TYPES)
         elif record.topic == self.topics[CHECKOUT_TIMEOUTS]:
@@ -85,22 +110,47 @@ class CheckoutLogic:
         letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=self.clock.now())
         return Work(record, parsed.message_id or record.fingerprint, None, (letter,))
 
+    def _decode_stock_answer(self, record: Incoming) -> Work:
+        """Only answers to a saga's own commands matter here; the cart worker,
+        which reads the same topic, dead-letters what is malformed."""
+        parsed = parse(record, stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES)
+        if isinstance(parsed, Malformed) or not _may_answer_a_saga(parsed):
+            return Work(record, record.fingerprint, skip=True)
+        return Work(record, parsed.message_id, parsed)
+
     def arrange(self, works: list[Work]) -> list[Work]:
         return works
 
     async def load(self, db: AsyncDatabase, messages: list[Any]) -> CheckoutUnit:
-        return CheckoutUnit(await repository.load(db, [m.payment_id for m in messages]))
+        answers = [m.causation_id for m in messages if _is_stock_answer(m) and m.causation_id]
+        checkouts = await repository.load(db, [m.payment_id for m in messages if not _is_stock_answer(m)])
+        checkouts.update(await repository.load_waiting_on(db, answers))
+        return CheckoutUnit(checkouts)
 
     async def save(self, unit: CheckoutUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
         await repository.save(db, [unit.checkouts[p] for p in sorted(unit.dirty)], session)
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
+        message = work.message
+        if isinstance(error, UnknownPayment) and isinstance(message, PaymentSucceeded):
+            # Dead-lettered for a redrive once its checkout exists; announced so
+            # that a payments team refunds it if none ever does.
+            event = order_contract.UnmatchedPaymentReceived(
+                message_id=message_id_for(message.message_id, "UnmatchedPaymentReceived", message.payment_id),
+                **causal_envelope(message.message_id, message.correlation_id, self.clock.now()),
+                payment_id=message.payment_id,
+                amount=message.amount,
+                gateway_reference=message.gateway_reference,
+            )
+            return [Outgoing(self.order_events, message.payment_id.encode(), event.to_json_bytes())]
         return []
 
     def handle(self, unit: CheckoutUnit, message: Any) -> list[Outgoing]:
         now = self.clock.now()
         if isinstance(message, StartCheckout):
             return self._start(unit, message, now)
+        if _is_stock_answer(message):
+            return self._on_stock_answer(unit, message, now)
         checkout = unit.checkouts.get(message.payment_id)
         if checkout is None:
             if isinstance(message, PaymentSucceeded | PaymentFailed):
@@ -108,7 +158,8 @@ class CheckoutLogic:
             return []
         match message:
             case PaymentSucceeded():
-                step = domain.payment_succeeded(checkout, message.amount, now=now)
+                reference = message.gateway_reference or message.message_id
+                step = domain.payment_succeeded(checkout, message.amount, now=now, reference=reference)
             case PaymentFailed():
                 cancel = self.settings.checkout_cancel_on_payment_failure
                 step = domain.payment_failed(checkout, message.reason, now=now, cancel=cancel)
@@ -123,6 +174,19 @@ class CheckoutLogic:
         cause_id = message.dedup_key if isinstance(message, OverdueDeadline) else message.message_id
         correlation_id = None if isinstance(message, OverdueDeadline) else message.correlation_id
         return self._outputs(step, cause_id, correlation_id, now)
+
+    def _on_stock_answer(self, unit: CheckoutUnit, event: Any, now: datetime) -> list[Outgoing]:
+        checkout = next(
+            (c for c in unit.checkouts.values() if any(o.stock_command_id == event.causation_id for o in c.orders)),
+            None,
+        )
+        if checkout is None:
+            return []
+        granted = isinstance(event, stock_contract.ReservationTransferred | stock_contract.StockReserved)
+        step = domain.stock_answered(checkout, StockAnswer(event.causation_id, event.reservation_id, granted), now=now)
+        if step.checkout is not checkout:
+            unit.put(step.checkout)
+        return self._outputs(step, event.message_id, event.correlation_id, now)
 
     def _start(self, unit: CheckoutUnit, command: StartCheckout, now: datetime) -> list[Outgoing]:
         existing = unit.checkouts.get(command.payment_id)
@@ -144,6 +208,7 @@ class CheckoutLogic:
                     line.unit_price,
                     line.total_price,
                     line.reservation_id,
+                    reservation_holder=line.reservation_holder,
                 )
                 for line in command.lines
             ),
@@ -181,15 +246,42 @@ class CheckoutLogic:
             # Each effect's fields are those of the message that carries it.
             contract, topic = {
                 ScheduleDeadline: (PaymentDeadlineReached, self.timeouts),
+                TransferStock: (stock_contract.TransferReservation, self.stock_commands),
+                ReserveStock: (stock_contract.ReserveStock, self.stock_commands),
                 CommitStock: (stock_contract.CommitReservation, self.stock_commands),
                 ReleaseStock: (stock_contract.ReleaseReservation, self.stock_commands),
             }[type(effect)]
-            subject = getattr(effect, "reservation_id", payment_id)
-            message = contract(message_id=message_id_for(cause_id, contract.__name__, subject), **envelope, **asdict(effect))
+            if isinstance(effect, ScheduleDeadline):
+                message_id = message_id_for(cause_id, contract.__name__, payment_id)
+            else:
+                # The saga knows the id of each of its stock commands, to match the answer.
+                message_id = stock_command_id(payment_id, contract.__name__, effect.reservation_id)
+            message = contract(message_id=message_id, **envelope, **asdict(effect))
             # Stock commands are keyed by product, the deadline by its checkout.
             key = getattr(effect, "product_id", payment_id)
             outputs.append(Outgoing(topic, key.encode(), message.to_json_bytes()))
         return outputs
+
+
+def _is_stock_answer(message: Any) -> bool:
+    return isinstance(message, STOCK_ANSWERS)
+
+
+STOCK_ANSWERS = (
+    stock_contract.ReservationTransferred,
+    stock_contract.StockReserved,
+    stock_contract.StockReservationRejected,
+    stock_contract.StockCommandRejected,
+)
+
+
+def _may_answer_a_saga(event: Any) -> bool:
+    """Cheap, without the database: could this event answer one of a saga's commands?"""
+    if not isinstance(event, STOCK_ANSWERS) or not event.causation_id:
+        return False
+    if isinstance(event, stock_contract.StockCommandRejected):
+        return event.command_type == "TransferReservation"
+    return (event.holder or "").startswith("order:")
 
 
 async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[OverdueDeadline]:

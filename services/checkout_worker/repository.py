@@ -11,7 +11,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.checkout_worker.domain import AWAITING_PAYMENT, Checkout, Order
+from services.checkout_worker.domain import AWAITING_PAYMENT, HELD, Checkout, Order
 from services.runtime.mongo import write_versioned
 
 SAGAS = "checkout.sagas"
@@ -22,6 +22,8 @@ async def prepare(db: AsyncDatabase) -> None:
     await db[SAGAS].create_index(
         [("deadline", ASCENDING)], name="awaiting_by_deadline", partialFilterExpression={"state": AWAITING_PAYMENT}
     )
+    # Stock answers find their saga by the command that caused them.
+    await db[SAGAS].create_index("orders.stock_command_id", sparse=True)
 
 
 def _order_to_doc(o: Order) -> dict[str, Any]:
@@ -36,6 +38,9 @@ def _order_to_doc(o: Order) -> dict[str, Any]:
         "total_price": str(o.total_price),
         "reservation_id": o.reservation_id,
         "status": o.status,
+        "stock": o.stock,
+        "stock_command_id": o.stock_command_id,
+        "reservation_holder": o.reservation_holder,
     }
 
 
@@ -51,6 +56,9 @@ def _order_from_doc(d: dict[str, Any]) -> Order:
         Decimal(d["total_price"]),
         d.get("reservation_id"),
         d["status"],
+        d.get("stock", HELD),
+        d.get("stock_command_id"),
+        d.get("reservation_holder"),
     )
 
 
@@ -72,6 +80,7 @@ def checkout_to_doc(c: Checkout) -> dict[str, Any]:
         "cancel_reason": c.cancel_reason,
         "failed_attempts": c.failed_attempts,
         "version": c.version,
+        "paid_reference": c.paid_reference,
     }
 
 
@@ -93,6 +102,7 @@ def checkout_from_doc(d: dict[str, Any]) -> Checkout:
         cancel_reason=d.get("cancel_reason"),
         failed_attempts=d.get("failed_attempts", 0),
         version=d.get("version", 0),
+        paid_reference=d.get("paid_reference"),
     )
 
 
@@ -101,6 +111,15 @@ async def load(db: AsyncDatabase, payment_ids: Iterable[str]) -> dict[str, Check
     if not ids:
         return {}
     return {d["_id"]: checkout_from_doc(d) async for d in db[SAGAS].find({"_id": {"$in": ids}})}
+
+
+async def load_waiting_on(db: AsyncDatabase, command_ids: Iterable[str]) -> dict[str, Checkout]:
+    """The sagas with an order waiting for the answer to one of these stock commands."""
+    ids = list(set(command_ids))
+    if not ids:
+        return {}
+    cursor = db[SAGAS].find({"orders.stock_command_id": {"$in": ids}})
+    return {d["_id"]: checkout_from_doc(d) async for d in cursor}
 
 
 async def save(db: AsyncDatabase, checkouts: Iterable[Checkout], session: AsyncClientSession) -> None:

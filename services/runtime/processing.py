@@ -82,6 +82,9 @@ class Work:
     message: Any | None = None
     #: For a malformed record, what to send instead (a rejection reply or a dead letter).
     outputs: tuple[Outgoing, ...] = ()
+    #: A record that is none of this worker's business (an event of a topic it
+    #: reads for a few types only): no effect, no inbox entry.
+    skip: bool = False
 
     @property
     def ident(self) -> tuple[bool, str]:
@@ -263,7 +266,9 @@ class BatchProcessor:
 
     async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> set[str]:
         seen = await self._seen(works)
-        fresh = [w.message for w in works if w.ident not in seen and w.message is not None and poisoned is None]
+        fresh = [
+            w.message for w in works if w.ident not in seen and w.message is not None and not w.skip and poisoned is None
+        ]
         unit = await self.logic.load(self.db, fresh)
         now = self.clock.now()
 
@@ -275,6 +280,8 @@ class BatchProcessor:
             ident: [Outgoing.from_doc(reply) for reply in doc.get("replies", ())] for ident, doc in seen.items()
         }
         for work in works:
+            if work.skip:
+                continue
             if work.ident in replies_of:
                 # Seen before (in an earlier batch or earlier in this one): answer again, change nothing.
                 outgoing.extend(replies_of[work.ident])
@@ -338,7 +345,8 @@ class BatchProcessor:
     def _dead(self, work: Work, error: Exception, now) -> list[Outgoing]:
         reason = f"{type(error).__name__}: {error}"
         answer = self.logic.failed(work, error) if work.message is not None else list(work.outputs)
-        answer = [output for output in answer if output.is_reply]
+        if work.message is None:
+            answer = [output for output in answer if output.is_reply]
         if work.record is None:
             return answer
         return [*answer, dead_letter(work.record, error_code=ErrorCode.INTERNAL_ERROR, reason=reason, now=now)]

@@ -57,6 +57,10 @@ class Reservation:
     expires_at: datetime | None = None
     order_id: str | None = None
     reason: str | None = None
+    #: The stored version this was read at (0: new). Every write is conditional
+    #: on it, so a transfer and an expiry racing for one reservation cannot
+    #: both win.
+    version: int = 0
 
     @property
     def is_active(self) -> bool:
@@ -204,6 +208,24 @@ def _not_active(reservation: Reservation, command_type: str) -> StockCommandReje
         ErrorCode.RESERVATION_NOT_ACTIVE,
         f"Reservation {reservation.reservation_id} is {reservation.state}",
     )
+
+
+def wrong_owner(
+    reservation: Reservation, *, command_type: str, holder: str | None, product_id: str | None
+) -> StockOutcome | None:
+    """A refusal when the command names a holder or product other than the
+    reservation's own: nobody acts on a reservation they do not hold."""
+    r = reservation
+    if product_id is not None and product_id != r.product_id:
+        message = f"Reservation {r.reservation_id} is not for product {product_id}"
+    elif holder is not None and holder != r.holder:
+        message = f"Reservation {r.reservation_id} is not held by {holder}"
+    else:
+        return None
+    event = StockCommandRejected(
+        r.reservation_id, r.product_id, r.size, r.holder, command_type, ErrorCode.RESERVATION_HOLDER_MISMATCH, message
+    )
+    return StockOutcome(None, None, (event,))
 
 
 def _invalid_quantity(reservation_id, product_id, size, holder, command_type, quantity) -> StockCommandRejected:

@@ -132,6 +132,16 @@ class StockLogic:
             if isinstance(message, ExpireReservation):
                 return StockOutcome(None, None, ())
             return domain.unknown_reservation(message.reservation_id, message.product_id, message.type)
+        if not isinstance(message, ExpireReservation):
+            claimed = getattr(message, "holder", None)
+            if isinstance(message, stock_contract.TransferReservation):
+                # A repeat of a transfer that happened finds the new holder: no refusal.
+                claimed = None if reservation.holder == message.holder else message.expected_holder
+            refusal = domain.wrong_owner(
+                reservation, command_type=message.type, holder=claimed, product_id=message.product_id
+            )
+            if refusal is not None:
+                return refusal
         level = unit.level(reservation.product_id, reservation.size)
         match message:
             case stock_contract.AdjustReservation():

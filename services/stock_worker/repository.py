@@ -1,8 +1,9 @@
 """MongoDB storage of stock levels and reservations.
 
-Levels carry a version and are written only over the version that was read:
-with every reservation change also changing its level, no two consumers can
-both spend the same units, even while a rebalance lets them overlap.
+Levels and reservations carry a version and are written only over the version
+that was read: no two consumers (nor a consumer and the expiry sweep of the
+same process) can both spend the same units or both decide one reservation's
+fate, even while a rebalance lets them overlap.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -28,6 +29,8 @@ async def prepare(db: AsyncDatabase) -> None:
         [("expires_at", ASCENDING)], name="active_by_expiry", partialFilterExpression={"state": ACTIVE}
     )
     await db[RESERVATIONS].create_index([("product_id", ASCENDING), ("size", ASCENDING)])
+    # Reservations written before they carried a version count as version 1.
+    await db[RESERVATIONS].update_many({"version": {"$exists": False}}, {"$set": {"version": 1}})
 
 
 def level_to_doc(level: StockLevel) -> dict[str, Any]:
@@ -78,6 +81,7 @@ def reservation_from_doc(doc: dict[str, Any]) -> Reservation:
         doc.get("expires_at"),
         doc.get("order_id"),
         doc.get("reason"),
+        doc.get("version", 0),
     )
 
 
@@ -103,9 +107,7 @@ async def save(
     session: AsyncClientSession,
 ) -> None:
     await write_versioned(db[LEVELS], [(level.version, level_to_doc(level)) for level in levels], session)
-    ops = [ReplaceOne({"_id": r.reservation_id}, reservation_to_doc(r), upsert=True) for r in reservations]
-    if ops:
-        await db[RESERVATIONS].bulk_write(ops, ordered=True, session=session)
+    await write_versioned(db[RESERVATIONS], [(r.version, reservation_to_doc(r)) for r in reservations], session)
 
 
 async def due_reservations(db: AsyncDatabase, now: datetime, limit: int) -> list[Reservation]:

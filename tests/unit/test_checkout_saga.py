@@ -19,9 +19,12 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(minutes=15)
 
 
-def checkout(lines: int = 2) -> Checkout:
+def checkout(lines: int = 2, *, holders: bool = False) -> Checkout:
     orders = tuple(
-        Order(f"o{n}", f"i{n}", f"p{n}", f"Thing {n}", None, 2, Decimal("10.00"), Decimal("20.00"), f"r{n}")
+        Order(
+            f"o{n}", f"i{n}", f"p{n}", f"Thing {n}", None, 2, Decimal("10.00"), Decimal("20.00"), f"r{n}",
+            reservation_holder=f"cart:ada:i{n}" if holders else None,
+        )
         for n in range(lines)
     )
     return Checkout(
@@ -44,15 +47,91 @@ def test_starting_places_every_order_requests_one_payment_and_schedules_the_dead
     kinds = [type(event).__name__ for event in step.events]
     assert kinds == ["OrderPlaced", "OrderPlaced", "PaymentRequested"]
     assert step.events[-1].order_ids == ["o0", "o1"] and step.events[-1].total_amount == Decimal("40.00")
-    assert step.effects == (domain.ScheduleDeadline("pay1", DEADLINE),)
+    assert step.effects[-1] == domain.ScheduleDeadline("pay1", DEADLINE)
     assert all(event.status == "under_paying" for event in step.events[:2])
+
+
+def test_starting_takes_each_cart_reservation_over_only_from_the_buyers_cart_line():
+    step = domain.start(checkout(2, holders=True))
+    assert step.effects[:2] == (
+        domain.TransferStock("r0", "p0", "order:o0", "cart:ada:i0"),
+        domain.TransferStock("r1", "p1", "order:o1", "cart:ada:i1"),
+    )
+    assert {o.stock for o in step.checkout.orders} == {domain.TRANSFERRING}
 
 
 def test_the_right_payment_in_time_pays_every_order_and_commits_their_stock():
     step = domain.payment_succeeded(checkout(2), Decimal("40.00"), now=NOW + timedelta(minutes=1))
     assert step.checkout.state == PAID and {o.status for o in step.checkout.orders} == {"paid"}
-    assert step.effects == (CommitStock("r0", "p0", "o0"), CommitStock("r1", "p1", "o1"))
+    assert step.effects == (CommitStock("r0", "p0", "o0", "order:o0"), CommitStock("r1", "p1", "o1", "order:o1"))
     assert [type(e).__name__ for e in step.events] == ["OrderPaid", "OrderPaid"]
+
+
+def answer(saga, order_index: int, granted: bool, reservation_id: str | None = None) -> domain.StockAnswer:
+    order = saga.orders[order_index]
+    return domain.StockAnswer(order.stock_command_id, reservation_id or order.reservation_id, granted)
+
+
+def test_a_refused_take_over_reserves_the_units_afresh_for_the_order():
+    started = domain.start(checkout(1, holders=True)).checkout
+
+    step = domain.stock_answered(started, answer(started, 0, granted=False), now=NOW)
+
+    (reserve,) = step.effects
+    assert isinstance(reserve, domain.ReserveStock) and reserve.holder == "order:o0" and reserve.expires_at is None
+    assert step.checkout.orders[0].stock == domain.RESERVING
+    assert step.checkout.orders[0].reservation_id == reserve.reservation_id != "r0"
+
+
+def test_a_payment_waits_for_the_stock_and_then_pays_only_orders_whose_units_are_held():
+    saga = domain.start(checkout(2, holders=True)).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, granted=True), now=NOW).checkout
+    saga = domain.stock_answered(saga, answer(saga, 1, granted=False), now=NOW).checkout  # reserving afresh
+
+    waiting = domain.payment_succeeded(saga, Decimal("40.00"), now=NOW, reference="ch_1")
+    assert waiting.checkout.state == domain.PAYMENT_RECEIVED and not waiting.effects and not waiting.events
+    settled = domain.stock_answered(waiting.checkout, answer(waiting.checkout, 1, granted=False), now=NOW)
+
+    assert settled.checkout.state == PAID
+    assert [o.status for o in settled.checkout.orders] == ["paid", "cancelled"]
+    assert settled.effects == (CommitStock("r0", "p0", "o0", "order:o0"),), "no unit committed that is not held"
+    refund = settled.events[-1]
+    assert isinstance(refund, domain.PaymentRefundRequired)
+    assert (refund.amount, refund.reason, refund.order_ids) == (Decimal("20.00"), "out_of_stock", ["o1"])
+
+
+def test_a_payment_whose_every_order_lost_its_units_cancels_the_checkout_and_refunds_all():
+    saga = domain.start(checkout(1, holders=True)).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, granted=False), now=NOW).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, granted=False), now=NOW).checkout
+
+    step = domain.payment_succeeded(saga, Decimal("20.00"), now=NOW, reference="ch_1")
+
+    assert step.checkout.state == CANCELLED and step.effects == ()
+    assert step.events[-1].amount == Decimal("20.00")
+
+
+def test_an_answer_after_the_checkout_was_cancelled_starts_nothing():
+    saga = domain.start(checkout(1, holders=True)).checkout
+    cancelled = domain.deadline_reached(saga, now=DEADLINE)
+    assert cancelled.effects == (ReleaseStock("r0", "p0", "payment_timeout", "order:o0"),)
+
+    late = domain.stock_answered(cancelled.checkout, answer(saga, 0, granted=False), now=DEADLINE)
+
+    assert not late.changed
+
+
+def test_a_second_distinct_payment_on_a_paid_checkout_asks_for_a_refund():
+    paid = domain.payment_succeeded(checkout(), Decimal("40.00"), now=NOW, reference="ch_1").checkout
+
+    same = domain.payment_succeeded(paid, Decimal("40.00"), now=NOW, reference="ch_1")
+    other = domain.payment_succeeded(paid, Decimal("40.00"), now=NOW, reference="ch_2")
+
+    assert not same.changed
+    (refund,) = other.events
+    assert isinstance(refund, domain.PaymentRefundRequired)
+    assert (refund.reason, refund.gateway_reference, refund.amount) == ("duplicate_payment", "ch_2", Decimal("40.00"))
+    assert other.effects == (), "nothing is sold twice"
 
 
 def test_a_wrong_amount_is_refused_and_the_payment_stays_pending():
@@ -71,7 +150,10 @@ def test_a_repeated_payment_changes_nothing():
 def test_the_deadline_cancels_an_unpaid_checkout_and_releases_in_reverse_order():
     step = domain.deadline_reached(checkout(2), now=DEADLINE)
     assert step.checkout.state == CANCELLED and step.checkout.cancel_reason == "payment_timeout"
-    assert step.effects == (ReleaseStock("r1", "p1", "payment_timeout"), ReleaseStock("r0", "p0", "payment_timeout"))
+    assert step.effects == (
+        ReleaseStock("r1", "p1", "payment_timeout", "order:o1"),
+        ReleaseStock("r0", "p0", "payment_timeout", "order:o0"),
+    )
     assert {event.reason for event in step.events} == {"payment_timeout"}
 
 

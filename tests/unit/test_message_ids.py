@@ -41,6 +41,17 @@ def ids_of(outputs) -> list[str]:
     return [json.loads(output.value)["message_id"] for output in outputs]
 
 
+def and_the_checkout_saga(outputs) -> list:
+    """The cart's outputs and what the checkout worker publishes on its hand-over."""
+    from contracts.checkout import start_checkout_adapter
+    from services.checkout_worker.handlers import CheckoutLogic, CheckoutUnit
+
+    (handover,) = [o for o in outputs if json.loads(o.value)["type"] == "StartCheckout"]
+    start = start_checkout_adapter.validate_json(handover.value)
+    saga = CheckoutLogic(Settings(), ManualClock(START)).handle(CheckoutUnit(), start)
+    return [*outputs, *saga]
+
+
 def test_a_checkout_of_150_lines_publishes_no_two_messages_with_one_id():
     products: dict[str, Product] = {}
     unit = CartUnit(carts={"ada": reserved_cart("ada", 150, products)}, products=products)
@@ -49,10 +60,10 @@ def test_a_checkout_of_150_lines_publishes_no_two_messages_with_one_id():
         payment_method="card", gateway_name="gw", shipping_address={},
     )
 
-    outputs = logic().handle(unit, checkout)
+    outputs = and_the_checkout_saga(logic().handle(unit, checkout))
 
     ids = ids_of(outputs)
-    assert len(outputs) > 150
+    assert len(outputs) > 300, "a take-over and an order per line"
     assert len(ids) == len(set(ids))
 
 
@@ -111,6 +122,7 @@ def test_a_checkout_that_reserves_12_lines_one_by_one_publishes_no_two_messages_
         published += produced
         pending += answer_reservations(produced, START)
 
+    published = and_the_checkout_saga(published)
     kinds = [json.loads(output.value)["type"] for output in published]
     assert kinds.count("ReserveStock") == 12 and kinds.count("TransferReservation") == 12
     ids = ids_of(published)
