@@ -685,15 +685,23 @@ def roll_back_stock(cart: Cart, *, now: datetime) -> Cart:
 
 def mark_released(cart: Cart, reservation_id: str, *, now: datetime) -> Cart:
     """The stock worker let go of a line's units (expiry, product deleted)."""
+    pending = cart.pending
+    if pending is not None and pending.previous is not None and pending.previous.reservation_id == reservation_id:
+        # Should the step in flight be refused, the line goes back to holding nothing.
+        cart = replace(cart, pending=replace(pending, previous=unreserved(pending.previous)))
     for line in cart.lines:
         if line.reservation_id == reservation_id and line.reservation_state != PENDING:
-            released = replace(line, reservation_state=UNRESERVED, reserved_quantity=0, reservation_id=None)
-            return cart.with_line(released, now)
+            return cart.with_line(unreserved(line), now)
         if line.reservation_id == reservation_id:
             # An adjustment is in flight for a reservation that just lapsed:
             # nothing is held any more, whatever the answer will be.
             return cart.with_line(replace(line, reserved_quantity=0), now)
     return cart
+
+
+def unreserved(line: CartLine) -> CartLine:
+    """The line holding no reservation (its own lapsed)."""
+    return replace(line, reservation_state=UNRESERVED, reserved_quantity=0, reservation_id=None)
 
 
 def insufficient_stock(pending: PendingStock, command_type: str, requested: int, available: int) -> Rejected:

@@ -332,7 +332,9 @@ class CartLogic:
             return self._answer(command, outcome, late=late)
         stock_step: list[Outgoing] = []
         new_cart = outcome.cart
-        if self.reserving:
+        # A line that holds units (with reservation at add-to-cart off: from a
+        # checkout that was refused) keeps its reservation in step with it.
+        if self.reserving or any(line.is_reserved for line in cart.lines):
             pending, stock_step, new_cart = self._stock_step(cart, outcome, command)
             if pending is not None:
                 unit.put_cart(new_cart)
@@ -526,6 +528,8 @@ class CartLogic:
             return None, [], after
         item_id = outcome.item_id or ""
         previous, line = before.line(item_id), after.line(item_id)
+        if not self.reserving and (previous is None or not previous.is_reserved):
+            return None, [], after  # reserved at checkout, not now
         assert line is not None
         expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
         if previous is not None and previous.is_reserved and previous.reservation_id:
@@ -632,6 +636,8 @@ class CartLogic:
                 pending,
                 reservation_id=reservation_id,
                 operation="reserve",
+                # The lapsed reservation holds nothing: a refusal leaves the line without one.
+                previous=domain.unreserved(pending.previous) if pending.previous else None,
                 stock_command_id=stock_command_id(command.message_id, "ReserveStock", reservation_id),
             )
             unit.put_cart(domain.await_stock(replace(cart, pending=None), retry, now=now))
