@@ -6,7 +6,9 @@ updating, removing and reading, both kinds of checkout, and payments on time,
 late and never. The faults, at random moments: SIGKILL of a random worker
 (restarted after a pause), SIGKILL of the MongoDB server (restarted on the same
 data), and the loss of the payment-deadline timer messages (the timer group is
-moved past them while the checkout worker is down). Mixed in all along: hostile
+moved past them while the checkout worker is down). Carts grow to 30 lines,
+lines are decreased and increased again before the first change is answered,
+and cart reservations lapse before the payment deadline. Mixed in all along: hostile
 records on every input topic (see ``tests.support.hostile_records``).
 
 Then, once everything settled, the invariants:
@@ -17,8 +19,10 @@ Then, once everything settled, the invariants:
 4. on_hand = available + reserved + sold for every stock level;
 5. the stock audit finds no drift between counters and reservation records;
 6. no cart change was lost: every cart equals the fold of its events;
-7. every outbox drained and nothing was parked;
-8. no background task died: every worker's /healthz answers 200.
+7. every paid order has exactly its units committed, and every committed unit
+   belongs to one paid order;
+8. every outbox drained and nothing was parked;
+9. no background task died: every worker's /healthz answers 200.
 
 ``python -m bench.chaos --duration 300`` (``make chaos``) runs it on its own
 servers and writes docs/chaos/report.md; a short run is part of ``make test``.
@@ -59,9 +63,11 @@ PAYMENT = {"payment_method": "card", "gateway_name": "chaos-pay", "shipping_addr
 class ChaosConfig:
     duration: float = 60.0
     users: int = 16
-    products: int = 6
+    products: int = 30
     units: int = 40
     deadline_seconds: float = 4.0
+    #: Shorter than the payment deadline: cart reservations lapse before buyers pay.
+    cart_reservation_ttl: int = 3
     fault_every: tuple[float, float] = (4.0, 9.0)
     seed: int = 7
     reply_timeout: float = 180.0
@@ -155,6 +161,8 @@ class Chaos:
             "CARTFLOW_CHECKOUT_DEADLINE_GRACE_SECONDS": "2",
             "CARTFLOW_CHECKOUT_DEADLINE_SWEEP_SECONDS": "1",
             "CARTFLOW_STOCK_REPLY_TIMEOUT_SECONDS": "30",
+            "CARTFLOW_CART_RESERVATION_TTL": str(config.cart_reservation_ttl),
+            "CARTFLOW_STOCK_EXPIRY_SWEEP_SECONDS": "0.5",
             "CARTFLOW_LOG_FORMAT": "text",
         }
         self.ports = {name: free_port() for name in WORKERS}
@@ -218,7 +226,7 @@ class Chaos:
     async def set_up_shop(self) -> None:
         self.products = [f"p{n}" for n in range(self.config.products)]
         for n, pid in enumerate(self.products):
-            price = f"{5 + n}.{n}0"
+            price = f"{5 + n}.{n % 10}0"
             await self.publisher.send(self.topic("catalog.events"), command("ProductUpserted", product_id=pid, name=f"Thing {n}", price=price), "product_id")
             await self.publisher.send(self.topic("stock.commands"), command("SetStock", product_id=pid, on_hand=self.config.units), "product_id")
         self.on_hand = dict.fromkeys(self.products, self.config.units)
@@ -236,8 +244,14 @@ class Chaos:
         while time.monotonic() < self.stop_at:
             lines = (await self.ask("GetCart", user_id=user))["data"]["items"]
             roll = rng.random()
-            if not lines or roll < 0.45:
-                await self.ask("AddItem", user_id=user, product_id=rng.choice(self.products), quantity=rng.randint(1, 2))
+            if not lines or roll < 0.35:
+                await self.ask("AddItem", user_id=user, product_id=rng.choice(self.products[:8]), quantity=rng.randint(1, 2))
+            elif roll < 0.4:
+                # A big cart: up to 30 lines.
+                for pid in rng.sample(self.products, rng.randint(5, len(self.products))):
+                    await self.ask("AddItem", user_id=user, product_id=pid, quantity=1)
+            elif roll < 0.45:
+                await self.decrease_then_increase(user, rng.choice(lines)["item_id"])
             elif roll < 0.6:
                 await self.ask("UpdateItemQuantity", user_id=user, item_id=rng.choice(lines)["item_id"], quantity=rng.randint(1, 3))
             elif roll < 0.75:
@@ -245,6 +259,16 @@ class Chaos:
             else:
                 await self.check_out(rng, user, lines)
             await asyncio.sleep(rng.uniform(0.05, 0.4))
+
+    async def decrease_then_increase(self, user: str, item_id: str) -> None:
+        """Two changes of one line sent together, the second before the first is answered."""
+        first = command("UpdateItemQuantity", user_id=user, item_id=item_id, quantity=1)
+        second = command("UpdateItemQuantity", user_id=user, item_id=item_id, quantity=3)
+        for message in (first, second):
+            self.sent[message["message_id"]] = message
+            await self.publisher.send(self.topic("cart.commands"), message)
+        for message in (first, second):
+            await self.replies.find(message["message_id"], self.config.reply_timeout)
 
     async def check_out(self, rng: random.Random, user: str, lines: list[dict[str, Any]]) -> None:
         if rng.random() < 0.5:
@@ -362,6 +386,7 @@ class Chaos:
                 await self.stock_conserved(db),
                 await self.audit_clean(db),
                 await self.carts_match_their_events(records["cart.events"], db),
+                await self.paid_orders_have_their_units(records["order.events"], db),
                 await self.outboxes_drained(db),
                 await self.background_tasks_alive(),
             ]
@@ -444,6 +469,22 @@ class Chaos:
                 invariant.violations.append(f"{user}: stored {carts.get(user)} vs events {folded.get(user)}")
         return invariant
 
+
+    async def paid_orders_have_their_units(self, orders: list[Any], db: Any) -> Invariant:
+        """Every paid order has exactly its units committed; every committed unit one paid order."""
+        placed = {r.json["order_id"]: r.json["quantity"] for r in orders if (r.json or {}).get("type") == "OrderPlaced"}
+        paid = {r.json["order_id"] for r in orders if (r.json or {}).get("type") == "OrderPaid"}
+        committed = [doc async for doc in db["stock.reservations"].find({"state": "committed"})]
+        by_order: dict[str, list[int]] = defaultdict(list)
+        for doc in committed:
+            by_order[doc.get("order_id")].append(doc["quantity"])
+        invariant = Invariant("every paid order has its units; every sold unit one paid order", len(paid) + len(committed))
+        for order_id in sorted(paid):
+            if by_order.get(order_id) != [placed.get(order_id)]:
+                invariant.violations.append(f"paid order {order_id}: ordered {placed.get(order_id)}, committed {by_order.get(order_id)}")
+        for order_id in sorted(set(by_order) - paid):
+            invariant.violations.append(f"committed for {order_id}, which was not paid")
+        return invariant
 
     async def outboxes_drained(self, db: Any) -> Invariant:
         invariant = Invariant("every outbox drained, nothing parked", 2 * len(WORKERS))

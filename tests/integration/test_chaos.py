@@ -19,7 +19,7 @@ async def test_every_invariant_holds_after_workers_and_the_database_are_killed_u
     mongo = EmbeddedMongo(storage_path=tmp_path / "mongo", log_path=LOG_DIR / "chaos-mongo.log")
     mongo.start()
     try:
-        config = ChaosConfig(duration=45, users=10, fault_every=(3.0, 6.0), seed=11)
+        config = ChaosConfig(duration=60, users=10, fault_every=(3.0, 6.0), seed=11)
         report = await run_chaos(backends.kafka_bootstrap, mongo, LOG_DIR, config, echo=print)
     finally:
         mongo.stop()
