@@ -280,3 +280,38 @@ def healthz(port: int) -> tuple[int, str]:
         return error.code, error.read().decode()
     except OSError as error:
         return 0, str(error)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def ask(deployment: Any, kind: str, timeout: float = 60, **fields: Any) -> dict[str, Any]:
+    """Send a cart command as raw JSON and wait for its CommandResult."""
+    replies = await deployment.tap("cart.replies")
+    message = await deployment.send("cart.commands", command(kind, **fields))
+    return await replies.reply(message, timeout=timeout)
+
+
+async def stocked(deployment: Any, on_hand: int, price: str = "5.00", name: str = "Thing") -> str:
+    """A new product in the catalog with ``on_hand`` units, once both workers know it."""
+    pid = new_id("prod")
+    await deployment.send("catalog.events", command("ProductUpserted", product_id=pid, name=name, price=price), "product_id")
+    await deployment.send("stock.commands", command("SetStock", product_id=pid, on_hand=on_hand), "product_id")
+    async with asyncio.timeout(60):
+        while not (
+            await deployment.db["cart.catalog"].find_one({"_id": pid})
+            and await deployment.db["stock.levels"].find_one({"_id": f"{pid}|"})
+        ):
+            await asyncio.sleep(0.05)
+    return pid
+
+
+async def stock_level(deployment: Any, pid: str, **expected: Any) -> dict[str, Any]:
+    """The product's stock level once it has the ``expected`` values."""
+    async with asyncio.timeout(60):
+        while True:
+            current = await deployment.db["stock.levels"].find_one({"_id": f"{pid}|"})
+            if current and all(current[k] == v for k, v in expected.items()):
+                return current
+            await asyncio.sleep(0.05)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import datetime
 
 import pytest
@@ -15,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.stock_worker.audit import run_audit
 from tests.conftest import open_deployment
-from tests.support import command, run_cli
+from tests.support import ask, command, new_id, run_cli, stock_level, stocked
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +25,6 @@ LATENESS_BOUND_SECONDS = 2.0
 PAYMENT = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon", "zip": "69001"}}
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -50,23 +47,8 @@ async def shop(backends):
         await deployment.close()
 
 
-async def stocked(deployment, on_hand: int, price: str) -> str:
-    pid = new_id("prod")
-    await deployment.send("catalog.events", command("ProductUpserted", product_id=pid, name=f"Thing {pid}", price=price), "product_id")
-    await deployment.send("stock.commands", command("SetStock", product_id=pid, on_hand=on_hand), "product_id")
-    async with asyncio.timeout(60):
-        while not (
-            await deployment.db["cart.catalog"].find_one({"_id": pid})
-            and await deployment.db["stock.levels"].find_one({"product_id": pid})
-        ):
-            await asyncio.sleep(0.05)
-    return pid
 
 
-async def ask(deployment, kind: str, timeout: float = 60, **fields) -> dict:
-    replies = await deployment.tap("cart.replies")
-    message = await deployment.send("cart.commands", command(kind, **fields))
-    return await replies.reply(message, timeout=timeout)
 
 
 async def cart_with(deployment, *lines: tuple[str, int]) -> tuple[str, list[str]]:
@@ -79,13 +61,6 @@ async def cart_with(deployment, *lines: tuple[str, int]) -> tuple[str, list[str]
     return buyer, items
 
 
-async def level(deployment, pid: str, **expected) -> dict:
-    async with asyncio.timeout(60):
-        while True:
-            current = await deployment.db["stock.levels"].find_one({"_id": f"{pid}|"})
-            if all(current[k] == v for k, v in expected.items()):
-                return current
-            await asyncio.sleep(0.05)
 
 
 async def pay(deployment, payment_id: str, amount: str) -> dict:
@@ -139,8 +114,8 @@ async def test_paying_a_full_cart_in_time_empties_the_cart_and_sells_the_stock(s
     assert (await ask(shop, "GetCart", user_id=buyer))["data"]["items"] == []
     paid = await order_events(shop, data["payment_id"], "OrderPaid", count=2)
     assert {event["order_id"] for event in paid} == {order["order_id"] for order in data["orders"]}
-    await level(shop, shoe, sold=2, reserved=0, available=3)
-    await level(shop, sock, sold=3, reserved=0, available=2)
+    await stock_level(shop, shoe, sold=2, reserved=0, available=3)
+    await stock_level(shop, sock, sold=3, reserved=0, available=2)
     await asyncio.sleep(DEADLINE_SECONDS + 1)
     events = await shop.tap("order.events")
     assert events.json_matching(type="OrderCancelled", payment_id=data["payment_id"]) == []
@@ -159,7 +134,7 @@ async def test_an_unpaid_checkout_is_cancelled_at_its_deadline_and_its_stock_rel
     ).total_seconds()
     print(f"deadline lateness: {lateness:.3f}s")
     assert 0 <= lateness < LATENESS_BOUND_SECONDS, f"fired {lateness:.3f}s after the deadline"
-    await level(shop, shoe, reserved=0, sold=0, available=4)
+    await stock_level(shop, shoe, reserved=0, sold=0, available=4)
     saga = await shop.db["checkout.sagas"].find_one({"_id": data["payment_id"]})
     assert saga["state"] == "cancelled" and {o["status"] for o in saga["orders"]} == {"cancelled"}
 
@@ -174,7 +149,7 @@ async def test_a_payment_after_the_cancellation_is_reported_and_sells_nothing(sh
 
     (late,) = await order_events(shop, data["payment_id"], "LatePaymentReceived")
     assert late["amount"] == "5.00"
-    await level(shop, shoe, sold=0, reserved=0, available=2)
+    await stock_level(shop, shoe, sold=0, reserved=0, available=2)
 
 
 async def test_a_wrong_amount_is_refused_and_the_right_one_still_pays(shop):
@@ -190,7 +165,7 @@ async def test_a_wrong_amount_is_refused_and_the_right_one_still_pays(shop):
 
     assert (mismatch["expected"], mismatch["received"]) == ("10.00", "9.99")
     (paid,) = await order_events(shop, data["payment_id"], "OrderPaid")
-    await level(shop, shoe, sold=2, reserved=0)
+    await stock_level(shop, shoe, sold=2, reserved=0)
     await asyncio.sleep(1)
     events = await shop.tap("order.events")
     assert len(events.json_matching(type="OrderPaid", payment_id=data["payment_id"])) == 1
@@ -214,7 +189,7 @@ async def test_a_payment_racing_the_deadline_ends_in_exactly_one_outcome(shop):
         paid = events.json_matching(type="OrderPaid", payment_id=data["payment_id"])
         cancelled = events.json_matching(type="OrderCancelled", payment_id=data["payment_id"])
         assert len(paid) + len(cancelled) == 1, (offset, paid, cancelled)
-        final = await level(shop, shoe, reserved=0)
+        final = await stock_level(shop, shoe, reserved=0)
         assert (final["sold"], bool(paid)) in ((1, True), (0, False))
         outcomes.append(saga["state"])
     assert set(outcomes) <= {"paid", "cancelled"}
@@ -231,7 +206,7 @@ async def test_a_deadline_still_fires_once_after_the_checkout_worker_is_killed(s
     shop.workers["checkout"].start()
 
     await order_events(shop, data["payment_id"], "OrderCancelled", timeout=90)
-    await level(shop, shoe, reserved=0, available=3)
+    await stock_level(shop, shoe, reserved=0, available=3)
     await asyncio.sleep(DEADLINE_SECONDS)
     events = await shop.tap("order.events")
     assert len({e["message_id"] for e in events.json_matching(type="OrderCancelled", payment_id=data["payment_id"])}) == 1
@@ -250,7 +225,7 @@ async def test_the_safety_net_fires_a_deadline_whose_timeout_message_was_lost(sh
     (cancelled,) = await order_events(shop, data["payment_id"], "OrderCancelled", timeout=90)
 
     assert cancelled["reason"] == "payment_timeout"
-    await level(shop, shoe, reserved=0, available=3)
+    await stock_level(shop, shoe, reserved=0, available=3)
 
 
 async def skip_to_end(deployment, topic: str, group_id: str) -> None:
@@ -298,12 +273,12 @@ async def test_checkout_reserves_again_a_line_whose_cart_reservation_expired(bac
         buyer, _ = await cart_with(deployment, (shoe, 2))
         stock_events = await deployment.tap("stock.events")
         await stock_events.wait_json(type="StockReleased", product_id=shoe, reason="expired")
-        await level(deployment, shoe, reserved=0)
+        await stock_level(deployment, shoe, reserved=0)
 
         reply = await ask(deployment, "CheckoutCart", user_id=buyer, **PAYMENT)
 
         assert reply["success"] and reply["data"]["total_amount"] == "16.00"
-        await level(deployment, shoe, reserved=2, available=1)
+        await stock_level(deployment, shoe, reserved=2, available=1)
     finally:
         await deployment.close()
 
@@ -316,7 +291,7 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
         shoe = await stocked(deployment, 3, "8.00")
         buyer, _ = await cart_with(deployment, (shoe, 2))
         greedy, _ = await cart_with(deployment, (shoe, 3))
-        untouched = await level(deployment, shoe)
+        untouched = await stock_level(deployment, shoe)
         assert untouched["reserved"] == 0, "adding to a cart reserved nothing"
 
         bought = await ask(deployment, "CheckoutCart", user_id=buyer, **PAYMENT)
@@ -327,7 +302,7 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
         (detail,) = refused["data"]["validation_details"]
         assert detail["is_valid"] is False and detail["issues"][0]["message"] == "Only 1 items available"
         assert (await ask(deployment, "GetCart", user_id=greedy))["data"]["items"][0]["quantity"] == 3
-        await level(deployment, shoe, reserved=2, available=1)
+        await stock_level(deployment, shoe, reserved=2, available=1)
     finally:
         await deployment.close()
 
@@ -352,7 +327,7 @@ async def test_a_payment_parked_before_its_checkout_existed_is_redriven_and_pays
 
     assert "re-published 1" in redriven.stdout, redriven.stdout + redriven.stderr
     (paid,) = await order_events(shop, payment_id, "OrderPaid")
-    await level(shop, shoe, sold=1, reserved=0)
+    await stock_level(shop, shoe, sold=1, reserved=0)
 
     again = await run_cli(shop, "dlq", "redrive", "payment.events", "--message-id", early["message_id"])
     assert "re-published 1" in again.stdout, again.stdout + again.stderr

@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from services.runtime.embedded import free_port
 from tests.conftest import open_deployment
-from tests.support import command, healthz, hostile_records
+from tests.support import ask, command, healthz, hostile_records, new_id, stocked
 
 pytestmark = pytest.mark.integration
 
@@ -45,27 +45,10 @@ async def system(backends):
         await deployment.close()
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def ask(system, kind: str, timeout: float = 60, **fields) -> dict:
-    replies = await system.tap("cart.replies")
-    message = await system.send("cart.commands", command(kind, **fields))
-    return await replies.reply(message, timeout=timeout)
 
 
-async def product(system, on_hand: int = 10, price: str = "5.00", name: str = "Thing") -> str:
-    pid = new_id("prod")
-    await system.send("catalog.events", command("ProductUpserted", product_id=pid, name=name, price=price), "product_id")
-    await system.send("stock.commands", command("SetStock", product_id=pid, on_hand=on_hand), "product_id")
-    async with asyncio.timeout(60):
-        while not (
-            await system.db["cart.catalog"].find_one({"_id": pid})
-            and await system.db["stock.levels"].find_one({"product_id": pid})
-        ):
-            await asyncio.sleep(0.05)
-    return pid
 
 
 async def health(system, worker: str) -> tuple[int, str]:
@@ -85,7 +68,7 @@ async def outboxes_drained(system) -> None:
 async def test_a_command_whose_reply_to_cannot_be_used_is_refused_on_the_default_topic_and_later_commands_are_answered(
     system, reply_to
 ):
-    pid, buyer = await product(system), new_id("buyer")
+    pid, buyer = await stocked(system, 10), new_id("buyer")
     replies = await system.tap("cart.replies")
     hostile = await system.send(
         "cart.commands", command("AddItem", user_id=buyer, product_id=pid, quantity=1, reply_to=reply_to)
@@ -110,7 +93,7 @@ async def test_a_reply_topic_under_the_prefix_ending_in_replies_is_answered_ther
 
 
 async def test_a_record_larger_than_the_limit_is_dead_lettered_unread_and_the_worker_goes_on(system):
-    pid, buyer = await product(system), new_id("buyer")
+    pid, buyer = await stocked(system, 10), new_id("buyer")
     huge = command("AddItem", user_id=buyer, product_id=pid, properties={"note": "x" * 600_000})
     value = json.dumps(huge).encode()
     dlq = await system.tap("cart.commands.dlq")
@@ -134,7 +117,7 @@ async def test_a_record_larger_than_the_limit_is_dead_lettered_unread_and_the_wo
     ],
 )
 async def test_properties_beyond_the_limits_are_refused_as_invalid(system, properties, problem):
-    pid, buyer = await product(system), new_id("buyer")
+    pid, buyer = await stocked(system, 10), new_id("buyer")
 
     refusal = await ask(system, "AddItem", user_id=buyer, product_id=pid, properties=properties)
 
@@ -158,9 +141,9 @@ async def test_properties_nested_deeper_than_any_json_reader_allows_get_an_answe
 async def test_a_cart_holds_at_most_the_configured_number_of_lines(system):
     buyer = new_id("buyer")
     for _ in range(3):
-        assert (await ask(system, "AddItem", user_id=buyer, product_id=await product(system)))["success"]
+        assert (await ask(system, "AddItem", user_id=buyer, product_id=await stocked(system, 10)))["success"]
 
-    refusal = await ask(system, "AddItem", user_id=buyer, product_id=await product(system))
+    refusal = await ask(system, "AddItem", user_id=buyer, product_id=await stocked(system, 10))
     cart = await ask(system, "GetCart", user_id=buyer)
 
     assert refusal["error_code"] == "CART_LIMIT_REACHED" and refusal["suggested_action"]
@@ -168,7 +151,7 @@ async def test_a_cart_holds_at_most_the_configured_number_of_lines(system):
 
 
 async def test_a_client_id_shaped_like_an_internal_key_does_not_stop_a_reservation_from_expiring(system):
-    pid, reservation_id = await product(system, on_hand=4), new_id("res")
+    pid, reservation_id = await stocked(system, 4), new_id("res")
     expires_at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
     squatter = command("SetStock", product_id=pid, on_hand=4)
     squatter["message_id"] = f"expire:{reservation_id}:{expires_at.isoformat()}"
@@ -188,7 +171,7 @@ async def test_a_client_id_shaped_like_an_internal_key_does_not_stop_a_reservati
 
 
 async def test_a_forged_redrive_header_does_not_bypass_dedup(system):
-    pid, buyer = await product(system), new_id("buyer")
+    pid, buyer = await stocked(system, 10), new_id("buyer")
     add = command("AddItem", user_id=buyer, product_id=pid, quantity=1)
     replies = await system.tap("cart.replies")
     await system.send("cart.commands", add)
@@ -213,7 +196,7 @@ async def test_the_timer_consumer_survives_records_it_cannot_hold_and_still_fire
         for value in (json.dumps(naive).encode(), json.dumps(far).encode(), nested, b"\xff"):
             await system.publisher.producer.send_and_wait(timeouts, value, partition=partition)
 
-    pid, buyer = await product(system, on_hand=2), new_id("buyer")
+    pid, buyer = await stocked(system, 2), new_id("buyer")
     assert (await ask(system, "AddItem", user_id=buyer, product_id=pid))["success"]
     checkout = await ask(system, "CheckoutCart", user_id=buyer, **PAYMENT)
     orders = await system.tap("order.events")
@@ -234,7 +217,7 @@ async def test_after_the_hostile_corpus_every_worker_answers_drains_its_outbox_a
         for value in corpus:
             await system.publisher.raw(system.topic(topic), value, b"hostile")
 
-    pid, buyer = await product(system), new_id("buyer")
+    pid, buyer = await stocked(system, 10), new_id("buyer")
     added = await ask(system, "AddItem", user_id=buyer, product_id=pid, quantity=2)
     checkout = await ask(system, "CheckoutCart", user_id=buyer, **PAYMENT)
     orders = await system.tap("order.events")
@@ -252,7 +235,7 @@ async def test_after_the_hostile_corpus_every_worker_answers_drains_its_outbox_a
 
 
 async def test_a_message_id_that_is_not_storable_text_is_dead_lettered_and_the_partition_goes_on(system):
-    pid = await product(system, on_hand=1)
+    pid = await stocked(system, 1)
     lone_surrogate = b'{"message_id": "x\\ud800", "type": "SetStock", "product_id": "%s", "on_hand": 9}' % pid.encode()
     dlq = await system.tap("stock.commands.dlq")
     events = await system.tap("stock.events")
@@ -266,7 +249,7 @@ async def test_a_message_id_that_is_not_storable_text_is_dead_lettered_and_the_p
 async def test_a_checkout_too_large_to_hand_over_is_refused_before_anything_moves(system):
     buyer = new_id("buyer")
     for _ in range(3):
-        pid = await product(system, name="\u0001" * 500)  # 3,000 bytes each once escaped in JSON
+        pid = await stocked(system, 10, name="\u0001" * 500)  # 3,000 bytes each once escaped in JSON
         assert (await ask(system, "AddItem", user_id=buyer, product_id=pid))["success"]
 
     refusal = await ask(system, "CheckoutCart", user_id=buyer, **PAYMENT)

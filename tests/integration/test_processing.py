@@ -62,122 +62,98 @@ class CountingLogic:
             )
 
 
+@pytest.fixture
+async def db(backends):
+    """A database of its own for one test, dropped afterwards."""
+    client = connect(backends.mongo_url)
+    database = client[f"processing_{uuid.uuid4().hex[:8]}"]
+    try:
+        yield database
+    finally:
+        await client.drop_database(database.name)
+        await client.close()
+
+
 def record(offset: int, counter: str, amount: int) -> Incoming:
     body = {"message_id": f"m-{uuid.uuid4().hex}", "counter": counter, "amount": amount}
     return Incoming("counting.commands", 0, offset, None, json.dumps(body).encode())
 
 
-async def test_a_failing_message_is_dead_lettered_alone_and_leaves_no_trace(backends):
-    client = connect(backends.mongo_url)
-    db = client[f"processing_{uuid.uuid4().hex[:8]}"]
+async def test_a_failing_message_is_dead_lettered_alone_and_leaves_no_trace(db):
     processor = BatchProcessor(CountingLogic(), db, ManualClock())
     batch = [record(0, "a", 1), record(1, "a", 13), record(2, "a", 2), record(3, "b", 5)]
-    try:
-        await processor.process(batch)
-        await processor.process(batch)  # delivered again: changes nothing
+    await processor.process(batch)
+    await processor.process(batch)  # delivered again: changes nothing
 
-        values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
-        assert values == {"a": 3, "b": 5}
-        outbox = [doc async for doc in db["counting.outbox"].find().sort("_id")]
-        dead = [doc for doc in outbox if doc["topic"] == "counting.commands.dlq"]
-        assert len(dead) == 1 and dead[0]["value"] == batch[1].value
-        assert dict(dead[0]["headers"])["cartflow-error-code"] == b"INTERNAL_ERROR"
-        assert await db["counting.inbox"].count_documents({}) == 4
-        events = [json.loads(doc["value"]) for doc in outbox if doc["topic"] == "counting.events"]
-        assert [e["amount"] for e in events] == [1, 2, 5, 1, 2, 5], "replies of repeats are sent again"
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
+    assert values == {"a": 3, "b": 5}
+    outbox = [doc async for doc in db["counting.outbox"].find().sort("_id")]
+    dead = [doc for doc in outbox if doc["topic"] == "counting.commands.dlq"]
+    assert len(dead) == 1 and dead[0]["value"] == batch[1].value
+    assert dict(dead[0]["headers"])["cartflow-error-code"] == b"INTERNAL_ERROR"
+    assert await db["counting.inbox"].count_documents({}) == 4
+    events = [json.loads(doc["value"]) for doc in outbox if doc["topic"] == "counting.events"]
+    assert [e["amount"] for e in events] == [1, 2, 5, 1, 2, 5], "replies of repeats are sent again"
 
 
-async def test_a_message_whose_write_always_fails_is_set_aside_and_its_neighbours_commit(backends):
-    client = connect(backends.mongo_url)
-    db = client[f"processing_{uuid.uuid4().hex[:8]}"]
+async def test_a_message_whose_write_always_fails_is_set_aside_and_its_neighbours_commit(db):
     processor = BatchProcessor(CountingLogic(), db, ManualClock(), retry_max_seconds=1)
     batch = [record(0, "a", 1), record(1, "b", 99), record(2, "c", 2)]
-    try:
-        await processor.process(batch)
+    await processor.process(batch)
 
-        values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
-        assert values == {"a": 1, "c": 2}
-        dead = [doc async for doc in db["counting.outbox"].find({"topic": "counting.commands.dlq"})]
-        assert [doc["value"] for doc in dead] == [batch[1].value]
-        assert await db["counting.inbox"].count_documents({}) == 3
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
+    assert values == {"a": 1, "c": 2}
+    dead = [doc async for doc in db["counting.outbox"].find({"topic": "counting.commands.dlq"})]
+    assert [doc["value"] for doc in dead] == [batch[1].value]
+    assert await db["counting.inbox"].count_documents({}) == 3
 
 
-async def test_a_lone_message_whose_write_always_fails_is_dead_lettered_not_fetched_again_forever(backends):
-    client = connect(backends.mongo_url)
-    db = client[f"processing_{uuid.uuid4().hex[:8]}"]
+async def test_a_lone_message_whose_write_always_fails_is_dead_lettered_not_fetched_again_forever(db):
     processor = BatchProcessor(CountingLogic(), db, ManualClock(), retry_max_seconds=1)
     lone = [record(0, "b", 99)]
-    try:
-        await processor.process(lone)  # returns: the offset can be committed
+    await processor.process(lone)  # returns: the offset can be committed
 
-        dead = [doc async for doc in db["counting.outbox"].find({"topic": "counting.commands.dlq"})]
-        assert [doc["value"] for doc in dead] == [lone[0].value]
-        assert await db["counting.values"].count_documents({}) == 0
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    dead = [doc async for doc in db["counting.outbox"].find({"topic": "counting.commands.dlq"})]
+    assert [doc["value"] for doc in dead] == [lone[0].value]
+    assert await db["counting.values"].count_documents({}) == 0
 
 
-async def test_internal_work_that_fails_is_not_recorded_as_done_and_is_tried_again(backends):
-    client = connect(backends.mongo_url)
-    db = client[f"processing_{uuid.uuid4().hex[:8]}"]
+async def test_internal_work_that_fails_is_not_recorded_as_done_and_is_tried_again(db):
     processor = BatchProcessor(CountingLogic(), db, ManualClock())
     unlucky = {"message_id": "timer-1", "counter": "a", "amount": 13}
     fine = {"message_id": "timer-2", "counter": "b", "amount": 1}
-    try:
-        failed = await processor.process_internal([unlucky, fine], key=lambda m: m["message_id"])
+    failed = await processor.process_internal([unlucky, fine], key=lambda m: m["message_id"])
 
-        assert failed == {"timer-1"}
-        assert [doc["_id"] async for doc in db["counting.internal-inbox"].find()] == ["timer-2"]
-        unlucky["amount"] = 2  # whatever made it fail has passed
-        assert await processor.process_internal([unlucky], key=lambda m: m["message_id"]) == set()
-        values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
-        assert values == {"a": 2, "b": 1}
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    assert failed == {"timer-1"}
+    assert [doc["_id"] async for doc in db["counting.internal-inbox"].find()] == ["timer-2"]
+    unlucky["amount"] = 2  # whatever made it fail has passed
+    assert await processor.process_internal([unlucky], key=lambda m: m["message_id"]) == set()
+    values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
+    assert values == {"a": 2, "b": 1}
 
 
-async def test_a_client_message_id_equal_to_an_internal_key_suppresses_nothing(backends):
-    client = connect(backends.mongo_url)
-    db = client[f"processing_{uuid.uuid4().hex[:8]}"]
+async def test_a_client_message_id_equal_to_an_internal_key_suppresses_nothing(db):
     processor = BatchProcessor(CountingLogic(), db, ManualClock())
     squatter = Incoming(
         "counting.commands", 0, 0, None, json.dumps({"message_id": "expire:r-1", "counter": "a", "amount": 1}).encode()
     )
-    try:
-        await processor.process([squatter])
-        failed = await processor.process_internal(
-            [{"message_id": "expire:r-1", "counter": "a", "amount": 5}], key=lambda m: m["message_id"]
-        )
+    await processor.process([squatter])
+    failed = await processor.process_internal(
+        [{"message_id": "expire:r-1", "counter": "a", "amount": 5}], key=lambda m: m["message_id"]
+    )
 
-        assert failed == set()
-        assert (await db["counting.values"].find_one({"_id": "a"}))["value"] == 6, "both applied"
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    assert failed == set()
+    assert (await db["counting.values"].find_one({"_id": "a"}))["value"] == 6, "both applied"
 
 
-async def test_outbox_records_are_numbered_in_commit_order_whatever_the_writers_clocks(backends, monkeypatch):
-    client = connect(backends.mongo_url)
-    db = client[f"processing_{uuid.uuid4().hex[:8]}"]
+async def test_outbox_records_are_numbered_in_commit_order_whatever_the_writers_clocks(db, monkeypatch):
     processor = BatchProcessor(CountingLogic(), db, ManualClock())
     real_time_ns = time.time_ns
-    try:
-        for hours_behind, amount in ((0, 1), (1, 2), (2, 3)):
-            # Each write comes from a host whose clock is further behind.
-            monkeypatch.setattr(time, "time_ns", lambda h=hours_behind: real_time_ns() - h * 3600 * 10**9)
-            await processor.process([record(amount, "a", amount)])
-        monkeypatch.setattr(time, "time_ns", real_time_ns)
+    for hours_behind, amount in ((0, 1), (1, 2), (2, 3)):
+        # Each write comes from a host whose clock is further behind.
+        monkeypatch.setattr(time, "time_ns", lambda h=hours_behind: real_time_ns() - h * 3600 * 10**9)
+        await processor.process([record(amount, "a", amount)])
+    monkeypatch.setattr(time, "time_ns", real_time_ns)
 
-        outbox = [json.loads(doc["value"])["amount"] async for doc in db["counting.outbox"].find().sort("_id")]
-        assert outbox == [1, 2, 3]
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+    outbox = [json.loads(doc["value"])["amount"] async for doc in db["counting.outbox"].find().sort("_id")]
+    assert outbox == [1, 2, 3]

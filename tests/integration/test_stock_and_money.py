@@ -16,7 +16,7 @@ from services.runtime.mongo import ConcurrentModification, connect
 from services.stock_worker import domain as stock_domain
 from services.stock_worker import repository as stock_repository
 from tests.conftest import open_deployment
-from tests.support import command
+from tests.support import ask, command, new_id, stock_level, stocked
 
 pytestmark = pytest.mark.integration
 
@@ -39,35 +39,12 @@ async def shop(backends):
         await deployment.close()
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-async def ask(shop, kind: str, **fields) -> dict:
-    replies = await shop.tap("cart.replies")
-    message = await shop.send("cart.commands", command(kind, **fields))
-    return await replies.reply(message)
 
 
-async def stocked(shop, on_hand: int, price: str = "3.00") -> str:
-    pid = new_id("prod")
-    await shop.send("catalog.events", command("ProductUpserted", product_id=pid, name="Thing", price=price), "product_id")
-    await shop.send("stock.commands", command("SetStock", product_id=pid, on_hand=on_hand), "product_id")
-    async with asyncio.timeout(60):
-        while not (
-            await shop.db["cart.catalog"].find_one({"_id": pid}) and await shop.db["stock.levels"].find_one({"_id": f"{pid}|"})
-        ):
-            await asyncio.sleep(0.05)
-    return pid
 
 
-async def level(shop, pid: str, **expected) -> dict:
-    async with asyncio.timeout(60):
-        while True:
-            current = await shop.db["stock.levels"].find_one({"_id": f"{pid}|"})
-            if all(current[k] == v for k, v in expected.items()):
-                return current
-            await asyncio.sleep(0.05)
 
 
 async def pay(shop, payment_id: str, amount: str, reference: str | None = None) -> dict:
@@ -83,7 +60,7 @@ async def order_events(shop, payment_id: str, kind: str, count: int = 1) -> list
 
 
 async def test_a_paid_checkout_whose_cart_reservations_expired_still_has_every_unit_committed(shop):
-    products = [await stocked(shop, 5) for _ in range(3)]
+    products = [await stocked(shop, 5, "3.00") for _ in range(3)]
     buyer = new_id("buyer")
     for pid in products:
         assert (await ask(shop, "AddItem", user_id=buyer, product_id=pid, quantity=2))["success"]
@@ -95,13 +72,13 @@ async def test_a_paid_checkout_whose_cart_reservations_expired_still_has_every_u
 
     assert len(await order_events(shop, payment_id, "OrderPaid", count=3)) == 3
     for pid in products:
-        await level(shop, pid, sold=2, reserved=0, available=3)
+        await stock_level(shop, pid, sold=2, reserved=0, available=3)
     committed = await shop.db["stock.reservations"].count_documents({"product_id": {"$in": products}, "state": "committed"})
     assert committed == 3
 
 
 async def test_a_paid_order_whose_units_were_sold_meanwhile_is_cancelled_and_its_money_refunded(shop):
-    scarce, plenty = await stocked(shop, 1), await stocked(shop, 5)
+    scarce, plenty = await stocked(shop, 1, "3.00"), await stocked(shop, 5, "3.00")
     assert (await ask(shop, "AddItem", user_id=new_id("rival"), product_id=scarce))["success"], "a rival holds the last unit"
     buyer, payment_id = new_id("buyer"), new_id("pay")
     # The hand-over as the cart sends it, naming reservations that lapsed on the way.
@@ -125,8 +102,8 @@ async def test_a_paid_order_whose_units_were_sold_meanwhile_is_cancelled_and_its
     assert refund["amount"] == "3.00" and refund["reason"] == "out_of_stock"
     assert (cancelled["order_id"], paid["order_id"]) == (lines[0]["order_id"], lines[1]["order_id"])
     assert cancelled["reason"] == "out_of_stock" and refund["order_ids"] == [cancelled["order_id"]]
-    await level(shop, scarce, on_hand=1, reserved=1, sold=0)
-    await level(shop, plenty, sold=1, reserved=0)
+    await stock_level(shop, scarce, on_hand=1, reserved=1, sold=0)
+    await stock_level(shop, plenty, sold=1, reserved=0)
 
 
 async def test_a_full_checkout_of_12_lines_with_reservation_at_checkout_commits_all_12(backends):
@@ -145,13 +122,13 @@ async def test_a_full_checkout_of_12_lines_with_reservation_at_checkout_commits_
 
         assert len(await order_events(deployment, payment_id, "OrderPaid", count=12)) == 12
         for pid in products:
-            await level(deployment, pid, sold=1, reserved=0)
+            await stock_level(deployment, pid, sold=1, reserved=0)
     finally:
         await deployment.close()
 
 
 async def test_a_second_distinct_payment_of_a_paid_checkout_asks_for_a_refund_and_sells_nothing_more(shop):
-    pid, buyer = await stocked(shop, 3), new_id("buyer")
+    pid, buyer = await stocked(shop, 3, "3.00"), new_id("buyer")
     assert (await ask(shop, "AddItem", user_id=buyer, product_id=pid))["success"]
     payment_id = (await ask(shop, "CheckoutItem", user_id=buyer, item_id=(await ask(shop, "GetCart", user_id=buyer))["data"]["items"][0]["item_id"], **PAYMENT))["data"]["payment_id"]
     await pay(shop, payment_id, "3.00", reference="ch_first")
@@ -162,7 +139,7 @@ async def test_a_second_distinct_payment_of_a_paid_checkout_asks_for_a_refund_an
 
     (refund,) = await order_events(shop, payment_id, "PaymentRefundRequired")
     assert refund["reason"] == "duplicate_payment" and refund["gateway_reference"] == "ch_second"
-    await level(shop, pid, sold=1)
+    await stock_level(shop, pid, sold=1)
 
 
 async def test_a_payment_for_no_known_checkout_is_announced_and_parked(shop):
@@ -175,7 +152,7 @@ async def test_a_payment_for_no_known_checkout_is_announced_and_parked(shop):
 
 
 async def test_stock_commands_naming_another_holder_or_product_are_refused_and_change_nothing(shop):
-    pid, reservation_id = await stocked(shop, 4), new_id("res")
+    pid, reservation_id = await stocked(shop, 4, "3.00"), new_id("res")
     events = await shop.tap("stock.events")
     reserve = await shop.send(
         "stock.commands",
@@ -198,7 +175,7 @@ async def test_stock_commands_naming_another_holder_or_product_are_refused_and_c
     for message in (thief, other):
         (refused,) = await events.wait_json(type="StockCommandRejected", causation_id=message["message_id"])
         assert refused["error_code"] == "RESERVATION_HOLDER_MISMATCH"
-    await level(shop, pid, reserved=2, sold=0)
+    await stock_level(shop, pid, reserved=2, sold=0)
 
 
 async def test_a_start_checkout_whose_total_is_not_the_sum_of_its_lines_is_dead_lettered(shop):

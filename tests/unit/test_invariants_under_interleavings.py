@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict, deque
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
