@@ -24,9 +24,6 @@ class CheckoutLine(BaseModel):
     unit_price: Money
     total_price: Money
     reservation_id: str | None = None
-    #: Added to v1: who holds ``reservation_id`` now (the buyer's cart line); the
-    #: checkout takes the reservation over only from that holder.
-    reservation_holder: str | None = None
 
     @model_validator(mode="after")
     def _adds_up(self) -> CheckoutLine:
@@ -41,8 +38,10 @@ class StartCheckout(Command):
     """Sent by the cart worker once a checkout passed validation and every line
     holds a reservation; the lines are already out of the cart. The checkout
     takes each reservation over from the cart line (or reserves afresh when it
-    is gone). Its total must be the sum of its lines, each line's total its
-    unit price times its quantity."""
+    is gone), only from the buyer's own cart line (``cart:<user_id>:<item_id>``).
+    Its total must be the sum of its lines, each line's total its unit price
+    times its quantity. Only the cart worker may write this topic (see the
+    README's ACLs): it is trusted for prices."""
 
     type: Literal["StartCheckout"] = "StartCheckout"
     payment_id: Identifier

@@ -83,7 +83,7 @@ def _examples() -> list[dict[str, Any]]:
         # checkout.commands and checkout.timeouts
         envelope(
             "StartCheckout", 35, payment_id=PAYMENT, payment_hash="9f2b1c0d7e6a5b4c", user_id=USER, checkout_type="full_cart",
-            lines=[{"order_id": ORDER, "item_id": ITEM, "product_id": PRODUCT, "product_name": "Trail shoe", "size": "42", "quantity": 2, "unit_price": "74.99", "total_price": "149.98", "reservation_id": RESERVATION, "reservation_holder": HOLDER}],
+            lines=[{"order_id": ORDER, "item_id": ITEM, "product_id": PRODUCT, "product_name": "Trail shoe", "size": "42", "quantity": 2, "unit_price": "74.99", "total_price": "149.98", "reservation_id": RESERVATION}],
             total_amount="149.98", payment_method="card", gateway_name="stripe", shipping_address=ADDRESS,
             command_type="CheckoutCart", command_message_id="7d1a0c6e-4b8f-4c57-9d0e-000000000012",
         ),

@@ -407,7 +407,9 @@ class CartLogic:
             if not line.is_reserved:
                 # Reserve first (the cart reservation expired, or reservation at
                 # add-to-cart is off); the checkout runs again once stock answered.
-                reservation_id = message_id_for(command.message_id, "Reservation", line.item_id)
+                # The checkout runs again after each answer, at a new cart version:
+                # a line whose reservation lapsed meanwhile gets a new one.
+                reservation_id = message_id_for(command.message_id, "Reservation", f"{line.item_id}@{cart.version}")
                 expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
                 reserve = self._reserve(command, line, reservation_id, expires_at)
                 pending = PendingStock(
@@ -434,7 +436,6 @@ class CartLogic:
                 unit_price=line.unit_price,
                 total_price=line.line_total,
                 reservation_id=line.reservation_id,
-                reservation_holder=domain.holder_of(command.user_id, line.item_id) if line.reservation_id else None,
             )
             for line in lines
         ]

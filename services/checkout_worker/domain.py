@@ -65,8 +65,6 @@ class Order:
     stock: str = HELD
     #: The message_id of the stock command whose answer this order waits for.
     stock_command_id: str | None = None
-    #: Who held ``reservation_id`` when the checkout began (the buyer's cart line).
-    reservation_holder: str | None = None
 
     @property
     def holder(self) -> str:
@@ -216,6 +214,9 @@ class StockAnswer:
     causation_id: str | None
     reservation_id: str
     granted: bool
+    #: For a granted answer: what the reservation holds.
+    product_id: str | None = None
+    quantity: int | None = None
 
 
 def stock_command_id(payment_id: str, kind: str, reservation_id: str) -> str:
@@ -262,8 +263,11 @@ def start(checkout: Checkout) -> Step:
     orders, effects = [], []
     for order in checkout.orders:
         if order.reservation_id:
+            # Only from the buyer's own cart line: a hand-over naming anyone
+            # else's reservation is refused by the stock worker.
+            cart_line = f"cart:{checkout.user_id}:{order.item_id}"
             kind = "TransferReservation"
-            effect: Effect = TransferStock(order.reservation_id, order.product_id, order.holder, order.reservation_holder)
+            effect: Effect = TransferStock(order.reservation_id, order.product_id, order.holder, cart_line)
             order = replace(order, stock=TRANSFERRING)
         else:
             order, effect = _reserve_afresh(checkout, order)
@@ -300,8 +304,8 @@ def start(checkout: Checkout) -> Step:
     return Step(checkout, (*placed, requested), (*effects, ScheduleDeadline(checkout.payment_id, checkout.deadline)))
 
 
-def _reserve_afresh(checkout: Checkout, order: Order) -> tuple[Order, ReserveStock]:
-    reservation_id = message_id_for(checkout.payment_id, "Reservation", order.order_id)
+def _reserve_afresh(checkout: Checkout, order: Order, attempt: str = "") -> tuple[Order, ReserveStock]:
+    reservation_id = message_id_for(checkout.payment_id, "Reservation", f"{order.order_id}{attempt}")
     effect = ReserveStock(reservation_id, order.product_id, order.size, order.quantity, order.holder)
     moved = replace(
         order,
@@ -314,12 +318,24 @@ def _reserve_afresh(checkout: Checkout, order: Order) -> tuple[Order, ReserveSto
 
 def stock_answered(checkout: Checkout, answer: StockAnswer, *, now: datetime) -> Step:
     """The stock worker answered one of the saga's commands."""
-    matching = [o for o in checkout.orders if o.stock_command_id and o.stock_command_id == answer.causation_id]
+    matching = [
+        o
+        for o in checkout.orders
+        if o.stock_command_id and o.stock_command_id == answer.causation_id and o.reservation_id == answer.reservation_id
+    ]
     if not matching or checkout.state in (PAID, CANCELLED):
         return Step(checkout)  # not ours, a repeat, or too late: a cancellation released it already
     order, effects = matching[0], ()
-    if answer.granted:
-        order = replace(order, stock=HELD, reservation_id=answer.reservation_id, stock_command_id=None)
+    exact = answer.product_id == order.product_id and answer.quantity == order.quantity
+    if answer.granted and exact:
+        order = replace(order, stock=HELD, stock_command_id=None)
+    elif answer.granted:
+        # The reservation holds other units than the order needs (a change of
+        # the cart line was overtaken by the checkout): give it back and
+        # reserve exactly the order's units.
+        release = ReleaseStock(order.reservation_id or "", order.product_id, "quantity_mismatch", order.holder)
+        order, reserve = _reserve_afresh(checkout, order, attempt="exact")
+        effects = (release, reserve)
     elif order.stock == TRANSFERRING:
         # The cart's reservation is gone (expired, released, someone else's):
         # reserve the units afresh from what is available.
@@ -344,11 +360,13 @@ def payment_succeeded(checkout: Checkout, amount: Decimal, *, now: datetime, ref
         expired = deadline_reached(checkout, now=now)
         late = payment_succeeded(expired.checkout, amount, now=now, reference=reference)
         return Step(late.checkout, expired.events + late.events, expired.effects + late.effects)
+    if reference is not None and reference == checkout.paid_reference:
+        return Step(checkout)  # a repeat of the payment already applied, whatever came of it
     if checkout.state == CANCELLED:
         return Step(checkout, (LatePaymentReceived(checkout.payment_id, amount, now),))
     if checkout.state in (PAID, PAYMENT_RECEIVED):
-        if reference is None or reference == checkout.paid_reference:
-            return Step(checkout)  # a repeat of the payment already applied
+        if reference is None or checkout.paid_reference is None:
+            return Step(checkout)  # paid before charges were told apart: take it as the same one
         refund = PaymentRefundRequired(checkout.payment_id, amount, DUPLICATE_PAYMENT, [], reference)
         return Step(checkout, (refund,))
     if amount != checkout.total_amount:

@@ -183,7 +183,14 @@ class CheckoutLogic:
         if checkout is None:
             return []
         granted = isinstance(event, stock_contract.ReservationTransferred | stock_contract.StockReserved)
-        step = domain.stock_answered(checkout, StockAnswer(event.causation_id, event.reservation_id, granted), now=now)
+        answer = StockAnswer(
+            event.causation_id,
+            event.reservation_id,
+            granted,
+            product_id=event.product_id,
+            quantity=event.quantity if granted else None,
+        )
+        step = domain.stock_answered(checkout, answer, now=now)
         if step.checkout is not checkout:
             unit.put(step.checkout)
         return self._outputs(step, event.message_id, event.correlation_id, now)
@@ -208,7 +215,6 @@ class CheckoutLogic:
                     line.unit_price,
                     line.total_price,
                     line.reservation_id,
-                    reservation_holder=line.reservation_holder,
                 )
                 for line in command.lines
             ),

@@ -40,7 +40,6 @@ def _order_to_doc(o: Order) -> dict[str, Any]:
         "status": o.status,
         "stock": o.stock,
         "stock_command_id": o.stock_command_id,
-        "reservation_holder": o.reservation_holder,
     }
 
 
@@ -58,7 +57,6 @@ def _order_from_doc(d: dict[str, Any]) -> Order:
         d["status"],
         d.get("stock", HELD),
         d.get("stock_command_id"),
-        d.get("reservation_holder"),
     )
 
 

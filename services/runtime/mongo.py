@@ -26,6 +26,10 @@ from pymongo.write_concern import WriteConcern
 DURABLE = WriteConcern(w="majority", j=True)
 
 
+#: The version of a document stored before it carried one.
+LEGACY_VERSION = -1
+
+
 class ConcurrentModification(Exception):
     """Another consumer changed an aggregate between our read and our write."""
 
@@ -43,9 +47,11 @@ async def write_versioned(
     """
     inserts, replaces = [], []
     for version, document in documents:
-        document = {**document, "version": version + 1}
+        document = {**document, "version": max(version, 0) + 1}
         if version == 0:
             inserts.append(InsertOne(document))
+        elif version == LEGACY_VERSION:
+            replaces.append(ReplaceOne({"_id": document["_id"], "version": {"$exists": False}}, document))
         else:
             replaces.append(ReplaceOne({"_id": document["_id"], "version": version}, document))
     if not (inserts or replaces):

@@ -210,6 +210,10 @@ def _not_active(reservation: Reservation, command_type: str) -> StockCommandReje
     )
 
 
+#: Holders of reservations taken over by a checkout.
+ORDER_HOLDER = "order:"
+
+
 def wrong_owner(
     reservation: Reservation, *, command_type: str, holder: str | None, product_id: str | None
 ) -> StockOutcome | None:
@@ -220,6 +224,9 @@ def wrong_owner(
         message = f"Reservation {r.reservation_id} is not for product {product_id}"
     elif holder is not None and holder != r.holder:
         message = f"Reservation {r.reservation_id} is not held by {holder}"
+    elif holder is None and r.holder.startswith(ORDER_HOLDER):
+        # Units held for an order are touched only by whoever names the order.
+        message = f"Reservation {r.reservation_id} is held for an order: name its holder"
     else:
         return None
     event = StockCommandRejected(
@@ -380,7 +387,10 @@ def transfer(reservation: Reservation, *, holder: str, expires_at: datetime | No
     if not r.is_active:
         return StockOutcome(None, None, (_not_active(r, "TransferReservation"),))
     if r.holder == holder and r.expires_at == expires_at:
-        return StockOutcome(None, None, ())
+        # Already done (by this command or an earlier one): say so again, so
+        # that whoever asked gets an answer.
+        event = ReservationTransferred(r.reservation_id, r.product_id, r.size, holder, r.holder, r.quantity, expires_at)
+        return StockOutcome(None, None, (event,))
     moved = replace(r, holder=holder, expires_at=expires_at, updated_at=now)
     event = ReservationTransferred(r.reservation_id, r.product_id, r.size, holder, r.holder, r.quantity, expires_at)
     return StockOutcome(None, moved, (event,))

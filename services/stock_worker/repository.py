@@ -16,7 +16,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.runtime.mongo import write_versioned
+from services.runtime.mongo import LEGACY_VERSION, write_versioned
 from services.stock_worker.domain import ACTIVE, Reservation, StockLevel
 
 LEVELS = "stock.levels"
@@ -81,7 +81,9 @@ def reservation_from_doc(doc: dict[str, Any]) -> Reservation:
         doc.get("expires_at"),
         doc.get("order_id"),
         doc.get("reason"),
-        doc.get("version", 0),
+        # A reservation written without a version (by a release before versions)
+        # reads as LEGACY: written over only while it still has none.
+        doc.get("version", LEGACY_VERSION),
     )
 
 

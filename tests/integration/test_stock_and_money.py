@@ -84,8 +84,7 @@ async def test_a_paid_order_whose_units_were_sold_meanwhile_is_cancelled_and_its
     # The hand-over as the cart sends it, naming reservations that lapsed on the way.
     lines = [
         {"order_id": f"{payment_id}-{n}", "item_id": f"i{n}", "product_id": pid, "product_name": "Thing",
-         "quantity": 1, "unit_price": "3.00", "total_price": "3.00", "reservation_id": new_id("lapsed"),
-         "reservation_holder": f"cart:{buyer}:i{n}"}
+         "quantity": 1, "unit_price": "3.00", "total_price": "3.00", "reservation_id": new_id("lapsed")}
         for n, pid in enumerate((scarce, plenty))
     ]
     start = command(
@@ -226,3 +225,27 @@ async def save(db, level, reservation) -> None:
     async with db.client.start_session() as session:
         async with await session.start_transaction():
             await stock_repository.save(db, [level] if level else [], [reservation], session)
+
+
+async def test_a_reservation_stored_without_a_version_is_written_over_once_and_versioned_from_then_on(backends):
+    client = connect(backends.mongo_url)
+    db = client[f"races_{uuid.uuid4().hex[:8]}"]
+    now = datetime.now(UTC)
+    try:
+        made = stock_domain.reserve(
+            stock_domain.StockLevel("p", None, on_hand=5), None, reservation_id="R", quantity=2,
+            holder="cart:u:i", expires_at=None, now=now,
+        )
+        await save(db, made.level, made.reservation)
+        await db["stock.reservations"].update_one({"_id": "R"}, {"$unset": {"version": ""}})  # as an older release wrote it
+        (legacy,) = (await stock_repository.load_reservations(db, ["R"])).values()
+        (stale,) = (await stock_repository.load_reservations(db, ["R"])).values()
+
+        await save(db, None, stock_domain.transfer(legacy, holder="order:o", expires_at=None, now=now).reservation)
+        with pytest.raises(ConcurrentModification):
+            await save(db, None, stock_domain.transfer(stale, holder="order:x", expires_at=None, now=now).reservation)
+        stored = await db["stock.reservations"].find_one({"_id": "R"})
+        assert (stored["holder"], stored["version"]) == ("order:o", 1)
+    finally:
+        await client.drop_database(db.name)
+        await client.close()

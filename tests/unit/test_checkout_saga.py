@@ -19,12 +19,9 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DEADLINE = NOW + timedelta(minutes=15)
 
 
-def checkout(lines: int = 2, *, holders: bool = False) -> Checkout:
+def checkout(lines: int = 2) -> Checkout:
     orders = tuple(
-        Order(
-            f"o{n}", f"i{n}", f"p{n}", f"Thing {n}", None, 2, Decimal("10.00"), Decimal("20.00"), f"r{n}",
-            reservation_holder=f"cart:ada:i{n}" if holders else None,
-        )
+        Order(f"o{n}", f"i{n}", f"p{n}", f"Thing {n}", None, 2, Decimal("10.00"), Decimal("20.00"), f"r{n}")
         for n in range(lines)
     )
     return Checkout(
@@ -52,7 +49,7 @@ def test_starting_places_every_order_requests_one_payment_and_schedules_the_dead
 
 
 def test_starting_takes_each_cart_reservation_over_only_from_the_buyers_cart_line():
-    step = domain.start(checkout(2, holders=True))
+    step = domain.start(checkout(2))
     assert step.effects[:2] == (
         domain.TransferStock("r0", "p0", "order:o0", "cart:ada:i0"),
         domain.TransferStock("r1", "p1", "order:o1", "cart:ada:i1"),
@@ -67,13 +64,14 @@ def test_the_right_payment_in_time_pays_every_order_and_commits_their_stock():
     assert [type(e).__name__ for e in step.events] == ["OrderPaid", "OrderPaid"]
 
 
-def answer(saga, order_index: int, granted: bool, reservation_id: str | None = None) -> domain.StockAnswer:
+def answer(saga, order_index: int, granted: bool, quantity: int | None = None) -> domain.StockAnswer:
     order = saga.orders[order_index]
-    return domain.StockAnswer(order.stock_command_id, reservation_id or order.reservation_id, granted)
+    held = quantity if quantity is not None else order.quantity
+    return domain.StockAnswer(order.stock_command_id, order.reservation_id, granted, order.product_id, held)
 
 
 def test_a_refused_take_over_reserves_the_units_afresh_for_the_order():
-    started = domain.start(checkout(1, holders=True)).checkout
+    started = domain.start(checkout(1)).checkout
 
     step = domain.stock_answered(started, answer(started, 0, granted=False), now=NOW)
 
@@ -84,7 +82,7 @@ def test_a_refused_take_over_reserves_the_units_afresh_for_the_order():
 
 
 def test_a_payment_waits_for_the_stock_and_then_pays_only_orders_whose_units_are_held():
-    saga = domain.start(checkout(2, holders=True)).checkout
+    saga = domain.start(checkout(2)).checkout
     saga = domain.stock_answered(saga, answer(saga, 0, granted=True), now=NOW).checkout
     saga = domain.stock_answered(saga, answer(saga, 1, granted=False), now=NOW).checkout  # reserving afresh
 
@@ -101,7 +99,7 @@ def test_a_payment_waits_for_the_stock_and_then_pays_only_orders_whose_units_are
 
 
 def test_a_payment_whose_every_order_lost_its_units_cancels_the_checkout_and_refunds_all():
-    saga = domain.start(checkout(1, holders=True)).checkout
+    saga = domain.start(checkout(1)).checkout
     saga = domain.stock_answered(saga, answer(saga, 0, granted=False), now=NOW).checkout
     saga = domain.stock_answered(saga, answer(saga, 0, granted=False), now=NOW).checkout
 
@@ -112,7 +110,7 @@ def test_a_payment_whose_every_order_lost_its_units_cancels_the_checkout_and_ref
 
 
 def test_an_answer_after_the_checkout_was_cancelled_starts_nothing():
-    saga = domain.start(checkout(1, holders=True)).checkout
+    saga = domain.start(checkout(1)).checkout
     cancelled = domain.deadline_reached(saga, now=DEADLINE)
     assert cancelled.effects == (ReleaseStock("r0", "p0", "payment_timeout", "order:o0"),)
 
@@ -205,3 +203,33 @@ def test_the_response_has_one_order_for_a_single_item_checkout_and_a_list_for_a_
     assert single["order"]["order_id"] == "o0" and "orders" not in single
     assert [o["order_id"] for o in full["orders"]] == ["o0", "o1", "o2"]
     assert full["time_remaining_seconds"] == 900 and full["total_amount"] == "60.00"
+
+
+def test_a_take_over_of_other_units_than_the_order_needs_is_given_back_and_the_exact_units_reserved():
+    started = domain.start(checkout(1)).checkout
+
+    step = domain.stock_answered(started, answer(started, 0, granted=True, quantity=5), now=NOW)
+
+    release, reserve = step.effects
+    assert release == ReleaseStock("r0", "p0", "quantity_mismatch", "order:o0")
+    assert isinstance(reserve, domain.ReserveStock) and reserve.quantity == 2
+    assert step.checkout.orders[0].stock == domain.RESERVING
+
+
+def test_an_answer_about_another_reservation_than_the_one_asked_for_is_ignored():
+    started = domain.start(checkout(1)).checkout
+    order = started.orders[0]
+    forged = domain.StockAnswer(order.stock_command_id, " r0 ", True, "p0", 2)
+
+    assert not domain.stock_answered(started, forged, now=NOW).changed
+
+
+def test_the_same_charge_again_changes_nothing_even_after_an_out_of_stock_cancellation():
+    saga = domain.start(checkout(1)).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, granted=False), now=NOW).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, granted=False), now=NOW).checkout
+    cancelled = domain.payment_succeeded(saga, Decimal("20.00"), now=NOW, reference="ch_1").checkout
+
+    again = domain.payment_succeeded(cancelled, Decimal("20.00"), now=NOW, reference="ch_1")
+
+    assert cancelled.state == CANCELLED and not again.changed, "one refund, not two"

@@ -177,3 +177,33 @@ class TestTransfer:
         released = domain.release(level, reservation, reason="x", now=NOW)
         (refused,) = domain.transfer(released.reservation, holder="order:o1", expires_at=None, now=NOW).events
         assert refused.error_code == ErrorCode.RESERVATION_NOT_ACTIVE
+
+
+class TestWhoMayTouchAReservation:
+    def test_a_command_naming_another_holder_or_product_is_refused(self):
+        _, reservation = reserved()
+        for holder, product in (("cart:eve:i9", None), (None, "sock")):
+            (refusal,) = domain.wrong_owner(
+                reservation, command_type="ReleaseReservation", holder=holder, product_id=product
+            ).events
+            assert refusal.error_code == ErrorCode.RESERVATION_HOLDER_MISMATCH
+
+    def test_units_held_for_an_order_are_touched_only_by_a_command_naming_the_order(self):
+        _, reservation = reserved()
+        ordered = domain.transfer(reservation, holder="order:o1", expires_at=None, now=NOW).reservation
+
+        anonymous = domain.wrong_owner(ordered, command_type="ReleaseReservation", holder=None, product_id=None)
+        named = domain.wrong_owner(ordered, command_type="CommitReservation", holder="order:o1", product_id="shoe")
+
+        assert anonymous is not None and anonymous.events[0].error_code == ErrorCode.RESERVATION_HOLDER_MISMATCH
+        assert named is None
+
+    def test_a_transfer_that_already_happened_is_announced_again_so_its_sender_gets_an_answer(self):
+        _, reservation = reserved()
+        moved = domain.transfer(reservation, holder="order:o1", expires_at=None, now=NOW).reservation
+
+        again = domain.transfer(moved, holder="order:o1", expires_at=None, now=NOW)
+
+        assert again.reservation is None and again.level is None, "nothing changes"
+        (event,) = again.events
+        assert isinstance(event, domain.ReservationTransferred) and event.holder == "order:o1"
