@@ -258,7 +258,7 @@ class BatchProcessor:
         """Inbox entries of these works, from the inbox of their namespace."""
         seen: dict[tuple[bool, str], dict[str, Any]] = {}
         for internal, collection in ((False, self.inbox), (True, self.internal_inbox)):
-            keys = list(dict.fromkeys(w.key for w in works if (w.record is None) == internal))
+            keys = list(dict.fromkeys(w.key for w in works if (w.record is None) == internal and not w.skip))
             if keys:
                 async for doc in collection.find({"_id": {"$in": keys}}):
                     seen[(internal, doc["_id"])] = doc
