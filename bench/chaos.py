@@ -43,14 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from contracts.topics import ALL_TOPICS
-from services.runtime.cli import load_spec
-from services.runtime.embedded import EmbeddedKafka, EmbeddedMongo
+from services.ops.workers import load_spec
+from services.ops.embedded import EmbeddedKafka, EmbeddedMongo
 from services.runtime.kafka import ensure_topics
 from services.runtime.mongo import connect
-from services.runtime.offsets import reset_group_offsets
+from services.ops.offsets import reset_group_offsets
 from services.runtime.settings import Settings
 from services.stock_worker.audit import run_audit
-from services.runtime.embedded import free_port
+from services.ops.embedded import free_port
 from tests.support import Publisher, Tap, WorkerProcess, command, group_lag, healthz, hostile_records
 
 WATCHED = ("cart.replies", "cart.events", "stock.events", "order.events", "stock.commands", "checkout.commands")

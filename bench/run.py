@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import ReplaceOne
 
 from contracts.topics import ALL_TOPICS
-from services.runtime.backends import open_backends
+from services.ops.backends import open_backends
 from services.runtime.kafka import ensure_topics
 from services.runtime.mongo import connect, transaction_options
 from services.runtime.settings import Settings

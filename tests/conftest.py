@@ -14,7 +14,7 @@ import pytest_asyncio
 from pymongo import AsyncMongoClient
 
 from contracts.topics import ALL_TOPICS
-from services.runtime.backends import Backends, open_backends
+from services.ops.backends import Backends, open_backends
 from services.runtime.kafka import ensure_topics
 from services.runtime.mongo import connect
 from services.runtime.settings import Settings

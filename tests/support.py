@@ -183,7 +183,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "worker", self.name],
+            [sys.executable, "-m", "services.ops.cli", "worker", self.name],
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -232,7 +232,7 @@ async def run_cli(deployment: Any, *args: str) -> subprocess.CompletedProcess:
     """Run ``cartflow ARGS`` against ``deployment`` as an operator would."""
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.runtime.cli", *args],
+        [sys.executable, "-m", "services.ops.cli", *args],
         env={**os.environ, **deployment.settings_env},
         capture_output=True,
         text=True,

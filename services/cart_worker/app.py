@@ -14,7 +14,7 @@ from contracts.topics import (
 )
 from services.cart_worker import repository
 from services.cart_worker.handlers import CartLogic, find_housekeeping_due, find_overdue
-from services.runtime.worker import Sweep, WorkerSpec, dedup_key
+from services.runtime.spec import Sweep, WorkerSpec, dedup_key
 
 SPEC = WorkerSpec(
     name="cart",

@@ -20,7 +20,7 @@ from services.runtime.clock import Clock
 from services.runtime.delayed import DelayedTopicConsumer
 from services.runtime.processing import BatchProcessor
 from services.runtime.settings import Settings
-from services.runtime.worker import Sweep, WorkerSpec, dedup_key
+from services.runtime.spec import Sweep, WorkerSpec, dedup_key
 
 
 async def fire_deadlines_when_due(

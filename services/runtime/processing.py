@@ -64,7 +64,7 @@ def _storable(key: object) -> bool:
     return True
 
 
-#: Collection of the tokens ``cartflow dlq redrive`` hands out (see services.runtime.dlq).
+#: Collection of the tokens ``cartflow dlq redrive`` hands out (see services.ops.dlq).
 REDRIVES = "redrives"
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ def is_topic_name(name: object) -> bool:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARTFLOW_", extra="ignore")
 
-    # Backends. Unset URLs mean "start or find them" (see services.runtime.backends).
+    # Backends. Unset URLs mean "start or find them" (see services.ops.backends).
     kafka_bootstrap: str | None = None
     mongo_url: str | None = None
     mongo_db: str = "cartflow"

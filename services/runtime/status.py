@@ -19,7 +19,7 @@ from services.runtime.clock import Clock
 from services.runtime.offsets import group_positions, topic_record_counts
 from services.runtime.outbox import PARKED_SUFFIX
 from services.runtime.settings import Settings
-from services.runtime.worker import WorkerSpec
+from services.runtime.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
 

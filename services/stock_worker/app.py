@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
-from services.runtime.worker import Sweep, WorkerSpec, dedup_key
+from services.runtime.spec import Sweep, WorkerSpec, dedup_key
 from services.stock_worker import repository
 from services.stock_worker.handlers import StockLogic, find_expired
 

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.runtime.backends import Backends
+from services.ops.backends import Backends
 from services.runtime.kafka import ensure_topics, make_broker, subscribe_batches
 from services.runtime.records import Incoming
 from services.runtime.settings import Settings

@@ -213,7 +213,7 @@ async def test_cartflow_send_fills_the_envelope_and_prints_the_reply(cart_deploy
 
     def send(topic: str, body: dict) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "services.runtime.cli", "send", topic, json.dumps(body), "--timeout", "60"],
+            [sys.executable, "-m", "services.ops.cli", "send", topic, json.dumps(body), "--timeout", "60"],
             env={**os.environ, **cart_deployment.settings_env},
             capture_output=True,
             text=True,
@@ -234,7 +234,7 @@ async def test_cartflow_send_fills_the_envelope_and_prints_the_reply(cart_deploy
 
 
 async def test_the_client_matches_concurrent_requests_to_their_own_replies(cart_deployment):
-    from services.runtime.client import CartflowClient
+    from services.ops.client import CartflowClient
 
     pid = product_id()
     await cart_deployment.send("catalog.events", command("ProductUpserted", product_id=pid, name="Pen", price="1.20"), "product_id")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from bench.chaos import ChaosConfig, run_chaos
-from services.runtime.embedded import EmbeddedMongo
+from services.ops.embedded import EmbeddedMongo
 from tests.conftest import LOG_DIR
 
 pytestmark = pytest.mark.integration

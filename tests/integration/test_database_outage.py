@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from contracts.topics import ALL_TOPICS
-from services.runtime.embedded import EmbeddedMongo
+from services.ops.embedded import EmbeddedMongo
 from services.runtime.kafka import ensure_topics
 from services.runtime.settings import Settings
 from tests.conftest import LOG_DIR

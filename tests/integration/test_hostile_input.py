@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
-from services.runtime.embedded import free_port
+from services.ops.embedded import free_port
 from tests.conftest import open_deployment
 from tests.support import ask, command, healthz, hostile_records, new_id, stocked
 

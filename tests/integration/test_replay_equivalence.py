@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from services.runtime.cli import worker_groups
+from services.ops.workers import worker_groups
 from tests.conftest import open_deployment
 from tests.integration.test_crash import PRODUCTS, workload
 from tests.support import command, group_lag, topic_size

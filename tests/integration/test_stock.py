@@ -229,7 +229,7 @@ async def test_the_stock_audit_command_reports_no_drift(shop):
     env = {**shop.settings_env}
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "services.runtime.cli", "stock", "audit"],
+        [sys.executable, "-m", "services.ops.cli", "stock", "audit"],
         env={**__import__("os").environ, **env},
         capture_output=True,
         text=True,

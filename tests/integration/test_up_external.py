@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.embedded import EmbeddedKafka, EmbeddedMongo
+from services.ops.embedded import EmbeddedKafka, EmbeddedMongo
 from services.runtime.mongo import connect
 from tests.support import ROOT, Publisher, Tap, command
 
@@ -86,7 +86,7 @@ async def test_cartflow_up_on_servers_started_elsewhere_serves_carts_and_stops_c
     output = tmp_path / "up.out"
     with open(output, "wb") as sink:
         up = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "up", "--http-port", "0"],
+            [sys.executable, "-m", "services.ops.cli", "up", "--http-port", "0"],
             env=env,
             cwd=ROOT,
             stdout=sink,

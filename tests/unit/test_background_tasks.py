@@ -12,7 +12,8 @@ from services.runtime import supervision
 from services.runtime.clock import ManualClock
 from services.runtime.settings import Settings
 from services.runtime.supervision import TaskHealth
-from services.runtime.worker import Sweep, run_sweep
+from services.runtime.spec import Sweep
+from services.runtime.worker import run_sweep
 
 
 async def test_a_task_that_raises_is_started_again_and_counts_as_recovered_once_it_makes_progress(monkeypatch):

@@ -10,7 +10,7 @@ import yaml
 
 from contracts.channels import CHANNELS
 from contracts.examples import EXAMPLES
-from services.runtime.asyncapi import render
+from services.ops.asyncapi import render
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 MESSAGES = {message.__name__: message for channel in CHANNELS for message in channel.messages}

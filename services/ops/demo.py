@@ -29,7 +29,7 @@ from contracts.topics import (
     STOCK_COMMANDS,
     STOCK_EVENTS,
 )
-from services.runtime.client import CartflowClient, fetch_json
+from services.ops.client import CartflowClient, fetch_json
 from services.runtime.kafka import topic_partitions
 from services.runtime.settings import Settings
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -18,33 +16,15 @@ from typing import Annotated
 import typer
 
 from contracts.topics import ALL_TOPICS
+from services.ops.workers import WORKERS, load_spec, worker_groups
 from services.runtime.settings import Settings
 
 app = typer.Typer(help="cartflow: cart, stock and checkout workers on Kafka and MongoDB.", no_args_is_help=True, pretty_exceptions_enable=False)
-
-#: Workers that exist, by name, and where their spec lives.
-WORKERS = {
-    "cart": "services.cart_worker.app:SPEC",
-    "stock": "services.stock_worker.app:SPEC",
-    "checkout": "services.checkout_worker.app:SPEC",
-}
-PLANNED_WORKERS: tuple[str, ...] = ()
-
 
 def _configure_logging(settings: Settings, fmt: str | None = None) -> None:
     from services.runtime.observability import configure_logging
 
     configure_logging(settings.log_level, fmt or settings.log_format)
-
-
-def load_spec(name: str):
-    module_name, _, attribute = WORKERS[name].partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
-
-
-def worker_groups() -> dict[str, tuple[str, ...]]:
-    """Every consumer group of every worker (without the deployment's affixes), with the topics it reads."""
-    return dict(group for name in WORKERS for group in load_spec(name).groups())
 
 
 @app.command()
@@ -53,10 +33,7 @@ def worker(name: Annotated[str, typer.Argument(help="cart | stock | checkout")])
     settings = Settings()
     _configure_logging(settings)
     if name not in WORKERS:
-        if name in PLANNED_WORKERS:
-            typer.echo(f"the {name} worker is not part of this release yet", err=True)
-        else:
-            typer.echo(f"unknown worker {name!r}; choose one of: {', '.join(WORKERS)}", err=True)
+        typer.echo(f"unknown worker {name!r}; choose one of: {', '.join(WORKERS)}", err=True)
         raise typer.Exit(2)
     from services.runtime.observability import configure_tracing
     from services.runtime.worker import build_app
@@ -81,7 +58,7 @@ def up(
     """Start the backends and every worker; stop everything on Ctrl-C or SIGTERM."""
     settings = Settings()
     _configure_logging(settings, "text")
-    from services.runtime.backends import open_backends
+    from services.ops.backends import open_backends
     from services.runtime.kafka import ensure_topics
 
     names = [name.strip() for name in workers.split(",") if name.strip()]
@@ -115,7 +92,7 @@ def up(
             log_file = open(home / "logs" / f"{name}-worker.log", "ab")  # noqa: SIM115 - owned by the child
             port = {"CARTFLOW_HTTP_PORT": str(ports[name]), "CARTFLOW_HTTP_HOST": "127.0.0.1"} if ports else {}
             children[name] = subprocess.Popen(
-                [sys.executable, "-m", "services.runtime.cli", "worker", name],
+                [sys.executable, "-m", "services.ops.cli", "worker", name],
                 env={**env, **port},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -169,7 +146,7 @@ def send(
         typer.echo(f"not JSON: {exc}", err=True)
         raise typer.Exit(2) from exc
     from contracts.topics import CART_COMMANDS, CART_REPLIES
-    from services.runtime.client import CartflowClient
+    from services.ops.client import CartflowClient
 
     async def run() -> None:
         async with CartflowClient(
@@ -245,7 +222,7 @@ def dlq_list(topic: Annotated[str, typer.Argument(help="The source topic, e.g. c
     from rich.console import Console
     from rich.table import Table
 
-    from services.runtime.dlq import read_dead_letters
+    from services.ops.dlq import read_dead_letters
 
     settings = Settings()
     letters = asyncio.run(read_dead_letters(_bootstrap(settings), settings.topic(topic), **settings.kafka_client_options))
@@ -270,7 +247,7 @@ def dlq_redrive(
     max_redrives: Annotated[int, typer.Option(help="Skip records already sent back this many times.")] = 3,
 ) -> None:
     """Send dead-lettered records back to TOPIC, after the cause was fixed."""
-    from services.runtime.dlq import read_dead_letters, redrive
+    from services.ops.dlq import read_dead_letters, redrive
 
     settings = Settings()
     bootstrap, source = _bootstrap(settings), settings.topic(topic)
@@ -389,7 +366,7 @@ def replay(
         TimeRemainingColumn,
     )
 
-    from services.runtime.replay import replay as run_replay
+    from services.ops.replay import replay as run_replay
 
     if from_offset is not None and from_time is not None:
         raise typer.BadParameter("give --from-offset or --from-time, not both")
@@ -434,7 +411,7 @@ def offsets_reset(
 ) -> None:
     """Rewind (or advance) a stopped worker group: it re-reads from there when started.
     Re-read messages are deduped, so nothing changes twice."""
-    from services.runtime.offsets import GroupIsRunning, reset_group_offsets
+    from services.ops.offsets import GroupIsRunning, reset_group_offsets
 
     if (to_time is None) == (not to_earliest):
         raise typer.BadParameter("give exactly one of --to-time or --to-earliest")
@@ -500,7 +477,7 @@ def asyncapi(
     check: Annotated[bool, typer.Option("--check", help="Only report whether OUTPUT is current.")] = False,
 ) -> None:
     """Write the contract as an AsyncAPI 3.0 document generated from contracts/."""
-    from services.runtime.asyncapi import render
+    from services.ops.asyncapi import render
 
     document = render()
     if check:
@@ -517,7 +494,7 @@ def demo(
     expiry_wait: Annotated[float, typer.Option(help="Seconds to wait for the unpaid checkout to expire.")] = 120.0,
 ) -> None:
     """Run a scripted shopping session against a running system and print its timeline."""
-    from services.runtime.demo import Demo
+    from services.ops.demo import Demo
 
     settings = Settings()
     _bootstrap(settings)

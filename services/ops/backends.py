@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.runtime.embedded import EmbeddedKafka, EmbeddedMongo
+from services.ops.embedded import EmbeddedKafka, EmbeddedMongo
 from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaProducer
 
 from services.runtime.headers import REPLAYED_FROM
 from services.runtime.kafka import topic_partitions
-from services.runtime.offsets import offsets_at, standalone_consumer
+from services.ops.offsets import offsets_at
+from services.runtime.offsets import standalone_consumer
 
 
 
