@@ -25,7 +25,7 @@ integration: install
 	$(BIN)/pytest -q -ra tests/integration
 
 chaos: install
-	$(BIN)/python -m bench.chaos --duration $${CHAOS_SECONDS:-300}
+	$(BIN)/python -m harness.chaos --duration $${CHAOS_SECONDS:-300}
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[test,bench]'

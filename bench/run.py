@@ -38,7 +38,7 @@ from services.ops.backends import open_backends
 from services.runtime.kafka import ensure_topics
 from services.runtime.mongo import connect, transaction_options
 from services.runtime.settings import Settings
-from tests.support import WorkerProcess, command
+from harness.support import WorkerProcess, command
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "bench"
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support import command
+from harness.support import command
 
 pytestmark = pytest.mark.integration
 
@@ -209,7 +209,7 @@ async def test_cartflow_send_fills_the_envelope_and_prints_the_reply(cart_deploy
     import subprocess
     import sys
 
-    from tests.support import ROOT
+    from harness.support import ROOT
 
     def send(topic: str, body: dict) -> subprocess.CompletedProcess:
         return subprocess.run(

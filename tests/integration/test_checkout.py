@@ -13,8 +13,8 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from services.stock_worker.audit import run_audit
-from tests.conftest import open_deployment
-from tests.support import ask, command, new_id, run_cli, stock_level, stocked
+from harness.deployment import open_deployment
+from harness.support import PAYMENT, ask, cart_with, command, order_events, run_cli, stock_level, stocked
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,6 @@ DEADLINE_SECONDS = 3
 #: What the timer consumer guarantees: a deadline fires within this many seconds
 #: of its due time (it polls every 0.1 s; the rest is batching and a transaction).
 LATENESS_BOUND_SECONDS = 2.0
-PAYMENT = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon", "zip": "69001"}}
 
 
 
@@ -51,14 +50,6 @@ async def shop(backends):
 
 
 
-async def cart_with(deployment, *lines: tuple[str, int]) -> tuple[str, list[str]]:
-    buyer = new_id("buyer")
-    items = []
-    for pid, quantity in lines:
-        added = await ask(deployment, "AddItem", user_id=buyer, product_id=pid, quantity=quantity)
-        assert added["success"], added
-        items.append(added["cart_item_id"])
-    return buyer, items
 
 
 
@@ -69,9 +60,6 @@ async def pay(deployment, payment_id: str, amount: str) -> dict:
     )
 
 
-async def order_events(deployment, payment_id: str, kind: str, count: int = 1, timeout: float = 60) -> list[dict]:
-    events = await deployment.tap("order.events")
-    return await events.wait_json(timeout=timeout, count=count, type=kind, payment_id=payment_id)
 
 
 async def test_a_single_item_checkout_orders_that_item_and_leaves_the_others_in_the_cart(shop):

@@ -11,8 +11,8 @@ from contracts.topics import ALL_TOPICS
 from services.ops.embedded import EmbeddedMongo
 from services.runtime.kafka import ensure_topics
 from services.runtime.settings import Settings
-from tests.conftest import LOG_DIR
-from tests.support import Publisher, Tap, WorkerProcess, command
+from harness.deployment import LOG_DIR
+from harness.support import Publisher, Tap, WorkerProcess, command
 
 pytestmark = pytest.mark.integration
 

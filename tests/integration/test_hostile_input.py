@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from services.ops.embedded import free_port
-from tests.conftest import open_deployment
-from tests.support import ask, command, healthz, hostile_records, new_id, stocked
+from harness.deployment import open_deployment
+from harness.support import ask, command, healthz, hostile_records, new_id, stocked
 
 pytestmark = pytest.mark.integration
 

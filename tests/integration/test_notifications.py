@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from tests.conftest import open_deployment
-from tests.integration.test_stock import ask, settled_level, stock_product
-from tests.support import command
+from harness.deployment import open_deployment
+from harness.support import ask, settled_level, stock_product
+from harness.support import command
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import urllib.request
 import pytest
 import pytest_asyncio
 
-from tests.conftest import open_deployment
-from tests.integration.test_checkout import PAYMENT, cart_with, order_events, stocked
-from tests.support import command
+from harness.deployment import open_deployment
+from harness.support import PAYMENT, cart_with, order_events, stocked
+from harness.support import command
 
 pytestmark = pytest.mark.integration
 

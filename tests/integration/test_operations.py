@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import open_deployment
-from tests.support import command, group_lag, run_cli, topic_size
+from harness.deployment import open_deployment
+from harness.support import command, group_lag, run_cli, topic_size
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from services.runtime.mongo import connect
 from services.runtime.outbox import OutboxRelay, outbox_documents, unpark
 from services.runtime.records import Outgoing
 from services.runtime.settings import Settings
-from tests.support import Tap, run_cli
+from harness.support import Tap, run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support import command
+from harness.support import command
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import hashlib
 import pytest
 
 from services.ops.workers import worker_groups
-from tests.conftest import open_deployment
-from tests.integration.test_crash import PRODUCTS, workload
-from tests.support import command, group_lag, topic_size
+from harness.deployment import open_deployment
+from harness.workloads import PRODUCTS, workload
+from harness.support import command, group_lag, topic_size
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 import pytest_asyncio
 
 from services.stock_worker.audit import run_audit
-from tests.conftest import open_deployment
-from tests.support import ROOT, command
+from harness.deployment import open_deployment
+from harness.support import ROOT, command, level, settled_level, stock_product
 
 pytestmark = pytest.mark.integration
 
@@ -38,36 +38,10 @@ async def shop(backends):
         await deployment.close()
 
 
-async def stock_product(deployment, on_hand: int | dict[str, int], price: str = "10.00") -> str:
-    """A product in the catalog with stock on hand (per size when a dict)."""
-    pid = new_id("prod")
-    sizes = [{"size": s, "price": price} for s in on_hand] if isinstance(on_hand, dict) else None
-    upsert = command("ProductUpserted", product_id=pid, name="Thing", price=price, **({"sizes": sizes} if sizes else {}))
-    await deployment.send("catalog.events", upsert, "product_id")
-    levels = on_hand if isinstance(on_hand, dict) else {None: on_hand}
-    for size, units in levels.items():
-        await deployment.send("stock.commands", command("SetStock", product_id=pid, size=size, on_hand=units), "product_id")
-    async with asyncio.timeout(60):
-        while (
-            not await deployment.db["cart.catalog"].find_one({"_id": pid})
-            or await deployment.db["stock.levels"].count_documents({"product_id": pid}) < len(levels)
-        ):
-            await asyncio.sleep(0.05)
-    return pid
 
 
-async def level(deployment, pid: str, size: str | None = None) -> dict:
-    return await deployment.db["stock.levels"].find_one({"_id": f"{pid}|{size or ''}"})
 
 
-async def settled_level(deployment, pid, size=None, **expected) -> dict:
-    """The level once it shows ``expected`` (the stock worker applies messages asynchronously)."""
-    async with asyncio.timeout(60):
-        while True:
-            current = await level(deployment, pid, size)
-            if current and all(current[k] == v for k, v in expected.items()):
-                return current
-            await asyncio.sleep(0.05)
 
 
 async def ask(deployment, kind: str, **fields) -> dict:

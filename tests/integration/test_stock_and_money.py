@@ -15,8 +15,8 @@ import pytest_asyncio
 from services.runtime.mongo import ConcurrentModification, connect
 from services.stock_worker import domain as stock_domain
 from services.stock_worker import repository as stock_repository
-from tests.conftest import open_deployment
-from tests.support import ask, command, new_id, stock_level, stocked
+from harness.deployment import open_deployment
+from harness.support import ask, command, new_id, stock_level, stocked
 
 pytestmark = pytest.mark.integration
 

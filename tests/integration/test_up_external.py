@@ -19,7 +19,7 @@ import pytest
 
 from services.ops.embedded import EmbeddedKafka, EmbeddedMongo
 from services.runtime.mongo import connect
-from tests.support import ROOT, Publisher, Tap, command
+from harness.support import ROOT, Publisher, Tap, command
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.envelope import is_identifier
-from tests.conftest import open_deployment
-from tests.support import command
+from harness.deployment import open_deployment
+from harness.support import command
 
 pytestmark = pytest.mark.integration
 

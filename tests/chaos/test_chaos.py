@@ -1,14 +1,14 @@
 """A short chaos run: a mixed workload while workers and MongoDB are SIGKILLed and
-timer messages are lost, then every invariant of bench/chaos.py must hold.
+timer messages are lost, then every invariant of harness/chaos.py must hold.
 ``make chaos`` runs the same harness longer."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.chaos import ChaosConfig, run_chaos
+from harness.chaos import ChaosConfig, run_chaos
 from services.ops.embedded import EmbeddedMongo
-from tests.conftest import LOG_DIR
+from harness.deployment import LOG_DIR
 
 pytestmark = pytest.mark.integration
 

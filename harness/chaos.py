@@ -9,7 +9,7 @@ data), and the loss of the payment-deadline timer messages (the timer group is
 moved past them while the checkout worker is down). Carts grow to 30 lines,
 lines are decreased and increased again before the first change is answered,
 and cart reservations lapse before the payment deadline. Mixed in all along: hostile
-records on every input topic (see ``tests.support.hostile_records``).
+records on every input topic (see ``harness.support.hostile_records``).
 
 Then, once everything settled, the invariants:
 
@@ -24,7 +24,7 @@ Then, once everything settled, the invariants:
 8. every outbox drained and nothing was parked;
 9. no background task died: every worker's /healthz answers 200.
 
-``python -m bench.chaos --duration 300`` (``make chaos``) runs it on its own
+``python -m harness.chaos --duration 300`` (``make chaos``) runs it on its own
 servers and writes docs/chaos/report.md; a short run is part of ``make test``.
 """
 
@@ -51,7 +51,7 @@ from services.ops.offsets import reset_group_offsets
 from services.runtime.settings import Settings
 from services.stock_worker.audit import run_audit
 from services.ops.embedded import free_port
-from tests.support import Publisher, Tap, WorkerProcess, command, group_lag, healthz, hostile_records
+from harness.support import Publisher, Tap, WorkerProcess, command, group_lag, healthz, hostile_records
 
 WATCHED = ("cart.replies", "cart.events", "stock.events", "order.events", "stock.commands", "checkout.commands")
 WORKERS = ("cart", "stock", "checkout")
@@ -525,7 +525,7 @@ def main() -> None:
     finally:
         mongo.stop()
         kafka.stop()
-    text = f"# Chaos run\n\n`python -m bench.chaos --duration {args.duration:g} --users {args.users} --seed {args.seed}`\n\n" + report.markdown()
+    text = f"# Chaos run\n\n`python -m harness.chaos --duration {args.duration:g} --users {args.users} --seed {args.seed}`\n\n" + report.markdown()
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
     print(text)
