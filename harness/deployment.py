@@ -3,7 +3,9 @@ database and worker processes, so that tests never see each other's messages."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,3 +86,20 @@ async def open_deployment(backends: Backends, **env: str) -> Deployment:
     deployment = Deployment(backends, prefix, db_name, settings_env, connect(backends.mongo_url), publisher)
     await deployment.create_topics(*ALL_TOPICS)
     return deployment
+
+
+#: Every worker, for a deployment that runs the whole system.
+ALL_WORKERS = ("cart", "stock", "checkout")
+
+
+@contextlib.asynccontextmanager
+async def running(backends: Backends, workers: tuple[str, ...] = ALL_WORKERS, **env: str) -> AsyncIterator[Deployment]:
+    """A deployment with ``workers`` started, stopped and closed on the way out."""
+    deployment = await open_deployment(backends, **env)
+    for name in workers:
+        deployment.worker(name)
+    try:
+        yield deployment
+    finally:
+        await deployment.close()
+

@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from services.stock_worker.audit import run_audit
-from harness.deployment import open_deployment
+from harness.deployment import running
 from harness.support import PAYMENT, ask, cart_with, command, order_events, run_cli, stock_level, stocked
 
 pytestmark = pytest.mark.integration
@@ -24,26 +24,19 @@ DEADLINE_SECONDS = 3
 LATENESS_BOUND_SECONDS = 2.0
 
 
-
-
 @pytest_asyncio.fixture(scope="module")
 async def shop(backends):
-    deployment = await open_deployment(
+    async with running(
         backends,
         CARTFLOW_PAYMENT_TIMEOUT_SECONDS=str(DEADLINE_SECONDS),
         CARTFLOW_CHECKOUT_DEADLINE_GRACE_SECONDS="2",
         CARTFLOW_CHECKOUT_DEADLINE_SWEEP_SECONDS="1",
-    )
-    for worker in ("cart", "stock", "checkout"):
-        deployment.worker(worker)
-    try:
+    ) as deployment:
         yield deployment
         report = await run_audit(deployment.db)
         assert report.drifts == [], "stock conservation after every checkout of this module"
         async for level in deployment.db["stock.levels"].find():
             assert level["on_hand"] == level["available"] + level["reserved"] + level["sold"]
-    finally:
-        await deployment.close()
 
 
 
@@ -253,10 +246,7 @@ async def test_operators_can_show_a_checkout_and_list_stuck_ones(shop):
 
 
 async def test_checkout_reserves_again_a_line_whose_cart_reservation_expired(backends):
-    deployment = await open_deployment(backends, CARTFLOW_CART_RESERVATION_TTL="1")
-    for worker in ("cart", "stock", "checkout"):
-        deployment.worker(worker)
-    try:
+    async with running(backends, CARTFLOW_CART_RESERVATION_TTL="1") as deployment:
         shoe = await stocked(deployment, 3, "8.00")
         buyer, _ = await cart_with(deployment, (shoe, 2))
         stock_events = await deployment.tap("stock.events")
@@ -267,15 +257,10 @@ async def test_checkout_reserves_again_a_line_whose_cart_reservation_expired(bac
 
         assert reply["success"] and reply["data"]["total_amount"] == "16.00"
         await stock_level(deployment, shoe, reserved=2, available=1)
-    finally:
-        await deployment.close()
 
 
 async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(backends):
-    deployment = await open_deployment(backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false")
-    for worker in ("cart", "stock", "checkout"):
-        deployment.worker(worker)
-    try:
+    async with running(backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false") as deployment:
         shoe = await stocked(deployment, 3, "8.00")
         buyer, _ = await cart_with(deployment, (shoe, 2))
         greedy, _ = await cart_with(deployment, (shoe, 3))
@@ -291,8 +276,6 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
         assert detail["is_valid"] is False and detail["issues"][0]["message"] == "Only 1 items available"
         assert (await ask(deployment, "GetCart", user_id=greedy))["data"]["items"][0]["quantity"] == 3
         await stock_level(deployment, shoe, reserved=2, available=1)
-    finally:
-        await deployment.close()
 
 
 async def test_a_payment_parked_before_its_checkout_existed_is_redriven_and_pays(shop):

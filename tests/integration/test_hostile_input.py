@@ -17,12 +17,11 @@ import pytest_asyncio
 
 from services.ops.embedded import free_port
 from harness.deployment import open_deployment
-from harness.support import ask, command, healthz, hostile_records, new_id, stocked
+from harness.support import PAYMENT, ask, command, healthz, hostile_records, new_id, stocked
 
 pytestmark = pytest.mark.integration
 
 DEADLINE_SECONDS = 3
-PAYMENT = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon"}}
 
 
 @pytest_asyncio.fixture(scope="module")

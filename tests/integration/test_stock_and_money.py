@@ -15,28 +15,22 @@ import pytest_asyncio
 from services.runtime.mongo import ConcurrentModification, connect
 from services.stock_worker import domain as stock_domain
 from services.stock_worker import repository as stock_repository
-from harness.deployment import open_deployment
-from harness.support import ask, command, new_id, stock_level, stocked
+from harness.deployment import running
+from harness.support import PAYMENT, ask, command, new_id, stock_level, stocked
 
 pytestmark = pytest.mark.integration
 
-PAYMENT = {"payment_method": "card", "gateway_name": "stripe", "shipping_address": {"city": "Lyon"}}
 CART_TTL_SECONDS = 2
 
 
 @pytest_asyncio.fixture(scope="module")
 async def shop(backends):
-    deployment = await open_deployment(
+    async with running(
         backends,
         CARTFLOW_CART_RESERVATION_TTL=str(CART_TTL_SECONDS),
         CARTFLOW_STOCK_EXPIRY_SWEEP_SECONDS="0.2",
-    )
-    for worker in ("cart", "stock", "checkout"):
-        deployment.worker(worker)
-    try:
+    ) as deployment:
         yield deployment
-    finally:
-        await deployment.close()
 
 
 
@@ -106,10 +100,7 @@ async def test_a_paid_order_whose_units_were_sold_meanwhile_is_cancelled_and_its
 
 
 async def test_a_full_checkout_of_12_lines_with_reservation_at_checkout_commits_all_12(backends):
-    deployment = await open_deployment(backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false")
-    for worker in ("cart", "stock", "checkout"):
-        deployment.worker(worker)
-    try:
+    async with running(backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false") as deployment:
         products = [await stocked(deployment, 2, "1.00") for _ in range(12)]
         buyer = new_id("buyer")
         for pid in products:
@@ -122,8 +113,6 @@ async def test_a_full_checkout_of_12_lines_with_reservation_at_checkout_commits_
         assert len(await order_events(deployment, payment_id, "OrderPaid", count=12)) == 12
         for pid in products:
             await stock_level(deployment, pid, sold=1, reserved=0)
-    finally:
-        await deployment.close()
 
 
 async def test_a_second_distinct_payment_of_a_paid_checkout_asks_for_a_refund_and_sells_nothing_more(shop):
