@@ -1,0 +1,168 @@
+"""Commands that edit a cart: add, change a quantity, remove, clear."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from contracts.errors import ErrorCode
+from services.cart_worker.domain.events import CartCleared, ItemAdded, ItemQuantityChanged, ItemRemoved
+from services.cart_worker.domain.model import Cart, CartLimits, CartLine, DEFAULT_MAX_QUANTITY, Product
+from services.cart_worker.domain.outcomes import Accepted, Outcome, Rejected, invalid_quantity, item_not_found
+from services.cart_worker.domain.views import line_view
+
+
+def add_item(
+    cart: Cart,
+    product: Product | None,
+    *,
+    product_id: str,
+    quantity: int,
+    size: str | None,
+    properties: Mapping[str, Any] | None,
+    new_item_id: str,
+    now: datetime,
+    max_quantity: int = DEFAULT_MAX_QUANTITY,
+    limits: CartLimits | None = None,
+) -> Outcome:
+    """Put ``quantity`` units of a product into the cart, merging with its line if present.
+
+    The line snapshots the product's name, effective price and image as they
+    are now; a later catalog change is reported by ``check_changes`` rather
+    than silently applied.
+    """
+    if product is None or product.is_deleted:
+        return Rejected(
+            ErrorCode.PRODUCT_INACTIVE,
+            f"Product {product_id} is not available",
+            "Remove the product from the page or choose another one",
+        )
+    if product.has_sizes and size is None:
+        return Rejected(
+            ErrorCode.SIZE_REQUIRED,
+            f"Product {product_id} comes in sizes: choose one",
+            "Send the size, one of: " + ", ".join(option.size for option in product.sizes),
+        )
+    unit_price = product.effective_price(size)
+    if unit_price is None or (size is not None and not product.has_sizes):
+        return Rejected(
+            ErrorCode.SIZE_NOT_AVAILABLE,
+            f"Size {size} is not available for product {product_id}",
+            "Choose one of the sizes offered"
+            if product.has_sizes
+            else "This product has no sizes: send the command without one",
+        )
+    limits = limits or CartLimits(max_quantity=max_quantity)
+    max_quantity = limits.max_quantity
+    if not 1 <= quantity <= max_quantity:
+        return invalid_quantity(quantity, max_quantity)
+
+    existing = cart.line_for(product_id, size)
+    if existing is None and len(cart.lines) >= limits.max_lines:
+        return Rejected(
+            ErrorCode.CART_LIMIT_REACHED,
+            f"The cart already holds {len(cart.lines)} different items, the most it can hold",
+            "Remove an item or check out before adding another one",
+        )
+    merged = {**(existing.properties if existing else {}), **(properties or {})}
+    if not limits.properties_fit(merged):
+        return Rejected(
+            ErrorCode.CART_LIMIT_REACHED,
+            f"The item's properties would exceed {limits.max_property_keys} keys "
+            f"or {limits.max_property_bytes} bytes",
+            "Send fewer or shorter properties",
+        )
+    if existing is None:
+        line = CartLine(
+            item_id=new_item_id,
+            product_id=product_id,
+            size=size,
+            quantity=quantity,
+            product_name=product.name,
+            unit_price=unit_price,
+            image_url=product.image_url,
+            added_at=now,
+            updated_at=now,
+            properties=merged,
+        )
+    else:
+        room = max_quantity - existing.quantity
+        if quantity > room:
+            return Rejected(
+                ErrorCode.INVALID_QUANTITY,
+                f"Cannot add {quantity} more. Only {room} more allowed "
+                f"({existing.quantity} already in the cart, at most {max_quantity})",
+                f"Add at most {room} more" if room else "This line is full",
+                available_quantity=room,
+                item_id=existing.item_id,
+            )
+        line = replace(
+            existing,
+            quantity=existing.quantity + quantity,
+            updated_at=now,
+            properties=merged,
+        )
+    event = ItemAdded(
+        user_id=cart.user_id,
+        item_id=line.item_id,
+        product_id=product_id,
+        size=size,
+        quantity=quantity,
+        line_quantity=line.quantity,
+        unit_price=line.unit_price,
+        product_name=line.product_name,
+    )
+    return Accepted(cart.with_line(line, now), (event,), line_view(line, product, live=True), line.item_id)
+
+
+def update_item_quantity(
+    cart: Cart,
+    *,
+    item_id: str,
+    quantity: int,
+    now: datetime,
+    max_quantity: int = DEFAULT_MAX_QUANTITY,
+) -> Outcome:
+    """Set a line's quantity. Zero is not a quantity: ``remove_item`` removes."""
+    line = cart.line(item_id)
+    if line is None:
+        return item_not_found(item_id)
+    if not 1 <= quantity <= max_quantity:
+        return invalid_quantity(quantity, max_quantity)
+    if quantity == line.quantity:
+        return Accepted(cart, (), line_view(line, None), item_id)
+    updated = replace(line, quantity=quantity, updated_at=now)
+    event = ItemQuantityChanged(
+        user_id=cart.user_id,
+        item_id=item_id,
+        product_id=line.product_id,
+        size=line.size,
+        old_quantity=line.quantity,
+        new_quantity=quantity,
+    )
+    return Accepted(cart.with_line(updated, now), (event,), line_view(updated, None), item_id)
+
+
+def remove_item(cart: Cart, *, item_id: str, now: datetime) -> Outcome:
+    line = cart.line(item_id)
+    if line is None:
+        return item_not_found(item_id)
+    event = ItemRemoved(
+        user_id=cart.user_id,
+        item_id=item_id,
+        product_id=line.product_id,
+        size=line.size,
+        quantity=line.quantity,
+    )
+    return Accepted(cart.without([item_id], now), (event,), None, item_id)
+
+
+def clear_cart(cart: Cart, *, now: datetime) -> Outcome:
+    """Empty the cart. Clearing an empty cart succeeds and changes nothing."""
+    if cart.is_empty:
+        return Accepted(cart, (), {"removed_item_ids": []})
+    item_ids = [line.item_id for line in cart.lines]
+    event = CartCleared(user_id=cart.user_id, item_ids=item_ids)
+    return Accepted(cart.without(item_ids, now), (event,), {"removed_item_ids": item_ids})

@@ -1,0 +1,179 @@
+"""The cart aggregate and what it reads: limits, catalog entries, carts, their lines
+and the stock step a line may be waiting for."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+
+DEFAULT_MAX_QUANTITY = 99
+DEFAULT_MAX_LINES = 100
+DEFAULT_MAX_PROPERTY_KEYS = 50
+DEFAULT_MAX_PROPERTY_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class CartLimits:
+    """How large one cart may grow, so that its document and every reply about
+    it stay far below the database's and the broker's limits."""
+
+    max_quantity: int = DEFAULT_MAX_QUANTITY
+    max_lines: int = DEFAULT_MAX_LINES
+    max_property_keys: int = DEFAULT_MAX_PROPERTY_KEYS
+    max_property_bytes: int = DEFAULT_MAX_PROPERTY_BYTES
+
+    def properties_fit(self, properties: Mapping[str, Any]) -> bool:
+        encoded = json.dumps(properties, separators=(",", ":"), default=str, ensure_ascii=False).encode()
+        return len(properties) <= self.max_property_keys and len(encoded) <= self.max_property_bytes
+
+#: Reservation states of a cart line.
+UNTRACKED = "untracked"  # cart-time reservation is off
+PENDING = "pending"  # asked for, not answered yet
+RESERVED = "reserved"  # the stock worker holds reserved_quantity units for the line
+UNRESERVED = "unreserved"  # released by the stock worker (expired, product deleted)
+
+
+@dataclass(frozen=True)
+class SizeOption:
+    size: str
+    price: Decimal
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    name: str
+    price: Decimal
+    image_url: str | None = None
+    is_deleted: bool = False
+    sizes: tuple[SizeOption, ...] = ()
+
+    @property
+    def has_sizes(self) -> bool:
+        return bool(self.sizes)
+
+    def size_option(self, size: str | None) -> SizeOption | None:
+        return next((option for option in self.sizes if option.size == size), None)
+
+    def effective_price(self, size: str | None) -> Decimal | None:
+        """The price of one unit in ``size``; None where that size is not sold."""
+        if not self.has_sizes:
+            return self.price
+        option = self.size_option(size)
+        return option.price if option else None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between a cart line's snapshot and the catalog today."""
+
+    field: str  # "name" | "price" | "availability"
+    old: str | None
+    new: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "old": self.old, "new": self.new, "message": self.message}
+
+
+@dataclass(frozen=True)
+class CartLine:
+    item_id: str
+    product_id: str
+    size: str | None
+    quantity: int
+    product_name: str
+    unit_price: Decimal
+    image_url: str | None
+    added_at: datetime
+    updated_at: datetime
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    has_product_changed: bool = False
+    change_details: tuple[Change, ...] = ()
+    #: The stock reservation behind the line, when cart-time reservation is on.
+    reservation_id: str | None = None
+    #: Units the stock worker confirmed for this line.
+    reserved_quantity: int = 0
+    reservation_state: str = UNTRACKED
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+    @property
+    def is_reserved(self) -> bool:
+        return self.reservation_state == RESERVED
+
+
+@dataclass(frozen=True)
+class PendingStock:
+    """A command waiting for the stock worker's answer before it is confirmed.
+
+    While a cart has one, its later commands wait in the cart's queue, so a
+    user's commands still take effect in the order they were sent.
+    """
+
+    command: Mapping[str, Any]  # the command as received (contract JSON)
+    item_id: str
+    reservation_id: str
+    operation: str  # "reserve" | "adjust"
+    previous: CartLine | None  # the line before the command, restored on refusal
+    deadline: datetime
+    #: The message_id of the stock command this step waits on. Only an answer
+    #: caused by it (``causation_id``) resolves the step: two commands about one
+    #: reservation (a decrease, then an increase) can be in flight at once.
+    stock_command_id: str | None = None
+
+    def is_answered_by(self, causation_id: str | None, reservation_id: str) -> bool:
+        if self.stock_command_id is None:  # a step stored before answers were matched by cause
+            return reservation_id == self.reservation_id
+        return causation_id == self.stock_command_id
+
+
+@dataclass(frozen=True)
+class Cart:
+    user_id: str
+    lines: tuple[CartLine, ...] = ()
+    version: int = 0
+    updated_at: datetime | None = None
+    pending: PendingStock | None = None
+    #: Commands (contract JSON) received while ``pending`` was set, oldest first.
+    queue: tuple[Mapping[str, Any], ...] = ()
+    #: Last command of the buyer that touched the cart, and the housekeeping
+    #: moments it scheduled (see ``housekeeping``).
+    active_at: datetime | None = None
+    check_at: datetime | None = None
+    remind_at: datetime | None = None
+    expire_at: datetime | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.lines
+
+    def line(self, item_id: str) -> CartLine | None:
+        return next((line for line in self.lines if line.item_id == item_id), None)
+
+    def line_for(self, product_id: str, size: str | None) -> CartLine | None:
+        return next(
+            (line for line in self.lines if line.product_id == product_id and line.size == size),
+            None,
+        )
+
+    def with_line(self, new: CartLine, now: datetime) -> Cart:
+        """The cart with ``new`` in place of the line with its id, or appended."""
+        if self.line(new.item_id) is None:
+            lines = (*self.lines, new)
+        else:
+            lines = tuple(new if line.item_id == new.item_id else line for line in self.lines)
+        return replace(self, lines=lines, updated_at=now)
+
+    def without(self, item_ids: Iterable[str], now: datetime) -> Cart:
+        gone = set(item_ids)
+        return replace(
+            self, lines=tuple(line for line in self.lines if line.item_id not in gone), updated_at=now
+        )

@@ -1,0 +1,110 @@
+"""A line's stock step: who holds its reservation, waiting for the stock worker's
+answer, confirming or rolling it back, and the rejections that follow."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from contracts.errors import ErrorCode
+from services.cart_worker.domain.model import Cart, CartLine, PENDING, PendingStock, RESERVED, UNRESERVED
+from services.cart_worker.domain.outcomes import Rejected
+
+
+def holder_of(user_id: str, item_id: str) -> str:
+    """How a cart line names itself as the holder of a reservation."""
+    return f"cart:{user_id}:{item_id}"
+
+
+def parse_holder(holder: str | None) -> tuple[str, str] | None:
+    """(user_id, item_id) of a cart-line holder; None for any other holder."""
+    if not holder or not holder.startswith("cart:"):
+        return None
+    user_id, _, item_id = holder[len("cart:") :].rpartition(":")
+    return (user_id, item_id) if user_id and item_id else None
+
+
+def await_stock(
+    cart: Cart, pending: PendingStock, *, now: datetime
+) -> Cart:
+    """The cart with the pending line marked as waiting for the stock worker."""
+    line = cart.line(pending.item_id)
+    assert line is not None
+    waiting = replace(line, reservation_state=PENDING, reservation_id=pending.reservation_id)
+    return replace(cart.with_line(waiting, now), pending=pending)
+
+
+def confirm_stock(cart: Cart, quantity: int, *, now: datetime) -> Cart:
+    """The stock worker holds the units: the pending line is reserved."""
+    pending = cart.pending
+    assert pending is not None
+    line = cart.line(pending.item_id)
+    cart = replace(cart, pending=None)
+    if line is None:
+        return cart
+    reserved = replace(line, reservation_state=RESERVED, reserved_quantity=quantity, reservation_id=pending.reservation_id)
+    return cart.with_line(reserved, now)
+
+
+def roll_back_stock(cart: Cart, *, now: datetime) -> Cart:
+    """The units could not be had: the line is as it was before the command."""
+    pending = cart.pending
+    assert pending is not None
+    cart = replace(cart, pending=None)
+    if pending.previous is None:
+        return cart.without([pending.item_id], now)
+    return cart.with_line(pending.previous, now)
+
+
+def mark_released(cart: Cart, reservation_id: str, *, now: datetime) -> Cart:
+    """The stock worker let go of a line's units (expiry, product deleted)."""
+    pending = cart.pending
+    if pending is not None and pending.previous is not None and pending.previous.reservation_id == reservation_id:
+        # Should the step in flight be refused, the line goes back to holding nothing.
+        cart = replace(cart, pending=replace(pending, previous=unreserved(pending.previous)))
+    for line in cart.lines:
+        if line.reservation_id == reservation_id and line.reservation_state != PENDING:
+            return cart.with_line(unreserved(line), now)
+        if line.reservation_id == reservation_id:
+            # An adjustment is in flight for a reservation that just lapsed:
+            # nothing is held any more, whatever the answer will be.
+            return cart.with_line(replace(line, reserved_quantity=0), now)
+    return cart
+
+
+def unreserved(line: CartLine) -> CartLine:
+    """The line holding no reservation (its own lapsed)."""
+    return replace(line, reservation_state=UNRESERVED, reserved_quantity=0, reservation_id=None)
+
+
+def insufficient_stock(pending: PendingStock, command_type: str, requested: int, available: int) -> Rejected:
+    """The refusal in the words buyers know: "Only N items available" or
+    "Cannot add N more. Only M more available"."""
+    previous = pending.previous
+    if command_type == "AddItem" and previous is not None:
+        adding = requested - previous.quantity
+        more = max(available - previous.quantity, 0)
+        message = f"Cannot add {adding} more. Only {more} more available"
+        return Rejected(
+            ErrorCode.INSUFFICIENT_STOCK,
+            message,
+            f"Add at most {more} more" if more else "Keep the quantity already in the cart",
+            available_quantity=more,
+            item_id=previous.item_id,
+        )
+    return Rejected(
+        ErrorCode.INSUFFICIENT_STOCK,
+        f"Only {max(available, 0)} items available",
+        f"Choose a quantity of at most {max(available, 0)}" if available > 0 else "Choose another product",
+        available_quantity=max(available, 0),
+        item_id=previous.item_id if previous else None,
+    )
+
+
+def reservation_timed_out(pending: PendingStock) -> Rejected:
+    return Rejected(
+        ErrorCode.RESERVATION_FAILED,
+        "Stock could not be reserved in time",
+        "Try again in a moment",
+        item_id=pending.previous.item_id if pending.previous else None,
+    )
