@@ -12,12 +12,14 @@ import contextlib
 import functools
 import logging
 from datetime import datetime, timedelta
+from dataclasses import dataclass
 from typing import Any
 
 from faststream import FastStream
 # Module level: FastDepends resolves the handlers' annotations by name.
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.asynchronous.mongo_client import AsyncMongoClient
 
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.kafka import (
@@ -75,60 +77,30 @@ async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
     await db[f"{worker}.inbox"].create_index("processed_at")
 
 
-def http_routes(broker: Any, running: dict[str, Any]) -> list[tuple[str, Any]]:
-    """/healthz (alive: the loop answers, no background task ended or keeps failing), /readyz
-    (connected to Kafka and MongoDB) and /metrics (Prometheus)."""
-    from prometheus_client import make_asgi_app
+@dataclass
+class WorkerResources:
+    """What a running worker holds: opened at start-up, closed at shut-down."""
 
-    from services.runtime.observability import METRICS_REGISTRY
-
-    @get(include_in_schema=False)
-    async def healthz(scope: Any) -> AsgiResponse:
-        health = running.get("health")
-        problems = health.problems() if isinstance(health, TaskHealth) else []
-        if problems:
-            return AsgiResponse(f"unhealthy: {'; '.join(problems)}".encode(), 500)
-        return AsgiResponse(b"ok", 200)
-
-    @get(include_in_schema=False)
-    async def readyz(scope: Any) -> AsgiResponse:
-        client = running.get("client")
-        if client is None:
-            return AsgiResponse(b"starting", 503)
-        try:
-            async with asyncio.timeout(2):
-                await client.admin.command("ping")
-        except Exception:
-            return AsgiResponse(b"MongoDB unreachable", 503)
-        if not await broker.ping(timeout=2):
-            return AsgiResponse(b"Kafka unreachable", 503)
-        return AsgiResponse(b"ready", 200)
-
-    return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", make_asgi_app(METRICS_REGISTRY))]
+    client: AsyncMongoClient
+    producer: Any
+    relay: OutboxRelay
+    processor: BatchProcessor
+    health: TaskHealth
 
 
-def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) -> FastStream | AsgiFastStream:
-    """The worker as a FastStream application; with ``http_port`` set, an ASGI one
-    (run by uvicorn) that also serves the health and metrics endpoints."""
-    if not (settings.kafka_bootstrap and settings.mongo_url):
-        raise RuntimeError("set CARTFLOW_KAFKA_BOOTSTRAP and CARTFLOW_MONGO_URL (or use `cartflow up`)")
-    clock = clock or SystemClock()
-    bootstrap = settings.kafka_bootstrap
-    broker = make_broker(settings, bootstrap, name=f"cartflow-{spec.name}")
-    running: dict[str, Any] = {}
-    app: FastStream | AsgiFastStream = FastStream(broker, logger=log)
-    if settings.http_port is not None:
-        app = AsgiFastStream(broker, asgi_routes=http_routes(broker, running), logger=log)
+class WorkerLifespan:
+    """One worker's resources from start-up to shut-down. ``resources`` is None
+    until start-up has finished, so the probes can tell "starting" from "ready"."""
 
-    async def process(records: list[Incoming]) -> None:
-        processor = running["processor"]
-        assert isinstance(processor, BatchProcessor)
-        await processor.process(records)
+    def __init__(self, spec: WorkerSpec, settings: Settings, clock: Clock) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.clock = clock
+        self.resources: WorkerResources | None = None
 
-    subscribe_batches(broker, settings, worker=spec.name, topics=spec.consumes, process=process)
-
-    @app.on_startup
-    async def start_resources() -> None:
+    async def start(self) -> None:
+        spec, settings, clock = self.spec, self.settings, self.clock
+        bootstrap = settings.kafka_bootstrap or ""
         client = connect(settings.mongo_url or "")
         db = client[settings.mongo_db]
         await prepare_runtime_collections(db, spec.name)
@@ -179,37 +151,75 @@ def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) 
                 functools.partial(refresh_metrics, spec, settings, db, clock, beat),
                 every=settings.metrics_refresh_seconds,
             )
-        running.update(
-            client=client,
-            producer=producer,
-            relay=relay,
-            health=health,
-            processor=processor,
-        )
+        self.resources = WorkerResources(client, producer, relay, processor, health)
 
-    @app.after_shutdown
-    async def stop_resources() -> None:
-        health = running.get("health")
-        for task in health.tasks if isinstance(health, TaskHealth) else ():
+    async def stop(self) -> None:
+        """Background tasks first, then the relay publishes what is left, then the connections close."""
+        resources, self.resources = self.resources, None
+        if resources is None:
+            return
+        for task in resources.health.tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        relay = running.get("relay")
-        if isinstance(relay, OutboxRelay):
-            await relay.stop()
-        producer = running.get("producer")
-        if producer is not None:
-            await producer.stop()  # type: ignore[attr-defined]
-        client = running.get("client")
-        if client is not None:
-            await client.close()  # type: ignore[attr-defined]
-        processor = running.get("processor")
-        if isinstance(processor, BatchProcessor):
-            log.info(
-                "%s worker stopped: %d messages processed, %d MongoDB round trips",
-                spec.name,
-                processor.processed,
-                round_trips.count,
-            )
+        await resources.relay.stop()
+        await resources.producer.stop()
+        await resources.client.close()
+        log.info(
+            "%s worker stopped: %d messages processed, %d MongoDB round trips",
+            self.spec.name,
+            resources.processor.processed,
+            round_trips.count,
+        )
 
+    async def process(self, records: list[Incoming]) -> None:
+        if self.resources is None:
+            raise RuntimeError("the worker has not started")  # the batch is redelivered
+        await self.resources.processor.process(records)
+
+
+def http_routes(broker: Any, lifespan: WorkerLifespan) -> list[tuple[str, Any]]:
+    """/healthz (alive: the loop answers, no background task ended or keeps failing), /readyz
+    (connected to Kafka and MongoDB) and /metrics (Prometheus)."""
+    from prometheus_client import make_asgi_app
+
+    from services.runtime.observability import METRICS_REGISTRY
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Any) -> AsgiResponse:
+        problems = lifespan.resources.health.problems() if lifespan.resources else []
+        if problems:
+            return AsgiResponse(f"unhealthy: {'; '.join(problems)}".encode(), 500)
+        return AsgiResponse(b"ok", 200)
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Any) -> AsgiResponse:
+        if lifespan.resources is None:
+            return AsgiResponse(b"starting", 503)
+        try:
+            async with asyncio.timeout(2):
+                await lifespan.resources.client.admin.command("ping")
+        except Exception:
+            return AsgiResponse(b"MongoDB unreachable", 503)
+        if not await broker.ping(timeout=2):
+            return AsgiResponse(b"Kafka unreachable", 503)
+        return AsgiResponse(b"ready", 200)
+
+    return [("/healthz", healthz), ("/readyz", readyz), ("/metrics", make_asgi_app(METRICS_REGISTRY))]
+
+
+def build_app(spec: WorkerSpec, settings: Settings, clock: Clock | None = None) -> FastStream | AsgiFastStream:
+    """The worker as a FastStream application; with ``http_port`` set, an ASGI one
+    (run by uvicorn) that also serves the health and metrics endpoints."""
+    if not (settings.kafka_bootstrap and settings.mongo_url):
+        raise RuntimeError("set CARTFLOW_KAFKA_BOOTSTRAP and CARTFLOW_MONGO_URL (or use `cartflow up`)")
+    lifespan = WorkerLifespan(spec, settings, clock or SystemClock())
+    broker = make_broker(settings, settings.kafka_bootstrap, name=f"cartflow-{spec.name}")
+    app: FastStream | AsgiFastStream = FastStream(broker, logger=log)
+    if settings.http_port is not None:
+        app = AsgiFastStream(broker, asgi_routes=http_routes(broker, lifespan), logger=log)
+    subscribe_batches(broker, settings, worker=spec.name, topics=spec.consumes, process=lifespan.process)
+    # Resources open before the broker starts consuming and close after it stopped.
+    app.on_startup(lifespan.start)
+    app.after_shutdown(lifespan.stop)
     return app
