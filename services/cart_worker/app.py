@@ -13,7 +13,8 @@ from contracts.topics import (
     STOCK_EVENTS,
 )
 from services.cart_worker import repository
-from services.cart_worker.handlers import CartLogic, find_housekeeping_due, find_overdue
+from services.cart_worker.handlers import CartLogic
+from services.cart_worker.sweeps import find_housekeeping_due, find_overdue
 from services.runtime.spec import Sweep, WorkerSpec, dedup_key
 
 SPEC = WorkerSpec(

@@ -11,7 +11,8 @@ from decimal import Decimal
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
 from services.cart_worker.domain import RESERVED, Cart, CartLine, Product
-from services.cart_worker.handlers import CartLogic, CartUnit
+from services.cart_worker.handlers import CartLogic
+from services.cart_worker.unit import CartUnit
 from services.runtime.clock import ManualClock
 from services.runtime.settings import Settings
 

@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from services.cart_worker.handlers import CartLogic, CartUnit, StockAnswerOverdue
+from services.cart_worker.handlers import CartLogic
+from services.cart_worker.unit import CartUnit, StockAnswerOverdue
 from services.checkout_worker.domain import AWAITING_PAYMENT, PAID
 from services.checkout_worker.handlers import CheckoutLogic, CheckoutUnit, OverdueDeadline, UnknownPayment
 from services.runtime.clock import ManualClock

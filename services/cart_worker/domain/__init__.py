@@ -16,72 +16,72 @@ never modified, so a rejected or failed command leaves no trace.
 - ``views``: a line and a cart as replies show them.
 """
 
-from services.cart_worker.domain.model import (
-    DEFAULT_MAX_QUANTITY,
-    DEFAULT_MAX_LINES,
-    DEFAULT_MAX_PROPERTY_KEYS,
-    DEFAULT_MAX_PROPERTY_BYTES,
-    CartLimits,
-    UNTRACKED,
-    PENDING,
-    RESERVED,
-    UNRESERVED,
-    SizeOption,
-    Product,
-    Change,
-    CartLine,
-    PendingStock,
-    Cart,
-)
-from services.cart_worker.domain.events import (
-    ItemAdded,
-    ItemQuantityChanged,
-    ItemRemoved,
-    CartCleared,
-    ProductChangesDetected,
-    ChangesAccepted,
-    CartCheckedOut,
-    DomainEvent,
-)
-from services.cart_worker.domain.outcomes import (
-    Accepted,
-    Rejected,
-    Outcome,
-    item_not_found,
-    cart_empty,
-    invalid_quantity,
-)
 from services.cart_worker.domain.availability import (
-    stock_key,
     StockView,
     detect_changes,
     is_available,
+    stock_key,
+)
+from services.cart_worker.domain.changes import (
+    accept_changes,
+    check_changes,
+    validate_cart,
 )
 from services.cart_worker.domain.editing import (
     add_item,
-    update_item_quantity,
-    remove_item,
     clear_cart,
+    remove_item,
+    update_item_quantity,
 )
-from services.cart_worker.domain.changes import (
-    check_changes,
-    accept_changes,
-    validate_cart,
+from services.cart_worker.domain.events import (
+    CartCheckedOut,
+    CartCleared,
+    ChangesAccepted,
+    DomainEvent,
+    ItemAdded,
+    ItemQuantityChanged,
+    ItemRemoved,
+    ProductChangesDetected,
+)
+from services.cart_worker.domain.model import (
+    DEFAULT_MAX_LINES,
+    DEFAULT_MAX_PROPERTY_BYTES,
+    DEFAULT_MAX_PROPERTY_KEYS,
+    DEFAULT_MAX_QUANTITY,
+    PENDING,
+    RESERVED,
+    UNRESERVED,
+    UNTRACKED,
+    Cart,
+    CartLimits,
+    CartLine,
+    Change,
+    PendingStock,
+    Product,
+    SizeOption,
+)
+from services.cart_worker.domain.outcomes import (
+    Accepted,
+    Outcome,
+    Rejected,
+    cart_empty,
+    invalid_quantity,
+    item_not_found,
 )
 from services.cart_worker.domain.reservations import (
-    holder_of,
-    parse_holder,
     await_stock,
     confirm_stock,
-    roll_back_stock,
-    mark_released,
-    unreserved,
+    holder_of,
     insufficient_stock,
+    mark_released,
+    parse_holder,
     reservation_timed_out,
+    roll_back_stock,
+    unreserved,
 )
 from services.cart_worker.domain.views import (
-    line_view,
     cart_summary,
+    line_view,
 )
 
 __all__ = [

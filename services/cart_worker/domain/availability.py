@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.cart_worker.domain.model import CartLine, Change, PENDING, Product
+from services.cart_worker.domain.model import PENDING, CartLine, Change, Product
 
 
 def stock_key(product_id: str, size: str | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from contracts.errors import ErrorCode
 from services.cart_worker.domain.events import CartCleared, ItemAdded, ItemQuantityChanged, ItemRemoved
-from services.cart_worker.domain.model import Cart, CartLimits, CartLine, DEFAULT_MAX_QUANTITY, Product
+from services.cart_worker.domain.model import DEFAULT_MAX_QUANTITY, Cart, CartLimits, CartLine, Product
 from services.cart_worker.domain.outcomes import Accepted, Outcome, Rejected, invalid_quantity, item_not_found
 from services.cart_worker.domain.views import line_view
 

@@ -10,7 +10,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-
 DEFAULT_MAX_QUANTITY = 99
 DEFAULT_MAX_LINES = 100
 DEFAULT_MAX_PROPERTY_KEYS = 50

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from contracts.errors import ErrorCode
-from services.cart_worker.domain.model import Cart, CartLine, PENDING, PendingStock, RESERVED, UNRESERVED
+from services.cart_worker.domain.model import PENDING, RESERVED, UNRESERVED, Cart, CartLine, PendingStock
 from services.cart_worker.domain.outcomes import Rejected
 
 

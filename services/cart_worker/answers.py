@@ -1,0 +1,130 @@
+"""How the cart worker writes what it sends: the one reply each command gets, the
+events of an accepted change, and the commands it sends the stock worker."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from contracts import cart as cart_contract
+from contracts import stock as stock_contract
+from contracts.envelope import message_id_for
+from contracts.topics import (
+    CART_EVENTS,
+    CART_REPLIES,
+    CATALOG_EVENTS,
+    CHECKOUT_COMMANDS,
+    NOTIFICATIONS_EVENTS,
+    STOCK_COMMANDS,
+    STOCK_EVENTS,
+)
+from services.cart_worker import domain, housekeeping
+from services.cart_worker.domain import Accepted
+from services.cart_worker.unit import CartUnit, stock_command_id
+from services.runtime.clock import Clock
+from services.runtime.emit import causal_envelope, event_records
+from services.runtime.records import Outgoing
+from services.runtime.settings import Settings
+
+
+class CartSteps:
+    """What every part of the cart worker's handling shares: settings, clock, topics,
+    limits, and how answers and stock commands are written."""
+
+    name = "cart"
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.reserving = settings.cart_stock_reservation_enabled
+        self.catalog_topic = settings.topic(CATALOG_EVENTS)
+        self.stock_events_topic = settings.topic(STOCK_EVENTS)
+        self.stock_commands_topic = settings.topic(STOCK_COMMANDS)
+        self.replies_topic = settings.topic(CART_REPLIES)
+        self.events_topic = settings.topic(CART_EVENTS)
+        self.checkout_commands_topic = settings.topic(CHECKOUT_COMMANDS)
+        self.notifications_topic = settings.topic(NOTIFICATIONS_EVENTS)
+        self.limits = domain.CartLimits(
+            max_quantity=settings.cart_item_max_quantity,
+            max_lines=settings.cart_max_lines,
+            max_property_keys=settings.properties_max_keys,
+            max_property_bytes=settings.properties_max_bytes,
+        )
+        self.policy = housekeeping.Policy(
+            remind_after=timedelta(days=settings.cart_abandoned_threshold_days),
+            expire_after=timedelta(days=settings.cart_session_timeout_days),
+            check_every=timedelta(hours=settings.cart_change_check_interval_hours),
+            notify_changes=settings.cart_change_notifications_enabled,
+            notify_abandoned=settings.cart_abandoned_notifications_enabled,
+            auto_remove_unavailable=settings.cart_auto_remove_unavailable,
+        )
+
+    def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
+        raise NotImplementedError  # the command dispatch, in handlers.CartLogic
+
+    def _answer(self, command: Any, outcome: domain.Outcome, *, late: bool = False) -> list[Outgoing]:
+        now = self.clock.now()
+        envelope = causal_envelope(command.message_id, command.correlation_id, now)
+        common = {
+            "message_id": message_id_for(command.message_id, "CommandResult"),
+            "command_type": command.type,
+            "command_message_id": command.message_id,
+            "user_id": command.user_id,
+            "cart_item_id": outcome.item_id,
+            "data": outcome.data,
+            **envelope,
+        }
+        events: list[Outgoing] = []
+        if isinstance(outcome, Accepted):
+            result = cart_contract.CommandResult(success=True, **common)
+            events = event_records(
+                outcome.events, cart_contract, topic=self.events_topic, key=command.user_id,
+                cause_id=command.message_id, envelope=envelope,
+            )
+        else:
+            result = cart_contract.CommandResult(
+                success=False,
+                error_code=outcome.code,
+                error_message=outcome.message,
+                suggested_action=outcome.suggested_action,
+                available_quantity=outcome.available_quantity,
+                **common,
+            )
+        reply_to = command.reply_to or self.replies_topic
+        answers = command.message_id if late else None
+        reply = Outgoing(reply_to, command.user_id.encode(), result.to_json_bytes(), is_reply=True, answers=answers)
+        return [reply, *events]
+
+    def _with_cart_view(self, unit: CartUnit, outcome: Accepted) -> Accepted:
+        cart = outcome.cart
+        line = cart.line(outcome.item_id or "")
+        if line is None:
+            return outcome
+        product = unit.products.get(line.product_id)
+        data = {
+            **domain.line_view(line, product, live=True, stock=unit.stock),
+            "cart": domain.cart_summary(cart, unit.products, unit.stock),
+        }
+        return replace(outcome, data=data)
+
+    def _reserve(self, command: Any, line: domain.CartLine, reservation_id: str, expires_at: datetime) -> Outgoing:
+        return self._stock_command(
+            stock_contract.ReserveStock,
+            command.message_id,
+            command.correlation_id,
+            reservation_id=reservation_id,
+            product_id=line.product_id,
+            size=line.size,
+            quantity=line.quantity,
+            holder=domain.holder_of(command.user_id, line.item_id),
+            expires_at=expires_at,
+        )
+
+    def _stock_command(self, kind: type, cause_id: str, correlation_id: str | None, **fields: Any) -> Outgoing:
+        message = kind(
+            message_id=stock_command_id(cause_id, kind.__name__, fields["reservation_id"]),
+            **causal_envelope(cause_id, correlation_id, self.clock.now()),
+            **fields,
+        )
+        return Outgoing(self.stock_commands_topic, fields["product_id"].encode(), message.to_json_bytes())

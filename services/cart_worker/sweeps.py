@@ -1,0 +1,29 @@
+"""What the cart worker's sweeps find due in MongoDB: stock steps past their
+deadline and carts whose timers ran out."""
+
+from __future__ import annotations
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.cart_worker import housekeeping, repository
+from services.cart_worker.housekeeping import HousekeepingDue
+from services.cart_worker.unit import StockAnswerOverdue
+from services.runtime.clock import Clock
+from services.runtime.settings import Settings
+
+
+async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[StockAnswerOverdue]:
+    carts = await repository.carts_past_deadline(db, clock.now(), limit)
+    return [
+        StockAnswerOverdue(cart.user_id, cart.pending.reservation_id, str(cart.pending.command.get("message_id")))
+        for cart in carts
+        if cart.pending
+    ]
+
+
+async def find_housekeeping_due(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[HousekeepingDue]:
+    now, due = clock.now(), []
+    for task, moment in housekeeping.TASK_FIELDS.items():
+        for cart in await repository.carts_due(db, moment, now, limit):
+            due.append(HousekeepingDue(cart.user_id, task, getattr(cart, moment)))
+    return due
