@@ -30,7 +30,8 @@ from services.cart_worker.housekeeping import HousekeepingDue
 from services.cart_worker.stock_steps import StockSteps
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue, new_item_id
 from services.cart_worker.upkeep import CatalogAndHousekeeping
-from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.codec import Malformed
+from services.runtime.decoding import decode_record
 from services.runtime.processing import Work
 from services.runtime.records import Incoming, Outgoing
 
@@ -51,25 +52,20 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
     """The cart worker's logic as the batch processor drives it: decode, load, handle, save."""
 
     def decode(self, record: Incoming) -> Work:
+        # No one waits for an answer to an event; a malformed command is answered when it can be addressed.
         if record.topic == self.catalog_topic:
-            parsed = parse(record, catalog_event_adapter, CATALOG_TYPES)
-        elif record.topic == self.stock_events_topic:
-            parsed = parse(record, stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES)
-        else:
-            parsed = parse(record, cart_contract.cart_command_adapter, cart_contract.CART_COMMAND_TYPES, self.settings)
-        if not isinstance(parsed, Malformed):
-            return Work(record, parsed.message_id, parsed)
-        key = parsed.message_id or record.fingerprint
-        reply = self._invalid_reply(record, parsed) if record.topic not in self._event_topics else None
-        if reply is None:
-            now = self.clock.now()
-            letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=now)
-            return Work(record, key, None, (letter,))
-        return Work(record, key, None, (reply,))
-
-    @property
-    def _event_topics(self) -> tuple[str, str]:
-        return (self.catalog_topic, self.stock_events_topic)
+            return decode_record(record, catalog_event_adapter, CATALOG_TYPES, self.clock)
+        if record.topic == self.stock_events_topic:
+            adapter, types = stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES
+            return decode_record(record, adapter, types, self.clock)
+        return decode_record(
+            record,
+            cart_contract.cart_command_adapter,
+            cart_contract.CART_COMMAND_TYPES,
+            self.clock,
+            settings=self.settings,
+            answer=self._invalid_reply,
+        )
 
     def arrange(self, works: list[Work]) -> list[Work]:
         # Catalog events fetched together with commands were published no later

@@ -13,12 +13,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pymongo import ReplaceOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.cart_worker.domain import UNTRACKED, Cart, CartLine, Change, PendingStock, Product, SizeOption
-from services.runtime.mongo import write_versioned
+from services.runtime.mongo import find_by_ids, replace_all, write_versioned
 
 CARTS = "cart.carts"
 CATALOG = "cart.catalog"
@@ -156,38 +155,23 @@ def cart_from_doc(doc: dict[str, Any]) -> Cart:
 
 
 async def load_carts(db: AsyncDatabase, user_ids: Iterable[str]) -> dict[str, Cart]:
-    ids = list(set(user_ids))
-    if not ids:
-        return {}
-    return {doc["_id"]: cart_from_doc(doc) async for doc in db[CARTS].find({"_id": {"$in": ids}})}
+    return await find_by_ids(db[CARTS], user_ids, cart_from_doc)
 
 
 async def load_products(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[str, Product]:
-    ids = list(set(product_ids))
-    if not ids:
-        return {}
-    return {doc["_id"]: product_from_doc(doc) async for doc in db[CATALOG].find({"_id": {"$in": ids}})}
+    return await find_by_ids(db[CATALOG], product_ids, product_from_doc)
 
 
 async def load_carts_holding(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[str, Cart]:
-    ids = list(set(product_ids))
-    if not ids:
-        return {}
-    cursor = db[CARTS].find({"items.product_id": {"$in": ids}})
-    return {doc["_id"]: cart_from_doc(doc) async for doc in cursor}
+    return await find_by_ids(db[CARTS], product_ids, cart_from_doc, field="items.product_id")
 
 
 async def load_stock(db: AsyncDatabase, keys: Iterable[str]) -> dict[str, int]:
-    wanted = list(set(keys))
-    if not wanted:
-        return {}
-    return {doc["_id"]: doc["available"] async for doc in db[STOCK].find({"_id": {"$in": wanted}})}
+    return await find_by_ids(db[STOCK], keys, lambda doc: doc["available"])
 
 
 async def save_stock(db: AsyncDatabase, stock: dict[str, int], session: AsyncClientSession) -> None:
-    ops = [ReplaceOne({"_id": key}, {"_id": key, "available": available}, upsert=True) for key, available in stock.items()]
-    if ops:
-        await db[STOCK].bulk_write(ops, ordered=True, session=session)
+    await replace_all(db[STOCK], [{"_id": key, "available": available} for key, available in stock.items()], session)
 
 
 async def carts_past_deadline(db: AsyncDatabase, now: datetime, limit: int) -> list[Cart]:
@@ -202,10 +186,8 @@ async def carts_due(db: AsyncDatabase, field: str, now: datetime, limit: int) ->
 
 
 async def save_carts(db: AsyncDatabase, carts: Iterable[Cart], session: AsyncClientSession) -> None:
-    await write_versioned(db[CARTS], [(cart.version, cart_to_doc(cart)) for cart in carts], session)
+    await write_versioned(db[CARTS], carts, cart_to_doc, session)
 
 
 async def save_products(db: AsyncDatabase, products: Iterable[Product], session: AsyncClientSession) -> None:
-    ops = [ReplaceOne({"_id": p.product_id}, product_to_doc(p), upsert=True) for p in products]
-    if ops:
-        await db[CATALOG].bulk_write(ops, ordered=True, session=session)
+    await replace_all(db[CATALOG], map(product_to_doc, products), session)

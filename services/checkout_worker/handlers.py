@@ -24,7 +24,6 @@ from contracts import stock as stock_contract
 from contracts.cart import CommandResult
 from contracts.checkout import PaymentDeadlineReached, StartCheckout, deadline_adapter, start_checkout_adapter
 from contracts.envelope import message_id_for
-from contracts.errors import ErrorCode
 from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
 from contracts.topics import (
     CART_REPLIES,
@@ -50,7 +49,7 @@ from services.checkout_worker.domain import (
 )
 from services.runtime.clock import Clock
 from services.runtime.observability import DEADLINE_LATENESS
-from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.decoding import decode_record
 from services.runtime.emit import causal_envelope, event_records
 from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
@@ -100,23 +99,23 @@ class CheckoutLogic:
         if record.topic == self.stock_events:
             return self._decode_stock_answer(record)
         if record.topic == self.topics[PAYMENT_EVENTS]:
-            parsed = parse(record, payment_event_adapter, PAYMENT_EVENT_TYPES)
-        elif record.topic == self.topics[CHECKOUT_TIMEOUTS]:
-            parsed = parse(record, deadline_adapter, frozenset({"PaymentDeadlineReached"}))
-        else:
-            parsed = parse(record, start_checkout_adapter, frozenset({"StartCheckout"}), self.settings)
-        if not isinstance(parsed, Malformed):
-            return Work(record, parsed.message_id, parsed)
-        letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=self.clock.now())
-        return Work(record, parsed.message_id or record.fingerprint, None, (letter,))
+            return decode_record(record, payment_event_adapter, PAYMENT_EVENT_TYPES, self.clock)
+        if record.topic == self.topics[CHECKOUT_TIMEOUTS]:
+            return decode_record(record, deadline_adapter, frozenset({"PaymentDeadlineReached"}), self.clock)
+        return decode_record(
+            record, start_checkout_adapter, frozenset({"StartCheckout"}), self.clock, settings=self.settings
+        )
 
     def _decode_stock_answer(self, record: Incoming) -> Work:
         """Only answers to a saga's own commands matter here; the cart worker,
         which reads the same topic, dead-letters what is malformed."""
-        parsed = parse(record, stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES)
-        if isinstance(parsed, Malformed) or not _may_answer_a_saga(parsed):
-            return Work(record, record.fingerprint, skip=True)
-        return Work(record, parsed.message_id, parsed)
+        return decode_record(
+            record,
+            stock_contract.stock_event_adapter,
+            stock_contract.STOCK_EVENT_TYPES,
+            self.clock,
+            wanted=_may_answer_a_saga,
+        )
 
     def arrange(self, works: list[Work]) -> list[Work]:
         return works

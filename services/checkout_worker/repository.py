@@ -12,7 +12,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.checkout_worker.domain import AWAITING_PAYMENT, HELD, Checkout, Order
-from services.runtime.mongo import write_versioned
+from services.runtime.mongo import find_by_ids, write_versioned
 
 SAGAS = "checkout.sagas"
 
@@ -105,23 +105,16 @@ def checkout_from_doc(d: dict[str, Any]) -> Checkout:
 
 
 async def load(db: AsyncDatabase, payment_ids: Iterable[str]) -> dict[str, Checkout]:
-    ids = list(set(payment_ids))
-    if not ids:
-        return {}
-    return {d["_id"]: checkout_from_doc(d) async for d in db[SAGAS].find({"_id": {"$in": ids}})}
+    return await find_by_ids(db[SAGAS], payment_ids, checkout_from_doc)
 
 
 async def load_waiting_on(db: AsyncDatabase, command_ids: Iterable[str]) -> dict[str, Checkout]:
     """The sagas with an order waiting for the answer to one of these stock commands."""
-    ids = list(set(command_ids))
-    if not ids:
-        return {}
-    cursor = db[SAGAS].find({"orders.stock_command_id": {"$in": ids}})
-    return {d["_id"]: checkout_from_doc(d) async for d in cursor}
+    return await find_by_ids(db[SAGAS], command_ids, checkout_from_doc, field="orders.stock_command_id")
 
 
 async def save(db: AsyncDatabase, checkouts: Iterable[Checkout], session: AsyncClientSession) -> None:
-    await write_versioned(db[SAGAS], [(c.version, checkout_to_doc(c)) for c in checkouts], session)
+    await write_versioned(db[SAGAS], checkouts, checkout_to_doc, session)
 
 
 async def awaiting_past(db: AsyncDatabase, moment: datetime, limit: int = 1000) -> list[Checkout]:

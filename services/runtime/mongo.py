@@ -1,9 +1,10 @@
-"""MongoDB access: the client, the durable write concern, and which faults are passing."""
+"""MongoDB access: the client, the durable write concern, which faults are
+passing, and the reads and writes every repository does the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
 
 from pymongo import AsyncMongoClient, InsertOne, ReplaceOne, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -34,20 +35,62 @@ class ConcurrentModification(Exception):
     """Another consumer changed an aggregate between our read and our write."""
 
 
+class Versioned(Protocol):
+    """An aggregate that knows the version it was read at (0 when new,
+    ``LEGACY_VERSION`` when stored before documents carried one)."""
+
+    @property
+    def version(self) -> int: ...
+
+
+T = TypeVar("T")
+V = TypeVar("V", bound=Versioned)
+
+
+async def find_by_ids(
+    collection: AsyncCollection,
+    ids: Iterable[str],
+    from_doc: Callable[[dict[str, Any]], T],
+    *,
+    field: str = "_id",
+) -> dict[str, T]:
+    """The documents whose ``field`` is one of ``ids``, read in one query, as
+    ``from_doc`` makes them, by ``_id``. ``field`` may name a field of an array's
+    elements (``items.product_id``): a document matches when any element does."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}  # no round trip for nothing
+    return {doc["_id"]: from_doc(doc) async for doc in collection.find({field: {"$in": wanted}})}
+
+
+async def replace_all(
+    collection: AsyncCollection, documents: Iterable[dict[str, Any]], session: AsyncClientSession
+) -> None:
+    """Upsert documents by ``_id``, last writer wins: for read models that copy
+    what another service owns, where a newer event simply replaces an older one."""
+    ops = [ReplaceOne({"_id": document["_id"]}, document, upsert=True) for document in documents]
+    if ops:
+        await collection.bulk_write(ops, ordered=True, session=session)
+
+
 async def write_versioned(
-    collection: AsyncCollection, documents: Iterable[tuple[int, dict[str, Any]]], session: AsyncClientSession
+    collection: AsyncCollection,
+    aggregates: Iterable[V],
+    to_doc: Callable[[V], dict[str, Any]],
+    session: AsyncClientSession,
 ) -> None:
     """Write aggregates under optimistic concurrency.
 
-    Each ``(version_read, document)`` is written at ``version_read + 1``: inserted
-    when it was new (a concurrent insert fails on the primary key), otherwise
-    replaced only if the stored version is still the one that was read.
-    Anything else raises ``ConcurrentModification``, and the unit of work is
-    retried from a fresh read.
+    Each aggregate read at ``version`` is written as ``to_doc`` makes it, at
+    ``version + 1``: inserted when it was new (a concurrent insert fails on the
+    primary key), otherwise replaced only if the stored version is still the
+    one that was read. Anything else raises ``ConcurrentModification``, and the
+    unit of work is retried from a fresh read.
     """
     inserts, replaces = [], []
-    for version, document in documents:
-        document = {**document, "version": max(version, 0) + 1}
+    for aggregate in aggregates:
+        version = aggregate.version
+        document = {**to_doc(aggregate), "version": max(version, 0) + 1}
         if version == 0:
             inserts.append(InsertOne(document))
         elif version == LEGACY_VERSION:

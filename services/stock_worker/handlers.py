@@ -15,10 +15,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts import stock as stock_contract
-from contracts.errors import ErrorCode
 from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
 from services.runtime.clock import Clock
-from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.decoding import decode_record
 from services.runtime.emit import causal_envelope, event_records
 from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
@@ -69,11 +68,8 @@ class StockLogic:
         self.commands_topic = settings.topic(STOCK_COMMANDS)
 
     def decode(self, record: Incoming) -> Work:
-        parsed = parse(record, stock_contract.stock_command_adapter, stock_contract.STOCK_COMMAND_TYPES)
-        if not isinstance(parsed, Malformed):
-            return Work(record, parsed.message_id, parsed)
-        letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=self.clock.now())
-        return Work(record, parsed.message_id or record.fingerprint, None, (letter,))
+        adapter, types = stock_contract.stock_command_adapter, stock_contract.STOCK_COMMAND_TYPES
+        return decode_record(record, adapter, types, self.clock)
 
     def arrange(self, works: list[Work]) -> list[Work]:
         return works

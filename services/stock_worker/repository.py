@@ -16,7 +16,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.runtime.mongo import LEGACY_VERSION, write_versioned
+from services.runtime.mongo import LEGACY_VERSION, find_by_ids, write_versioned
 from services.stock_worker.domain import ACTIVE, Reservation, StockLevel
 
 LEVELS = "stock.levels"
@@ -88,18 +88,11 @@ def reservation_from_doc(doc: dict[str, Any]) -> Reservation:
 
 
 async def load_reservations(db: AsyncDatabase, ids: Iterable[str]) -> dict[str, Reservation]:
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    cursor = db[RESERVATIONS].find({"_id": {"$in": wanted}})
-    return {doc["_id"]: reservation_from_doc(doc) async for doc in cursor}
+    return await find_by_ids(db[RESERVATIONS], ids, reservation_from_doc)
 
 
 async def load_levels(db: AsyncDatabase, keys: Iterable[str]) -> dict[str, StockLevel]:
-    wanted = list(set(keys))
-    if not wanted:
-        return {}
-    return {doc["_id"]: level_from_doc(doc) async for doc in db[LEVELS].find({"_id": {"$in": wanted}})}
+    return await find_by_ids(db[LEVELS], keys, level_from_doc)
 
 
 async def save(
@@ -108,8 +101,8 @@ async def save(
     reservations: Iterable[Reservation],
     session: AsyncClientSession,
 ) -> None:
-    await write_versioned(db[LEVELS], [(level.version, level_to_doc(level)) for level in levels], session)
-    await write_versioned(db[RESERVATIONS], [(r.version, reservation_to_doc(r)) for r in reservations], session)
+    await write_versioned(db[LEVELS], levels, level_to_doc, session)
+    await write_versioned(db[RESERVATIONS], reservations, reservation_to_doc, session)
 
 
 async def due_reservations(db: AsyncDatabase, now: datetime, limit: int) -> list[Reservation]:

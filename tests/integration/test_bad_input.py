@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from services.runtime import headers as h
 from harness.support import command
 
 pytestmark = pytest.mark.integration
@@ -63,15 +64,15 @@ def add_item(shop, **overrides):
 )
 async def test_a_command_that_cannot_be_answered_is_dead_lettered_with_the_reason(cart_deployment, value):
     headers = await dead_letter(cart_deployment, "cart.commands", value)
-    assert headers["cartflow-error-code"] == b"INVALID_MESSAGE"
-    assert headers["cartflow-source-topic"] == cart_deployment.topic("cart.commands").encode()
-    assert headers["cartflow-error"]
+    assert headers[h.ERROR_CODE] == b"INVALID_MESSAGE"
+    assert headers[h.SOURCE_TOPIC] == cart_deployment.topic("cart.commands").encode()
+    assert headers[h.ERROR]
 
 
 async def test_a_malformed_catalog_event_is_dead_lettered(cart_deployment):
     bad = json.dumps(command("ProductUpserted", product_id="p", name="x", price=74.99)).encode()
     headers = await dead_letter(cart_deployment, "catalog.events", bad)
-    assert b"decimal string" in headers["cartflow-error"]
+    assert b"decimal string" in headers[h.ERROR]
 
 
 @pytest.mark.parametrize(

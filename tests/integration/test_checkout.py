@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
+from services.runtime import headers as h
 from services.stock_worker.audit import run_audit
 from harness.deployment import running
 from harness.support import PAYMENT, ask, cart_with, command, order_events, run_cli, stock_level, stocked
@@ -323,7 +324,7 @@ async def test_a_redriven_record_that_fails_again_is_parked_again_not_looped(sho
     second = await run_cli(shop, "dlq", "redrive", "payment.events", *only)
 
     assert "re-published 1" in first.stdout
-    assert parked[-1].headers["cartflow-redrive-count"] == b"1"
+    assert parked[-1].headers[h.REDRIVE_COUNT] == b"1"
     assert "skipped 1" in second.stdout and "re-published 0" in second.stdout
 
 

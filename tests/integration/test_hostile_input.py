@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
+from services.runtime import headers as h
 from services.ops.embedded import free_port
 from harness.deployment import open_deployment
 from harness.support import PAYMENT, ask, command, healthz, hostile_records, new_id, stocked
@@ -101,8 +102,8 @@ async def test_a_record_larger_than_the_limit_is_dead_lettered_unread_and_the_wo
     (letter,) = await dlq.wait_for(lambda r: r.value == value)
     after = await ask(system, "GetCart", user_id=buyer)
 
-    assert letter.headers["cartflow-error-code"] == b"INVALID_MESSAGE"
-    assert b"exceeds the limit" in letter.headers["cartflow-error"]
+    assert letter.headers[h.ERROR_CODE] == b"INVALID_MESSAGE"
+    assert b"exceeds the limit" in letter.headers[h.ERROR]
     assert after["success"] and after["data"]["items"] == []
     await outboxes_drained(system)
 

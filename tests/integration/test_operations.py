@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.runtime import headers as h
 from harness.deployment import open_deployment
 from harness.support import command, group_lag, run_cli, topic_size
 
@@ -111,7 +112,7 @@ async def test_replay_into_another_topic_copies_only_the_chosen_time_range(
     copied = await copy.wait_for(lambda r: True, count=3)
     assert sorted(r.json["message_id"] for r in copied) == sorted(m["message_id"] for m in chosen)
     source = cart_deployment.topic("audit.source").encode()
-    assert all(r.headers["cartflow-replayed-from"].startswith(source) for r in copied)
+    assert all(r.headers[h.REPLAYED_FROM].startswith(source) for r in copied)
 
 
 async def test_a_rewound_stock_group_rereads_everything_and_changes_nothing(backends):

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from services.runtime import headers as h
 from services.runtime.clock import ManualClock
 from services.runtime.mongo import connect
 from services.runtime.processing import BatchProcessor, UnitOfWork, Work
@@ -90,7 +91,7 @@ async def test_a_failing_message_is_dead_lettered_alone_and_leaves_no_trace(db):
     outbox = [doc async for doc in db["counting.outbox"].find().sort("_id")]
     dead = [doc for doc in outbox if doc["topic"] == "counting.commands.dlq"]
     assert len(dead) == 1 and dead[0]["value"] == batch[1].value
-    assert dict(dead[0]["headers"])["cartflow-error-code"] == b"INTERNAL_ERROR"
+    assert dict(dead[0]["headers"])[h.ERROR_CODE] == b"INTERNAL_ERROR"
     assert await db["counting.inbox"].count_documents({}) == 4
     events = [json.loads(doc["value"]) for doc in outbox if doc["topic"] == "counting.events"]
     assert [e["amount"] for e in events] == [1, 2, 5, 1, 2, 5], "replies of repeats are sent again"

@@ -15,6 +15,7 @@ from collections import Counter
 import pytest
 import pytest_asyncio
 
+from services.runtime import headers as h
 from services.stock_worker.audit import run_audit
 from harness.deployment import open_deployment
 from harness.support import ROOT, command, level, settled_level, stock_product
@@ -218,7 +219,7 @@ async def test_a_malformed_stock_command_is_dead_lettered(shop):
     bad = json.dumps(command("SetStock", product_id="p", on_hand=-5)).encode()
     await shop.publisher.raw(shop.topic("stock.commands"), bad, b"p")
     (record,) = await dlq.wait_for(lambda r: r.value == bad)
-    assert record.headers["cartflow-error-code"] == b"INVALID_MESSAGE"
+    assert record.headers[h.ERROR_CODE] == b"INVALID_MESSAGE"
 
 
 async def test_an_idle_carts_reservation_expires_on_time_and_the_cart_shows_it(backends):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
+from services.runtime import headers as h
 from services.runtime.mongo import ConcurrentModification, connect
 from services.stock_worker import domain as stock_domain
 from services.stock_worker import repository as stock_repository
@@ -179,7 +180,7 @@ async def test_a_start_checkout_whose_total_is_not_the_sum_of_its_lines_is_dead_
     await shop.publisher.raw(shop.topic("checkout.commands"), value, b"pay-forged")
 
     (letter,) = await dlq.wait_for(lambda r: r.value == value)
-    assert b"sum of the lines" in letter.headers["cartflow-error"]
+    assert b"sum of the lines" in letter.headers[h.ERROR]
     assert await shop.db["checkout.sagas"].find_one({"_id": "pay-forged"}) is None
 
 

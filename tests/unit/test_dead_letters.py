@@ -3,6 +3,7 @@ what a producer put in the record's own headers."""
 
 from datetime import UTC, datetime
 
+from services.runtime import headers as h
 from services.runtime.codec import dead_letter
 from services.ops.dlq import DeadLetter
 from services.runtime.records import Incoming
@@ -15,8 +16,8 @@ def test_a_producer_cannot_pose_as_the_reason_a_record_was_dead_lettered():
     letter = dead_letter(record, error_code="INVALID_MESSAGE", reason="not a command", now=datetime.now(UTC))
     parked = DeadLetter(0, 0, 0, letter.key, letter.value, letter.headers)
 
-    assert parked.header("cartflow-error") == "not a command"
-    assert parked.header("cartflow-error-code") == "INVALID_MESSAGE"
+    assert parked.header(h.ERROR) == "not a command"
+    assert parked.header(h.ERROR_CODE) == "INVALID_MESSAGE"
     assert parked.header("trace") == "t", "the producer's other headers are kept for a redrive"
 
 

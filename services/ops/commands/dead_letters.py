@@ -11,6 +11,7 @@ import typer
 
 from services.ops.commands.connections import kafka_bootstrap, open_database
 from services.ops.workers import WORKERS
+from services.runtime import headers as h
 from services.runtime.settings import Settings
 
 dlq = typer.Typer(help="Dead-letter topics: what is parked and why; send it back.", no_args_is_help=True)
@@ -36,8 +37,8 @@ def dlq_list(topic: Annotated[str, typer.Argument(help="The source topic, e.g. c
         table.add_row(
             f"{letter.partition}:{letter.offset}",
             letter.message_id or "-",
-            letter.header("cartflow-error-code") or "-",
-            (letter.header("cartflow-error") or "-")[:120],
+            letter.header(h.ERROR_CODE) or "-",
+            (letter.header(h.ERROR) or "-")[:120],
             str(letter.redrive_count),
         )
     Console(width=200).print(table)

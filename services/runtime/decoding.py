@@ -1,0 +1,54 @@
+"""From a consumed record to the ``Work`` a worker's ``decode`` returns: the
+message and its dedup key, or what a malformed record gets instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from contracts.errors import ErrorCode
+from services.runtime.clock import Clock
+from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.processing import Work
+from services.runtime.records import Incoming, Outgoing
+from services.runtime.settings import Settings
+
+#: What a worker answers a malformed record with, if it can address an answer
+#: (None: no one to answer, the record is dead-lettered).
+Answer = Callable[[Incoming, Malformed], Outgoing | None]
+
+
+def decode_record(
+    record: Incoming,
+    adapter: TypeAdapter[Any],
+    known_types: frozenset[str],
+    clock: Clock,
+    *,
+    settings: Settings | None = None,
+    answer: Answer | None = None,
+    wanted: Callable[[Any], bool] | None = None,
+) -> Work:
+    """``record`` parsed as one of ``known_types`` (within the limits of
+    ``settings``, when given), keyed by its ``message_id``.
+
+    A malformed record is keyed by its ``message_id`` when it has a usable one
+    (a repeat is then answered from the inbox), else by its bytes; it gets the
+    rejection ``answer`` makes, or else an ``INVALID_MESSAGE`` dead letter.
+
+    With ``wanted``, the topic is one the worker reads for a few messages only:
+    every other record, malformed ones included, is skipped, since whichever
+    worker owns the topic dead-letters what is malformed on it.
+    """
+    parsed = parse(record, adapter, known_types, settings)
+    if not isinstance(parsed, Malformed) and (wanted is None or wanted(parsed)):
+        return Work(record, parsed.message_id, parsed)
+    if wanted is not None:
+        return Work(record, record.fingerprint, skip=True)
+    key = parsed.message_id or record.fingerprint
+    reply = answer(record, parsed) if answer is not None else None
+    if reply is not None:
+        return Work(record, key, None, (reply,))
+    letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=clock.now())
+    return Work(record, key, None, (letter,))
