@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import AliasChoices, BeforeValidator, Field, TypeAdapter
 
-from contracts.envelope import BoundedInt, Command, Event, Identifier, Money
+from contracts.envelope import Command, Event, Identifier, LooseIdentifier, LooseInt, Money
 
 Properties = Annotated[dict[str, Any], Field(max_length=50)]
-ItemIds = Annotated[list[Identifier], Field(min_length=1, max_length=500)]
-Address = Annotated[dict[str, Any], Field(max_length=50)]
+ItemIds = Annotated[list[LooseIdentifier], Field(min_length=1, max_length=500)]
+#: A shipping address as an object of fields, or as one line of text.
+Address = Annotated[dict[str, Any], Field(max_length=50)] | Annotated[str, Field(min_length=1, max_length=1000)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+#: A size; an empty string (what a form without a size sends) means none.
+Size = Annotated[Identifier | None, BeforeValidator(lambda value: None if value == "" else value)]
+
+# The names the original carts app's clients send, read beside cartflow's own.
+def _item_id() -> Any:
+    return Field(validation_alias=AliasChoices("item_id", "cart_item_id"))
+
+
+def _item_ids() -> Any:
+    return Field(default=None, validation_alias=AliasChoices("item_ids", "cart_item_ids"))
 
 
 # --- commands (in, key user_id) -------------------------------------------------
@@ -20,23 +31,25 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 class AddItem(Command):
     type: Literal["AddItem"] = "AddItem"
     user_id: Identifier
-    product_id: Identifier
-    quantity: BoundedInt = 1
-    size: Identifier | None = None
-    properties: Properties | None = None
+    product_id: LooseIdentifier
+    quantity: LooseInt = 1
+    size: Size = None
+    properties: Properties | None = Field(
+        default=None, validation_alias=AliasChoices("properties", "product_properties")
+    )
 
 
 class UpdateItemQuantity(Command):
     type: Literal["UpdateItemQuantity"] = "UpdateItemQuantity"
     user_id: Identifier
-    item_id: Identifier
-    quantity: BoundedInt
+    item_id: LooseIdentifier = _item_id()
+    quantity: LooseInt
 
 
 class RemoveItem(Command):
     type: Literal["RemoveItem"] = "RemoveItem"
     user_id: Identifier
-    item_id: Identifier
+    item_id: LooseIdentifier = _item_id()
 
 
 class ClearCart(Command):
@@ -49,6 +62,13 @@ class GetCart(Command):
     user_id: Identifier
 
 
+class GetCartCount(Command):
+    """Added to v1: how many units the cart holds and their total (a cart badge)."""
+
+    type: Literal["GetCartCount"] = "GetCartCount"
+    user_id: Identifier
+
+
 class CheckChanges(Command):
     type: Literal["CheckChanges"] = "CheckChanges"
     user_id: Identifier
@@ -57,30 +77,35 @@ class CheckChanges(Command):
 class AcceptChanges(Command):
     type: Literal["AcceptChanges"] = "AcceptChanges"
     user_id: Identifier
-    item_ids: ItemIds | None = None
+    item_ids: ItemIds | None = _item_ids()
 
 
 class ValidateCart(Command):
     type: Literal["ValidateCart"] = "ValidateCart"
     user_id: Identifier
-    item_ids: ItemIds | None = None
+    item_ids: ItemIds | None = _item_ids()
 
 
 class CheckoutItem(Command):
+    """``payment_method`` defaults to ``credit_card``, ``gateway_name`` to the
+    deployment's ``CARTFLOW_CHECKOUT_DEFAULT_GATEWAY``; the address is optional."""
+
     type: Literal["CheckoutItem"] = "CheckoutItem"
     user_id: Identifier
-    item_id: Identifier
-    payment_method: Text
-    gateway_name: Text
-    shipping_address: Address
+    item_id: LooseIdentifier = _item_id()
+    payment_method: Text = "credit_card"
+    gateway_name: Text | None = None
+    shipping_address: Address | None = None
 
 
 class CheckoutCart(Command):
+    """Defaults as for ``CheckoutItem``."""
+
     type: Literal["CheckoutCart"] = "CheckoutCart"
     user_id: Identifier
-    payment_method: Text
-    gateway_name: Text
-    shipping_address: Address
+    payment_method: Text = "credit_card"
+    gateway_name: Text | None = None
+    shipping_address: Address | None = None
 
 
 CartCommand = Annotated[
@@ -89,6 +114,7 @@ CartCommand = Annotated[
     | RemoveItem
     | ClearCart
     | GetCart
+    | GetCartCount
     | CheckChanges
     | AcceptChanges
     | ValidateCart
@@ -103,6 +129,7 @@ CART_COMMANDS = (
     RemoveItem,
     ClearCart,
     GetCart,
+    GetCartCount,
     CheckChanges,
     AcceptChanges,
     ValidateCart,

@@ -53,6 +53,11 @@ CHANNELS = (
         (checkout.PaymentDeadlineReached,),
     ),
     Channel(
+        topics.CHECKOUT_QUERIES, "in", "payment_id",
+        "Questions about checkouts from upstream services (GetCheckout). Each gets one CommandResult on its reply_to topic.",
+        (checkout.GetCheckout,),
+    ),
+    Channel(
         topics.PAYMENT_EVENTS, "in", "payment_id", "Outcomes from the payment gateway adapter.",
         (payment.PaymentSucceeded, payment.PaymentFailed),
     ),

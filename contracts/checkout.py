@@ -52,7 +52,7 @@ class StartCheckout(Command):
     total_amount: Money
     payment_method: str
     gateway_name: str
-    shipping_address: dict[str, Any]
+    shipping_address: dict[str, Any] | str | None = None
     #: The upstream command this checkout answers.
     command_type: str
     command_message_id: str
@@ -74,3 +74,17 @@ class PaymentDeadlineReached(Event):
 
 start_checkout_adapter: TypeAdapter[Any] = TypeAdapter(StartCheckout)
 deadline_adapter: TypeAdapter[Any] = TypeAdapter(PaymentDeadlineReached)
+
+
+class GetCheckout(Command):
+    """Added to v1, on ``checkout.queries``: where a checkout stands (each order's
+    status, the payment deadline and the time left, paid or cancelled and why).
+    Answered with one ``CommandResult`` on ``reply_to`` (default ``cart.replies``);
+    a payment id that is not the user's is answered ``CHECKOUT_NOT_FOUND``."""
+
+    type: Literal["GetCheckout"] = "GetCheckout"
+    user_id: Identifier
+    payment_id: Identifier
+
+
+get_checkout_adapter: TypeAdapter[Any] = TypeAdapter(GetCheckout)

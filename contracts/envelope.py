@@ -44,6 +44,26 @@ def is_identifier(value: object) -> bool:
 BoundedInt = Annotated[int, Field(strict=True, ge=-(2**63), le=2**63 - 1)]
 
 
+def _integer_as_text(value: Any) -> Any:
+    """The original app's clients send numeric ids (``"product_id": 123``): read as ``"123"``."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _digits_as_integer(value: Any) -> Any:
+    """A quantity sent as a numeric string (``"2"``, as a form field gives it) is that number."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return value
+
+
+_DIGITS = re.compile(r"-?\d{1,19}", re.ASCII)
+
+#: An identifier a client may also send as a JSON integer (read as its decimal string).
+LooseIdentifier = Annotated[Identifier, BeforeValidator(_integer_as_text)]
+#: A count a client may also send as a string of digits.
+LooseInt = Annotated[BoundedInt, BeforeValidator(_digits_as_integer)]
+
+
 #: Money on the wire: plain ASCII digits, at most 13 of them, and an optional dot
 #: followed by one or two decimals. No sign, exponent, separator or white space.
 MONEY_PATTERN = r"^\d{1,13}(\.\d{1,2})?$"

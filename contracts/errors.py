@@ -29,3 +29,22 @@ class ErrorCode(StrEnum):
     # The command was well formed but processing it failed inside cartflow;
     # the message is also dead-lettered for an operator.
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Added to v1 with GetCheckout: no checkout of this user has that payment id.
+    CHECKOUT_NOT_FOUND = "CHECKOUT_NOT_FOUND"
+
+
+#: The text each code carries in ``error_message``, as the carts app that cartflow
+#: re-implements words it; its clients show ``error_message`` as it is. Where a
+#: refusal has details the original shows (how many are available, which size),
+#: the message carries them instead ("Only 5 items available (requested 10)").
+ERROR_MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.CART_EMPTY: "Cart is empty",
+    ErrorCode.ITEM_NOT_FOUND: "Cart item not found",
+    ErrorCode.INSUFFICIENT_STOCK: "Insufficient stock available",
+    ErrorCode.PRODUCT_INACTIVE: "Product is no longer available",
+    ErrorCode.SIZE_REQUIRED: "Size selection required for this product",
+    ErrorCode.SIZE_NOT_AVAILABLE: "Selected size is not available",
+    ErrorCode.INVALID_QUANTITY: "Invalid quantity specified",
+    ErrorCode.RESERVATION_FAILED: "Stock reservation failed",
+    ErrorCode.CHECKOUT_VALIDATION_FAILED: "Cart validation failed for checkout",
+}

@@ -44,6 +44,7 @@ def _examples() -> list[dict[str, Any]]:
         envelope("RemoveItem", 5, user_id=USER, item_id=ITEM),
         envelope("ClearCart", 6, user_id=USER),
         envelope("GetCart", 7, user_id=USER),
+        envelope("GetCartCount", 52, user_id=USER),
         envelope("CheckChanges", 8, user_id=USER),
         envelope("AcceptChanges", 9, user_id=USER, item_ids=[ITEM]),
         envelope("ValidateCart", 10, user_id=USER),
@@ -53,8 +54,8 @@ def _examples() -> list[dict[str, Any]]:
         envelope(
             "CommandResult", 13, causation_id="7d1a0c6e-4b8f-4c57-9d0e-000000000003", command_type="AddItem",
             command_message_id="7d1a0c6e-4b8f-4c57-9d0e-000000000003", user_id=USER, success=False,
-            error_code="INSUFFICIENT_STOCK", error_message="Only 1 item(s) available",
-            suggested_action="Lower the quantity to at most 1", available_quantity=1,
+            error_code="INSUFFICIENT_STOCK", error_message="Only 1 items available in size 42",
+            suggested_action="Reduce quantity or try different size", available_quantity=1,
         ),
         # cart.events
         envelope("ItemAdded", 14, user_id=USER, item_id=ITEM, product_id=PRODUCT, size="42", quantity=2, line_quantity=2, unit_price="74.99", product_name="Trail shoe"),
@@ -88,6 +89,8 @@ def _examples() -> list[dict[str, Any]]:
             command_type="CheckoutCart", command_message_id="7d1a0c6e-4b8f-4c57-9d0e-000000000012",
         ),
         envelope("PaymentDeadlineReached", 36, payment_id=PAYMENT, due_at=DUE),
+        # checkout.queries
+        envelope("GetCheckout", 53, user_id=USER, payment_id=PAYMENT, reply_to="storefront.replies"),
         # payment.events
         envelope("PaymentSucceeded", 37, payment_id=PAYMENT, amount="149.98", gateway_reference="ch_3Nx1"),
         envelope("PaymentFailed", 38, payment_id=PAYMENT, reason="card_declined"),

@@ -8,6 +8,7 @@ STOCK_COMMANDS = "stock.commands"  # in, key product_id
 STOCK_EVENTS = "stock.events"  # out, key product_id
 CHECKOUT_COMMANDS = "checkout.commands"  # internal, key checkout id
 CHECKOUT_TIMEOUTS = "checkout.timeouts"  # internal, delayed deadline events
+CHECKOUT_QUERIES = "checkout.queries"  # in, key payment_id (added to v1)
 PAYMENT_EVENTS = "payment.events"  # in, key payment_id
 ORDER_EVENTS = "order.events"  # out, key payment_id (one checkout stays in order)
 NOTIFICATIONS_EVENTS = "notifications.events"  # out, key user_id
@@ -21,6 +22,7 @@ ALL_TOPICS = (
     STOCK_EVENTS,
     CHECKOUT_COMMANDS,
     CHECKOUT_TIMEOUTS,
+    CHECKOUT_QUERIES,
     PAYMENT_EVENTS,
     ORDER_EVENTS,
     NOTIFICATIONS_EVENTS,

@@ -96,17 +96,13 @@ class CartSteps:
         reply = Outgoing(reply_to, command.user_id.encode(), result.to_json_bytes(), is_reply=True, answers=answers)
         return [reply, *events]
 
-    def _with_cart_view(self, unit: CartUnit, outcome: Accepted) -> Accepted:
-        cart = outcome.cart
-        line = cart.line(outcome.item_id or "")
-        if line is None:
+    def _with_cart_view(self, unit: CartUnit, outcome: Accepted, command: Any) -> Accepted:
+        """The answer to an add or a quantity change, judged against the catalog and stock now."""
+        item_id = outcome.item_id or ""
+        if outcome.cart.line(item_id) is None:
             return outcome
-        product = unit.products.get(line.product_id)
-        data = {
-            **domain.line_view(line, product, live=True, stock=unit.stock),
-            "cart": domain.cart_summary(cart, unit.products, unit.stock),
-        }
-        return replace(outcome, data=data)
+        view = domain.added_view if isinstance(command, cart_contract.AddItem) else domain.updated_view
+        return replace(outcome, data=view(outcome.cart, item_id, unit.products, unit.stock, now=self.clock.now()))
 
     def _reserve(self, command: Any, line: domain.CartLine, reservation_id: str, expires_at: datetime) -> Outgoing:
         return self._stock_command(

@@ -12,7 +12,7 @@ from typing import Any
 from contracts import cart as cart_contract
 from contracts.checkout import CheckoutLine, StartCheckout
 from contracts.envelope import message_id_for
-from contracts.errors import ErrorCode
+from contracts.errors import ERROR_MESSAGES, ErrorCode
 from services.cart_worker import domain
 from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import PendingStock, Rejected
@@ -38,7 +38,7 @@ class CheckoutHandover(CartSteps):
         if not validation.data["is_valid"]:
             rejection = Rejected(
                 ErrorCode.CHECKOUT_VALIDATION_FAILED,
-                "Some items cannot be checked out as they are",
+                ERROR_MESSAGES[ErrorCode.CHECKOUT_VALIDATION_FAILED],
                 "See validation_details: accept the changes or remove the unavailable items, then check out again",
                 data=validation.data,
             )
@@ -74,13 +74,14 @@ class CheckoutHandover(CartSteps):
                 product_name=line.product_name,
                 size=line.size,
                 quantity=line.quantity,
-                unit_price=line.unit_price,
-                total_price=line.line_total,
+                # The live price: a validated line's price has not changed, or the change was accepted.
+                unit_price=domain.live_price(line, unit.products.get(line.product_id)),
+                total_price=domain.live_total(line, unit.products.get(line.product_id)),
                 reservation_id=line.reservation_id,
             )
             for line in lines
         ]
-        total = sum((line.line_total for line in lines), Decimal(0))
+        total = sum((line.total_price for line in checkout_lines), Decimal(0))
         fingerprint = "|".join([payment_id, *(line.order_id for line in checkout_lines), str(total)])
         checkout_type = "single_item" if item_ids else "full_cart"
         start = StartCheckout(
@@ -94,7 +95,7 @@ class CheckoutHandover(CartSteps):
             lines=checkout_lines,
             total_amount=total,
             payment_method=command.payment_method,
-            gateway_name=command.gateway_name,
+            gateway_name=command.gateway_name or self.settings.checkout_default_gateway,
             shipping_address=command.shipping_address,
             command_type=command.type,
             command_message_id=command.message_id,

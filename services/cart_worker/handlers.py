@@ -12,6 +12,7 @@ so handling a message again produces identical messages."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_adapter
-from contracts.envelope import Command, is_identifier, message_id_for
+from contracts.envelope import Command
 from contracts.errors import ErrorCode
 from services.cart_worker import domain, housekeeping, repository
 from services.cart_worker.checkout import CheckoutHandover
@@ -30,8 +31,7 @@ from services.cart_worker.housekeeping import HousekeepingDue
 from services.cart_worker.stock_steps import StockSteps
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue, new_item_id
 from services.cart_worker.upkeep import CatalogAndHousekeeping
-from services.runtime.codec import Malformed
-from services.runtime.decoding import decode_record
+from services.runtime.decoding import decode_record, invalid_command_reply
 from services.runtime.processing import Work
 from services.runtime.records import Incoming, Outgoing
 
@@ -64,7 +64,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             cart_contract.CART_COMMAND_TYPES,
             self.clock,
             settings=self.settings,
-            answer=self._invalid_reply,
+            answer=functools.partial(invalid_command_reply, self.settings, self.clock, self.replies_topic),
         )
 
     def arrange(self, works: list[Work]) -> list[Work]:
@@ -72,34 +72,6 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
         # than those commands were fetched: apply them first (a stable sort keeps
         # each partition's own order).
         return sorted(works, key=lambda work: work.record is None or work.record.topic != self.catalog_topic)
-
-    def _invalid_reply(self, record: Incoming, malformed: Malformed) -> Outgoing | None:
-        """A rejection addressed to the sender, when the record says who that is."""
-        message_id = malformed.message_id
-        if message_id is None:
-            return None
-        fields = malformed.fields or {}
-        correlation_id = fields.get("correlation_id")
-        if not is_identifier(correlation_id):
-            correlation_id = message_id
-        user_id = fields.get("user_id") if isinstance(fields.get("user_id"), str) else None
-        reply_to = fields.get("reply_to")
-        topic = reply_to if self.settings.reply_topic_allowed(reply_to) else self.replies_topic
-        result = cart_contract.CommandResult(
-            message_id=message_id_for(message_id, "CommandResult"),
-            occurred_at=self.clock.now(),
-            correlation_id=correlation_id,
-            causation_id=message_id,
-            command_type=str(fields.get("type"))[:100],
-            command_message_id=message_id,
-            user_id=user_id[:200] if user_id else None,
-            success=False,
-            error_code=ErrorCode.INVALID_MESSAGE,
-            error_message=f"Invalid message: {malformed.reason}",
-            suggested_action="Fix the message to match the cartflow contract v1 and send it with a new message_id",
-        )
-        key = user_id.encode() if user_id else record.key
-        return Outgoing(topic, key, result.to_json_bytes(), is_reply=True)
 
     async def load(self, db: AsyncDatabase, messages: list[Any]) -> CartUnit:
         user_ids: set[str] = set()
@@ -188,7 +160,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             unit.put_cart(new_cart)
         outcome = replace(outcome, cart=new_cart)
         if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity) and outcome.item_id:
-            outcome = self._with_cart_view(unit, outcome)
+            outcome = self._with_cart_view(unit, outcome, command)
         return [*self._answer(command, outcome, late=late), *stock_step]
 
     def _decide(self, unit: CartUnit, command: Any) -> domain.Outcome:
@@ -208,17 +180,27 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                     new_item_id=new_item_id(command.message_id),
                     now=now,
                     limits=self.limits,
+                    available=self._units_for(unit, cart.line_for(command.product_id, command.size), command.product_id, command.size),
                 )
             case cart_contract.UpdateItemQuantity():
+                line = cart.line(command.item_id)
                 return domain.update_item_quantity(
-                    cart, item_id=command.item_id, quantity=command.quantity, now=now, max_quantity=max_quantity
+                    cart,
+                    item_id=command.item_id,
+                    quantity=command.quantity,
+                    now=now,
+                    max_quantity=max_quantity,
+                    catalog=catalog,
+                    available=self._units_for(unit, line, line.product_id, line.size) if line else None,
                 )
             case cart_contract.RemoveItem():
-                return domain.remove_item(cart, item_id=command.item_id, now=now)
+                return domain.remove_item(cart, item_id=command.item_id, now=now, catalog=catalog, stock=stock)
             case cart_contract.ClearCart():
                 return domain.clear_cart(cart, now=now)
             case cart_contract.GetCart():
-                return Accepted(cart, (), domain.cart_summary(cart, catalog, stock))
+                return Accepted(cart, (), domain.cart_summary(cart, catalog, stock, now=now))
+            case cart_contract.GetCartCount():
+                return Accepted(cart, (), domain.cart_count(cart, catalog, stock))
             case cart_contract.CheckChanges():
                 return domain.check_changes(cart, catalog, now=now, stock=stock)
             case cart_contract.AcceptChanges():
@@ -226,3 +208,12 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             case cart_contract.ValidateCart():
                 return domain.validate_cart(cart, catalog, item_ids=command.item_ids, stock=stock)
         raise TypeError(f"no handler for {type(command).__name__}")
+
+    def _units_for(self, unit: CartUnit, line: domain.CartLine | None, product_id: str, size: str | None) -> int | None:
+        """Units a line may grow to by the stock read model, when no stock worker
+        decides at once (reservation at add-to-cart off); None where unknown."""
+        if self.reserving:
+            return None
+        if line is not None:
+            return domain.units_available(line, unit.stock)
+        return unit.stock.get(domain.stock_key(product_id, size))

@@ -13,7 +13,7 @@ from typing import Any
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
 from contracts.envelope import message_id_for
-from contracts.errors import ErrorCode
+from contracts.errors import ERROR_MESSAGES, ErrorCode
 from services.cart_worker import domain
 from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import Accepted, Cart, PendingStock, Rejected
@@ -108,7 +108,8 @@ class StockSteps(CartSteps):
             unit.put_cart(confirmed)
             if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
                 return [*self._on_command(unit, command, late=True), *self._drain(unit, cart.user_id)]
-            outcome = self._with_cart_view(unit, Accepted(confirmed, _events_of(command, pending, confirmed), None, pending.item_id))
+            confirmed_change = Accepted(confirmed, _events_of(command, pending, confirmed), None, pending.item_id)
+            outcome = self._with_cart_view(unit, confirmed_change, command)
             return [*self._answer(command, outcome, late=True), *self._drain(unit, cart.user_id)]
         if isinstance(event, stock_contract.StockReservationRejected):
             rejection = domain.insufficient_stock(pending, command.type, event.requested, event.available)
@@ -116,9 +117,9 @@ class StockSteps(CartSteps):
                 rejection = replace(
                     rejection,
                     code=ErrorCode.CHECKOUT_VALIDATION_FAILED,
-                    data={"validation_details": [{"item_id": pending.item_id, "is_valid": False, "issues": [
-                        {"field": "stock", "old": str(event.requested), "new": str(event.available), "message": rejection.message}
-                    ]}]},
+                    message=ERROR_MESSAGES[ErrorCode.CHECKOUT_VALIDATION_FAILED],
+                    data=domain.refused_at_checkout(
+                        cart, unit.products, pending.item_id, event.requested, event.available, rejection.message),
                 )
             return self._resolve_refused(unit, cart, command, rejection)
         if (

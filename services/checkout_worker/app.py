@@ -8,6 +8,7 @@ from datetime import timedelta
 from contracts.topics import (
     CART_REPLIES,
     CHECKOUT_COMMANDS,
+    CHECKOUT_QUERIES,
     CHECKOUT_TIMEOUTS,
     ORDER_EVENTS,
     PAYMENT_EVENTS,
@@ -42,7 +43,7 @@ async def fire_deadlines_when_due(
 
 SPEC = WorkerSpec(
     name="checkout",
-    consumes=(CHECKOUT_COMMANDS, PAYMENT_EVENTS, STOCK_EVENTS),
+    consumes=(CHECKOUT_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS, STOCK_EVENTS),
     produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES),
     make_logic=CheckoutLogic,
     prepare=repository.prepare,

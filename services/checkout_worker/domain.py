@@ -86,7 +86,7 @@ class Checkout:
     total_amount: Decimal
     payment_method: str
     gateway_name: str
-    shipping_address: dict[str, Any]
+    shipping_address: dict[str, Any] | str | None
     created_at: datetime
     deadline: datetime
     state: str = AWAITING_PAYMENT
@@ -464,3 +464,26 @@ def checkout_response(checkout: Checkout, *, now: datetime) -> dict[str, Any]:
     else:
         response["orders"] = orders
     return response
+
+
+def checkout_status(checkout: Checkout, *, now: datetime) -> dict[str, Any]:
+    """Where a checkout stands, for the buyer: each order's status, the deadline
+    and the time left to pay (0 once paid or cancelled), and why it closed."""
+    started = checkout_response(checkout, now=now)
+    is_open = checkout.state == AWAITING_PAYMENT
+    return {
+        "payment_id": checkout.payment_id,
+        "checkout_type": checkout.checkout_type,
+        "state": checkout.state,
+        "total_amount": started["total_amount"],
+        "order_count": started["order_count"],
+        "orders": started.get("orders") or [started["order"]],
+        "payment_method": checkout.payment_method,
+        "gateway_name": checkout.gateway_name,
+        "payment_expires_at": started["payment_expires_at"],
+        "time_remaining_seconds": started["time_remaining_seconds"] if is_open else 0,
+        "is_paid": checkout.state == PAID,
+        "is_cancelled": checkout.state == CANCELLED,
+        "cancel_reason": checkout.cancel_reason,
+        "closed_at": checkout.closed_at.isoformat() if checkout.closed_at else None,
+    }

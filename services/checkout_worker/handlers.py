@@ -12,6 +12,7 @@ payment) or release (on cancellation).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,12 +23,21 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts import order as order_contract
 from contracts import stock as stock_contract
 from contracts.cart import CommandResult
-from contracts.checkout import PaymentDeadlineReached, StartCheckout, deadline_adapter, start_checkout_adapter
+from contracts.checkout import (
+    GetCheckout,
+    PaymentDeadlineReached,
+    StartCheckout,
+    deadline_adapter,
+    get_checkout_adapter,
+    start_checkout_adapter,
+)
 from contracts.envelope import message_id_for
+from contracts.errors import ErrorCode
 from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
 from contracts.topics import (
     CART_REPLIES,
     CHECKOUT_COMMANDS,
+    CHECKOUT_QUERIES,
     CHECKOUT_TIMEOUTS,
     ORDER_EVENTS,
     PAYMENT_EVENTS,
@@ -48,9 +58,9 @@ from services.checkout_worker.domain import (
     stock_command_id,
 )
 from services.runtime.clock import Clock
-from services.runtime.observability import DEADLINE_LATENESS
-from services.runtime.decoding import decode_record
+from services.runtime.decoding import decode_record, invalid_command_reply
 from services.runtime.emit import causal_envelope, event_records
+from services.runtime.observability import DEADLINE_LATENESS
 from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings
@@ -88,7 +98,10 @@ class CheckoutLogic:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
-        self.topics = {name: settings.topic(name) for name in (CHECKOUT_COMMANDS, PAYMENT_EVENTS, CHECKOUT_TIMEOUTS)}
+        self.topics = {
+            name: settings.topic(name)
+            for name in (CHECKOUT_COMMANDS, PAYMENT_EVENTS, CHECKOUT_TIMEOUTS, CHECKOUT_QUERIES)
+        }
         self.order_events = settings.topic(ORDER_EVENTS)
         self.timeouts = settings.topic(CHECKOUT_TIMEOUTS)
         self.stock_commands = settings.topic(STOCK_COMMANDS)
@@ -102,6 +115,15 @@ class CheckoutLogic:
             return decode_record(record, payment_event_adapter, PAYMENT_EVENT_TYPES, self.clock)
         if record.topic == self.topics[CHECKOUT_TIMEOUTS]:
             return decode_record(record, deadline_adapter, frozenset({"PaymentDeadlineReached"}), self.clock)
+        if record.topic == self.topics[CHECKOUT_QUERIES]:
+            return decode_record(
+                record,
+                get_checkout_adapter,
+                frozenset({"GetCheckout"}),
+                self.clock,
+                settings=self.settings,
+                answer=functools.partial(invalid_command_reply, self.settings, self.clock, self.replies),
+            )
         return decode_record(
             record, start_checkout_adapter, frozenset({"StartCheckout"}), self.clock, settings=self.settings
         )
@@ -150,6 +172,8 @@ class CheckoutLogic:
             return self._start(unit, message, now)
         if _is_stock_answer(message):
             return self._on_stock_answer(unit, message, now)
+        if isinstance(message, GetCheckout):
+            return [self._status(unit, message, now)]
         checkout = unit.checkouts.get(message.payment_id)
         if checkout is None:
             if isinstance(message, PaymentSucceeded | PaymentFailed):
@@ -240,6 +264,28 @@ class CheckoutLogic:
             data=domain.checkout_response(checkout, now=now),
         )
         return Outgoing(command.reply_to or self.replies, command.user_id.encode(), result.to_json_bytes(), is_reply=True)
+
+    def _status(self, unit: CheckoutUnit, query: GetCheckout, now: datetime) -> Outgoing:
+        """Where the user's checkout stands; another user's is not found, as an unknown one."""
+        checkout = unit.checkouts.get(query.payment_id)
+        common: dict[str, Any] = {
+            "message_id": message_id_for(query.message_id, "CommandResult"),
+            **causal_envelope(query.message_id, query.correlation_id, now),
+            "command_type": query.type,
+            "command_message_id": query.message_id,
+            "user_id": query.user_id,
+        }
+        if checkout is None or checkout.user_id != query.user_id:
+            result = CommandResult(
+                success=False,
+                error_code=ErrorCode.CHECKOUT_NOT_FOUND,
+                error_message="Checkout not found",
+                suggested_action="Check the payment id: it is the one the checkout answered with",
+                **common,
+            )
+        else:
+            result = CommandResult(success=True, data=domain.checkout_status(checkout, now=now), **common)
+        return Outgoing(query.reply_to or self.replies, query.user_id.encode(), result.to_json_bytes(), is_reply=True)
 
     def _outputs(self, step: Step, cause_id: str, correlation_id: str | None, now: datetime) -> list[Outgoing]:
         envelope = causal_envelope(cause_id, correlation_id, now)

@@ -92,7 +92,7 @@ def checkout_from_doc(d: dict[str, Any]) -> Checkout:
         total_amount=Decimal(d["total_amount"]),
         payment_method=d["payment_method"],
         gateway_name=d["gateway_name"],
-        shipping_address=d.get("shipping_address") or {},
+        shipping_address=d.get("shipping_address"),
         created_at=d["created_at"],
         deadline=d["deadline"],
         state=d["state"],

@@ -18,6 +18,8 @@ from pydantic import Field
 from contracts.channels import CHANNELS, Channel
 from contracts.envelope import SCHEMA_VERSION
 from contracts.examples import EXAMPLES
+from contracts.replies import REJECTION_DATA, REPLY_DATA
+from contracts.reply_examples import REPLY_EXAMPLES
 
 DESCRIPTION = """\
 cartflow: shopping cart, stock and checkout workers on Kafka and MongoDB.
@@ -83,7 +85,34 @@ def build_document() -> dict[str, Any]:
     for name, schema in document.get("components", {}).get("schemas", {}).items():
         if name in EXAMPLES:
             schema["examples"] = [EXAMPLES[name]]
+    _document_reply_data(document["components"]["schemas"])
     return document
+
+
+def _document_reply_data(schemas: dict[str, Any]) -> None:
+    """Each command's reply ``data``, typed: the models of ``contracts.replies``
+    join the schemas, each with an example, and ``CommandResult.data`` names them."""
+    reply_models = {**REPLY_DATA, **REJECTION_DATA}
+    for model in dict.fromkeys(reply_models.values()):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            if schemas.setdefault(name, definition) != definition:
+                raise ValueError(f"two schemas are named {name}")
+        if schemas.setdefault(model.__name__, schema) != schema:
+            raise ValueError(f"two schemas are named {model.__name__}")
+    for command_type, model in REPLY_DATA.items():
+        if command_type in REPLY_EXAMPLES:
+            schemas[model.__name__].setdefault("examples", []).append(REPLY_EXAMPLES[command_type])
+    data = schemas["CommandResult"]["properties"]["data"]
+    by_command = "; ".join(f"{kind}: {model.__name__}" for kind, model in REPLY_DATA.items())
+    by_code = "; ".join(f"{code}: {model.__name__}" for code, model in REJECTION_DATA.items())
+    data["description"] = (
+        f"On success, by command_type: {by_command}. On a refusal, by error_code: {by_code}; "
+        "otherwise null. Fields may be added within contract v1."
+    )
+    data["x-reply-data"] = {kind: f"#/components/schemas/{model.__name__}" for kind, model in REPLY_DATA.items()}
+    for name in sorted(schemas):
+        schemas[name] = schemas.pop(name)
 
 
 def render() -> str:

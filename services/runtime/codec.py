@@ -81,7 +81,7 @@ def beyond_limits(message: Any, settings: Settings) -> str | None:
         value = getattr(message, name, None)
         if value is None:
             continue
-        if len(value) > settings.properties_max_keys:
+        if isinstance(value, dict) and len(value) > settings.properties_max_keys:
             return f"{name}: more than {settings.properties_max_keys} keys"
         if nesting_depth(value) > settings.properties_max_depth:
             return f"{name}: nested deeper than {settings.properties_max_depth} levels"

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from contracts.cart import CommandResult
+from contracts.envelope import is_identifier, message_id_for
 from contracts.errors import ErrorCode
 from services.runtime.clock import Clock
 from services.runtime.codec import Malformed, dead_letter, parse
@@ -52,3 +54,36 @@ def decode_record(
         return Work(record, key, None, (reply,))
     letter = dead_letter(record, error_code=ErrorCode.INVALID_MESSAGE, reason=parsed.reason, now=clock.now())
     return Work(record, key, None, (letter,))
+
+
+def invalid_command_reply(
+    settings: Settings, clock: Clock, default_topic: str, record: Incoming, malformed: Malformed
+) -> Outgoing | None:
+    """An ``INVALID_MESSAGE`` ``CommandResult`` addressed to the sender of a
+    malformed command, when the record says who that is (a usable ``message_id``):
+    on its ``reply_to`` when that is an allowed reply topic, else on ``default_topic``."""
+    message_id = malformed.message_id
+    if message_id is None:
+        return None
+    fields = malformed.fields or {}
+    correlation_id = fields.get("correlation_id")
+    if not is_identifier(correlation_id):
+        correlation_id = message_id
+    user_id = fields.get("user_id") if isinstance(fields.get("user_id"), str) else None
+    reply_to = fields.get("reply_to")
+    topic = reply_to if settings.reply_topic_allowed(reply_to) else default_topic
+    result = CommandResult(
+        message_id=message_id_for(message_id, "CommandResult"),
+        occurred_at=clock.now(),
+        correlation_id=correlation_id,
+        causation_id=message_id,
+        command_type=str(fields.get("type"))[:100],
+        command_message_id=message_id,
+        user_id=user_id[:200] if user_id else None,
+        success=False,
+        error_code=ErrorCode.INVALID_MESSAGE,
+        error_message=f"Invalid message: {malformed.reason}",
+        suggested_action="Fix the message to match the cartflow contract v1 and send it with a new message_id",
+    )
+    key = user_id.encode() if user_id else record.key
+    return Outgoing(topic, key, result.to_json_bytes(), is_reply=True)

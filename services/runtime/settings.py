@@ -82,6 +82,8 @@ class Settings(BaseSettings):
 
     # Cart rules.
     cart_item_max_quantity: int = Field(default=99, ge=1)
+    #: The payment gateway of a checkout command that names none.
+    checkout_default_gateway: str = Field(default="stripe", min_length=1, max_length=200)
     #: Lines one cart may hold; an add beyond it is refused with CART_LINE_LIMIT_REACHED.
     cart_max_lines: int = Field(default=100, ge=1, le=1000)
     #: Reserve stock when an item goes into a cart (off: stock is reserved at checkout).

@@ -108,7 +108,8 @@ class TestAddItem:
     def test_the_maximum_is_checked_against_the_quantity_already_in_the_cart(self):
         outcome = rejected(add(cart_with_shoe(95), quantity=5), ErrorCode.INVALID_QUANTITY)
         assert outcome.available_quantity == 4
-        assert "Cannot add 5 more. Only 4 more allowed" in outcome.message
+        assert outcome.message == "Invalid quantity specified"
+        assert "Add at most 4 more" in outcome.suggested_action
 
     def test_a_refused_add_leaves_the_cart_as_it_was(self):
         cart = cart_with_shoe(95)
@@ -226,7 +227,8 @@ class TestValidate:
         )
         assert outcome.data["is_valid"] is False
         assert outcome.data["total_valid_amount"] == "149.98"
-        assert [d["is_valid"] for d in outcome.data["validation_details"]] == [True, False]
+        # Newest first: the shirt was added last.
+        assert [d["is_valid"] for d in outcome.data["validation_details"]] == [False, True]
 
     def test_validating_named_items_judges_only_those(self):
         cart = accepted(add(cart_with_shoe(2), SHIRT, size="M", item_id="item-2")).cart
@@ -254,7 +256,7 @@ class TestStockInTheCart:
         assert [line.change_details[0].field for line in outcome.cart.lines] == ["availability", "availability"]
         short = accepted(domain.check_changes(cart_with_shoe(3), {"shoe": SHOE}, now=NOW, stock={"shoe|": 1}))
         (change,) = short.cart.lines[0].change_details
-        assert change.field == "stock" and change.message == "Only 1 items available"
+        assert change.field == "stock" and change.message == "Only 1 items available (requested 3)"
 
     def test_a_reserved_line_keeps_its_units_whatever_the_stock_level_says(self):
         line = replace(cart_with_shoe(2).lines[0], reservation_state=domain.RESERVED, reserved_quantity=2)

@@ -7,11 +7,22 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from contracts.errors import ErrorCode
+from contracts.errors import ERROR_MESSAGES, ErrorCode
 from services.cart_worker.domain.events import CartCleared, ItemAdded, ItemQuantityChanged, ItemRemoved
 from services.cart_worker.domain.model import DEFAULT_MAX_QUANTITY, Cart, CartLimits, CartLine, Product
-from services.cart_worker.domain.outcomes import Accepted, Outcome, Rejected, invalid_quantity, item_not_found
-from services.cart_worker.domain.views import line_view
+from services.cart_worker.domain.outcomes import (
+    Accepted,
+    Outcome,
+    Rejected,
+    cannot_add_more,
+    invalid_quantity,
+    item_not_found,
+    not_enough_stock,
+)
+from services.cart_worker.domain.availability import StockView
+from services.cart_worker.domain.views import added_view, removed_view, updated_view
+
+CLEARED = "Cart cleared successfully"
 
 
 def add_item(
@@ -26,30 +37,32 @@ def add_item(
     now: datetime,
     max_quantity: int = DEFAULT_MAX_QUANTITY,
     limits: CartLimits | None = None,
+    available: int | None = None,
 ) -> Outcome:
     """Put ``quantity`` units of a product into the cart, merging with its line if present.
 
     The line snapshots the product's name, effective price and image as they
-    are now; a later catalog change is reported by ``check_changes`` rather
-    than silently applied.
+    are now; a later catalog change is reported by ``check_changes``. With
+    ``available`` (the stock read model's units, when the stock worker does not
+    decide at once), the line must fit in it.
     """
     if product is None or product.is_deleted:
         return Rejected(
             ErrorCode.PRODUCT_INACTIVE,
-            f"Product {product_id} is not available",
-            "Remove the product from the page or choose another one",
+            "Product not found" if product is None else ERROR_MESSAGES[ErrorCode.PRODUCT_INACTIVE],
+            f"Product {product_id} is not sold: remove it from the page or choose another one",
         )
     if product.has_sizes and size is None:
         return Rejected(
             ErrorCode.SIZE_REQUIRED,
-            f"Product {product_id} comes in sizes: choose one",
+            ERROR_MESSAGES[ErrorCode.SIZE_REQUIRED],
             "Send the size, one of: " + ", ".join(option.size for option in product.sizes),
         )
     unit_price = product.effective_price(size)
     if unit_price is None or (size is not None and not product.has_sizes):
         return Rejected(
             ErrorCode.SIZE_NOT_AVAILABLE,
-            f"Size {size} is not available for product {product_id}",
+            f"Size {size} not available for this product",
             "Choose one of the sizes offered"
             if product.has_sizes
             else "This product has no sizes: send the command without one",
@@ -75,6 +88,8 @@ def add_item(
             "Send fewer or shorter properties",
         )
     if existing is None:
+        if available is not None and quantity > available:
+            return not_enough_stock(available, quantity, size)
         line = CartLine(
             item_id=new_item_id,
             product_id=product_id,
@@ -92,12 +107,15 @@ def add_item(
         if quantity > room:
             return Rejected(
                 ErrorCode.INVALID_QUANTITY,
-                f"Cannot add {quantity} more. Only {room} more allowed "
-                f"({existing.quantity} already in the cart, at most {max_quantity})",
-                f"Add at most {room} more" if room else "This line is full",
+                ERROR_MESSAGES[ErrorCode.INVALID_QUANTITY],
+                f"Add at most {room} more ({existing.quantity} already in the cart, at most {max_quantity})"
+                if room
+                else f"This line is full ({max_quantity} at most)",
                 available_quantity=room,
                 item_id=existing.item_id,
             )
+        if available is not None and existing.quantity + quantity > available:
+            return cannot_add_more(quantity, available - existing.quantity, item_id=existing.item_id)
         line = replace(
             existing,
             quantity=existing.quantity + quantity,
@@ -114,7 +132,8 @@ def add_item(
         unit_price=line.unit_price,
         product_name=line.product_name,
     )
-    return Accepted(cart.with_line(line, now), (event,), line_view(line, product, live=True), line.item_id)
+    new_cart = cart.with_line(line, now)
+    return Accepted(new_cart, (event,), added_view(new_cart, line.item_id, {product_id: product}, now=now), line.item_id)
 
 
 def update_item_quantity(
@@ -124,15 +143,21 @@ def update_item_quantity(
     quantity: int,
     now: datetime,
     max_quantity: int = DEFAULT_MAX_QUANTITY,
+    catalog: Mapping[str, Product] | None = None,
+    available: int | None = None,
 ) -> Outcome:
-    """Set a line's quantity. Zero is not a quantity: ``remove_item`` removes."""
+    """Set a line's quantity. Zero is not a quantity: ``remove_item`` removes.
+    With ``available`` (see ``add_item``), the new quantity must fit in it."""
     line = cart.line(item_id)
     if line is None:
         return item_not_found(item_id)
     if not 1 <= quantity <= max_quantity:
         return invalid_quantity(quantity, max_quantity)
+    catalog = catalog or {}
     if quantity == line.quantity:
-        return Accepted(cart, (), line_view(line, None), item_id)
+        return Accepted(cart, (), updated_view(cart, item_id, catalog, now=now), item_id)
+    if available is not None and quantity > available:
+        return not_enough_stock(available, quantity, line.size, item_id=item_id)
     updated = replace(line, quantity=quantity, updated_at=now)
     event = ItemQuantityChanged(
         user_id=cart.user_id,
@@ -142,10 +167,14 @@ def update_item_quantity(
         old_quantity=line.quantity,
         new_quantity=quantity,
     )
-    return Accepted(cart.with_line(updated, now), (event,), line_view(updated, None), item_id)
+    new_cart = cart.with_line(updated, now)
+    return Accepted(new_cart, (event,), updated_view(new_cart, item_id, catalog, now=now), item_id)
 
 
-def remove_item(cart: Cart, *, item_id: str, now: datetime) -> Outcome:
+def remove_item(
+    cart: Cart, *, item_id: str, now: datetime, catalog: Mapping[str, Product] | None = None,
+    stock: StockView | None = None,
+) -> Outcome:
     line = cart.line(item_id)
     if line is None:
         return item_not_found(item_id)
@@ -156,13 +185,14 @@ def remove_item(cart: Cart, *, item_id: str, now: datetime) -> Outcome:
         size=line.size,
         quantity=line.quantity,
     )
-    return Accepted(cart.without([item_id], now), (event,), None, item_id)
+    new_cart = cart.without([item_id], now)
+    return Accepted(new_cart, (event,), removed_view(new_cart, item_id, catalog or {}, stock), item_id)
 
 
 def clear_cart(cart: Cart, *, now: datetime) -> Outcome:
     """Empty the cart. Clearing an empty cart succeeds and changes nothing."""
     if cart.is_empty:
-        return Accepted(cart, (), {"removed_item_ids": []})
+        return Accepted(cart, (), {"message": CLEARED, "removed_item_ids": []})
     item_ids = [line.item_id for line in cart.lines]
     event = CartCleared(user_id=cart.user_id, item_ids=item_ids)
-    return Accepted(cart.without(item_ids, now), (event,), {"removed_item_ids": item_ids})
+    return Accepted(cart.without(item_ids, now), (event,), {"message": CLEARED, "removed_item_ids": item_ids})

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from contracts.errors import ErrorCode
+from contracts.errors import ERROR_MESSAGES, ErrorCode
 from services.cart_worker.domain.model import PENDING, RESERVED, UNRESERVED, Cart, CartLine, PendingStock
-from services.cart_worker.domain.outcomes import Rejected
+from services.cart_worker.domain.outcomes import Rejected, cannot_add_more, not_enough_stock
 
 
 def holder_of(user_id: str, item_id: str) -> str:
@@ -78,33 +78,22 @@ def unreserved(line: CartLine) -> CartLine:
 
 
 def insufficient_stock(pending: PendingStock, command_type: str, requested: int, available: int) -> Rejected:
-    """The refusal in the words buyers know: "Only N items available" or
-    "Cannot add N more. Only M more available"."""
+    """The stock worker's refusal in the words buyers know: "Only N items available
+    (requested R)", "Only N items available in size S", or, adding to a line
+    already in the cart, "Cannot add N more. Only M more available"."""
     previous = pending.previous
     if command_type == "AddItem" and previous is not None:
-        adding = requested - previous.quantity
-        more = max(available - previous.quantity, 0)
-        message = f"Cannot add {adding} more. Only {more} more available"
-        return Rejected(
-            ErrorCode.INSUFFICIENT_STOCK,
-            message,
-            f"Add at most {more} more" if more else "Keep the quantity already in the cart",
-            available_quantity=more,
-            item_id=previous.item_id,
-        )
-    return Rejected(
-        ErrorCode.INSUFFICIENT_STOCK,
-        f"Only {max(available, 0)} items available",
-        f"Choose a quantity of at most {max(available, 0)}" if available > 0 else "Choose another product",
-        available_quantity=max(available, 0),
-        item_id=previous.item_id if previous else None,
+        return cannot_add_more(requested - previous.quantity, available - previous.quantity, item_id=previous.item_id)
+    size = previous.size if previous is not None else pending.command.get("size")
+    return not_enough_stock(
+        available, requested, size if isinstance(size, str) else None, item_id=previous.item_id if previous else None
     )
 
 
 def reservation_timed_out(pending: PendingStock) -> Rejected:
     return Rejected(
         ErrorCode.RESERVATION_FAILED,
-        "Stock could not be reserved in time",
-        "Try again in a moment",
+        ERROR_MESSAGES[ErrorCode.RESERVATION_FAILED],
+        "The stock could not be reserved in time: try again in a moment",
         item_id=pending.previous.item_id if pending.previous else None,
     )

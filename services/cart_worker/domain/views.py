@@ -1,21 +1,42 @@
-"""What clients read: a line and a cart as the replies show them."""
+"""What clients read: a line and a cart as the replies show them.
+
+Every view is judged live, against the catalog and stock as the cart knows them
+at the moment of the answer: totals use current prices, a line the stock does
+not fully cover is unavailable, and lines are listed newest first.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from services.cart_worker.domain.availability import StockView, detect_changes, is_available
+from services.cart_worker.domain.availability import (
+    StockView,
+    change_details,
+    detect_changes,
+    is_available,
+    live_price,
+)
 from services.cart_worker.domain.model import Cart, CartLine, Product
 
 
+def newest_first(lines: tuple[CartLine, ...]) -> list[CartLine]:
+    """Lines as the original app lists them: the last added first (among lines
+    added at the same moment, the one added later first)."""
+    order = sorted(range(len(lines)), key=lambda i: (lines[i].added_at, i), reverse=True)
+    return [lines[i] for i in order]
+
+
 def line_view(
-    line: CartLine, product: Product | None, *, live: bool = False, stock: StockView | None = None
+    line: CartLine, product: Product | None, *, stock: StockView | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
-    """A line as answered to clients. With ``live``, availability and changes are
-    judged against ``product`` as it is now."""
-    view: dict[str, Any] = {
+    """A line as answered to clients: its snapshot (``product_name``,
+    ``unit_price``), its live price and total, and what changed since."""
+    changes = detect_changes(line, product, stock)
+    price = live_price(line, product)
+    return {
         "item_id": line.item_id,
         "product_id": line.product_id,
         "product_name": line.product_name,
@@ -23,29 +44,31 @@ def line_view(
         "size": line.size,
         "quantity": line.quantity,
         "unit_price": str(line.unit_price),
-        "line_total": str(line.line_total),
+        "current_price": str(price),
+        "line_total": str(price * line.quantity),
         "properties": dict(line.properties),
         "added_at": line.added_at.isoformat(),
         "reservation_state": line.reservation_state,
+        "is_available": is_available(line, product, stock),
+        "has_changed": bool(changes),
+        "changes": [change.as_dict() for change in changes],
+        "change_details": change_details(changes),
+        "product_last_checked": (now or line.updated_at).isoformat(),
     }
-    if live:
-        changes = detect_changes(line, product, stock)
-        view["is_available"] = is_available(line, product, stock)
-        view["has_changed"] = bool(changes)
-        view["changes"] = [change.as_dict() for change in changes]
-    return view
 
 
-def cart_summary(cart: Cart, catalog: Mapping[str, Product], stock: StockView | None = None) -> dict[str, Any]:
+def cart_summary(
+    cart: Cart, catalog: Mapping[str, Product], stock: StockView | None = None, *, now: datetime | None = None
+) -> dict[str, Any]:
     """The cart as a buyer sees it: unavailable lines apart and out of the totals."""
     items, unavailable = [], []
     total_items, total_amount = 0, Decimal(0)
-    for line in cart.lines:
-        view = line_view(line, catalog.get(line.product_id), live=True, stock=stock)
+    for line in newest_first(cart.lines):
+        view = line_view(line, catalog.get(line.product_id), stock=stock, now=now)
         if view["is_available"]:
             items.append(view)
             total_items += line.quantity
-            total_amount += line.line_total
+            total_amount += Decimal(view["line_total"])
         else:
             unavailable.append(view)
     return {
@@ -57,3 +80,70 @@ def cart_summary(cart: Cart, catalog: Mapping[str, Product], stock: StockView | 
         "total_amount": str(total_amount),
         "has_changes": any(view["has_changed"] for view in (*items, *unavailable)),
     }
+
+
+def cart_count(cart: Cart, catalog: Mapping[str, Product], stock: StockView | None = None) -> dict[str, Any]:
+    """How many units the cart holds and what they cost now (what a cart badge shows);
+    counted as ``cart_summary`` counts them, unavailable lines left out."""
+    summary = cart_summary(cart, catalog, stock)
+    return {
+        "count": summary["total_items"],
+        "total_items": summary["total_items"],
+        "item_count": summary["item_count"],
+        "total_amount": summary["total_amount"],
+        "total_price": summary["total_amount"],
+    }
+
+
+def added_view(
+    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The answer to an add: the original app's ``message``, ``cart_item_id`` and
+    two-figure ``cart_summary``, beside the line and the whole cart."""
+    summary = cart_summary(cart, catalog, stock, now=now)
+    return {
+        "message": "Item added to cart successfully",
+        "cart_item_id": item_id,
+        "cart_summary": _brief(summary),
+        **_line_of(cart, item_id, catalog, stock, now),
+        "cart": summary,
+    }
+
+
+def updated_view(
+    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The answer to a quantity change: the original app's ``message``,
+    ``new_quantity`` and ``new_subtotal``, beside the line and the whole cart."""
+    line = _line_of(cart, item_id, catalog, stock, now)
+    return {
+        "message": "Cart item updated successfully",
+        "cart_item_id": item_id,
+        "new_quantity": line["quantity"],
+        "new_subtotal": line["line_total"],
+        **line,
+        "cart": cart_summary(cart, catalog, stock, now=now),
+    }
+
+
+def removed_view(
+    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None
+) -> dict[str, Any]:
+    """The answer to a removal: what the cart holds afterwards."""
+    return {
+        "message": "Item removed from cart successfully",
+        "cart_item_id": item_id,
+        "cart_summary": _brief(cart_summary(cart, catalog, stock)),
+    }
+
+
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
+    return {"total_items": summary["total_items"], "total_price": summary["total_amount"]}
+
+
+def _line_of(
+    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None, now: datetime | None
+) -> dict[str, Any]:
+    line = cart.line(item_id)
+    assert line is not None, item_id
+    return line_view(line, catalog.get(line.product_id), stock=stock, now=now)
