@@ -288,7 +288,7 @@ def start(checkout: Checkout) -> Step:
             o.total_price,
             o.status,
             checkout.deadline,
-            checkout.shipping_address,
+            address_object(checkout.shipping_address),
         )
         for o in checkout.orders
     )
@@ -464,6 +464,14 @@ def checkout_response(checkout: Checkout, *, now: datetime) -> dict[str, Any]:
     else:
         response["orders"] = orders
     return response
+
+
+def address_object(address: dict[str, Any] | str | None) -> dict[str, Any]:
+    """The shipping address as order events carry it, always an object: a
+    one-line address becomes ``{"line": ...}``, no address ``{}``."""
+    if isinstance(address, str):
+        return {"line": address}
+    return address or {}
 
 
 def checkout_status(checkout: Checkout, *, now: datetime) -> dict[str, Any]:
