@@ -53,8 +53,8 @@ def parse(
     if not isinstance(fields, dict):
         return Malformed("not a JSON object")
     kind = fields.get("type")
-    if kind not in known_types:
-        return Malformed(f"unknown message type {kind!r} on this topic", fields)
+    if not isinstance(kind, str) or kind not in known_types:
+        return Malformed(f"unknown message type {repr(kind)[:100]} on this topic", fields)
     version = fields.get("schema_version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION or isinstance(version, bool):
         return Malformed(f"unsupported schema_version {version!r} for {kind} (supported: {SCHEMA_VERSION})", fields)

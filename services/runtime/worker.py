@@ -99,16 +99,26 @@ class WorkerLifespan:
         self.resources: WorkerResources | None = None
 
     async def start(self) -> None:
+        """Open everything, or, when a step fails, close what was opened before
+        re-raising (the process then exits; nothing keeps running half started)."""
+        async with contextlib.AsyncExitStack() as opened:
+            self.resources = await self._open(opened)
+            opened.pop_all()
+
+    async def _open(self, opened: contextlib.AsyncExitStack) -> WorkerResources:
         spec, settings, clock = self.spec, self.settings, self.clock
         bootstrap = settings.kafka_bootstrap or ""
         client = connect(settings.mongo_url or "")
+        opened.push_async_callback(client.close)
         db = client[settings.mongo_db]
         await prepare_runtime_collections(db, spec.name)
         await spec.prepare(db)
         await ensure_topics(settings, bootstrap, (*spec.consumes, *spec.produces))
         producer = make_producer(settings, bootstrap)
         await producer.start()
+        opened.push_async_callback(producer.stop)
         health = TaskHealth(clock, settings.task_unhealthy_after_seconds)
+        opened.push_async_callback(_cancel_all, health)
         relay_name = f"{spec.name}-outbox-relay"
         relay = OutboxRelay(
             db,
@@ -151,17 +161,14 @@ class WorkerLifespan:
                 functools.partial(refresh_metrics, spec, settings, db, clock, beat),
                 every=settings.metrics_refresh_seconds,
             )
-        self.resources = WorkerResources(client, producer, relay, processor, health)
+        return WorkerResources(client, producer, relay, processor, health)
 
     async def stop(self) -> None:
         """Background tasks first, then the relay publishes what is left, then the connections close."""
         resources, self.resources = self.resources, None
         if resources is None:
             return
-        for task in resources.health.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel_all(resources.health)
         await resources.relay.stop()
         await resources.producer.stop()
         await resources.client.close()
@@ -176,6 +183,13 @@ class WorkerLifespan:
         if self.resources is None:
             raise RuntimeError("the worker has not started")  # the batch is redelivered
         await self.resources.processor.process(records)
+
+
+async def _cancel_all(health: TaskHealth) -> None:
+    for task in health.tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def http_routes(broker: Any, lifespan: WorkerLifespan) -> list[tuple[str, Any]]:

@@ -62,3 +62,12 @@ def test_a_topic_read_for_a_few_messages_skips_the_rest_malformed_or_not():
     for skipped in (unwanted, malformed):
         work = decode_record(skipped, ADAPTER, TYPES, ManualClock(), wanted=wanted)
         assert (work.skip, work.key, work.outputs) == (True, skipped.fingerprint, ())
+
+
+def test_a_type_that_is_not_a_string_is_an_invalid_message_not_an_internal_error():
+    for kind in ([], {}, ["x"] * 10_000, 7, None):
+        work = decode_record(record({**SET_STOCK, "type": kind}), ADAPTER, TYPES, ManualClock())
+
+        (letter,) = work.outputs
+        assert dict(letter.headers)[h.ERROR_CODE] == b"INVALID_MESSAGE"
+        assert len(dict(letter.headers)[h.ERROR]) < 300
