@@ -66,7 +66,8 @@ async def test_adding_the_same_product_again_grows_the_line_up_to_the_maximum(ca
     assert second["cart_item_id"] == first["cart_item_id"] and second["data"]["quantity"] == 95
     assert too_many["success"] is False and too_many["error_code"] == "INVALID_QUANTITY"
     assert too_many["available_quantity"] == 4
-    assert too_many["error_message"].startswith("Cannot add 5 more. Only 4 more")
+    assert too_many["error_message"] == "Invalid quantity specified"
+    assert too_many["suggested_action"].startswith("Add at most 4 more")
     assert too_many["suggested_action"]
 
 

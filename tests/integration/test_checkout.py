@@ -274,8 +274,9 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
         assert bought["success"]
         assert refused["error_code"] == "CHECKOUT_VALIDATION_FAILED"
         (detail,) = refused["data"]["validation_details"]
-        assert detail["is_valid"] is False and detail["issues"][0]["message"] == "Only 1 items available"
-        assert (await ask(deployment, "GetCart", user_id=greedy))["data"]["items"][0]["quantity"] == 3
+        assert detail["is_valid"] is False and detail["issues"][0]["message"] == "Only 1 items available (requested 3)"
+        cart = (await ask(deployment, "GetCart", user_id=greedy))["data"]
+        assert cart["items"] == [] and cart["unavailable_items"][0]["quantity"] == 3, "kept, but not buyable as it is"
         await stock_level(deployment, shoe, reserved=2, available=1)
 
 

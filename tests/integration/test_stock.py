@@ -97,7 +97,7 @@ async def test_a_refused_add_says_how_many_are_left_in_the_words_buyers_know(sho
     two_more = await ask(shop, "AddItem", user_id=buyer, product_id=pid, quantity=2)
 
     assert too_many["error_code"] == "INSUFFICIENT_STOCK" and too_many["available_quantity"] == 3
-    assert too_many["error_message"] == "Only 3 items available"
+    assert too_many["error_message"] == "Only 3 items available (requested 5)"
     assert two["success"] and two["data"]["reservation_state"] == "reserved"
     assert two["data"]["cart"]["total_items"] == 2
     assert two_more["error_code"] == "INSUFFICIENT_STOCK"
