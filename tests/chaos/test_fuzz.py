@@ -22,9 +22,12 @@ pytestmark = pytest.mark.integration
 
 VICTIM = "fuzz-victim"
 PRODUCT = "fuzz-product"
-CART_TYPES = ["AddItem", "UpdateItemQuantity", "RemoveItem", "ClearCart", "GetCart", "CheckChanges",
+CART_TYPES = ["AddItem", "UpdateItemQuantity", "RemoveItem", "ClearCart", "GetCart", "GetCartCount", "CheckChanges",
               "AcceptChanges", "ValidateCart", "CheckoutItem", "CheckoutCart"]
-TOPICS = ["cart.commands", "catalog.events", "stock.commands", "payment.events", "checkout.commands", "checkout.timeouts", "stock.events"]
+TOPICS = [
+    "cart.commands", "catalog.events", "stock.commands", "payment.events", "checkout.commands", "checkout.queries",
+    "checkout.timeouts", "stock.events",
+]
 
 junk = st.one_of(
     st.none(),
