@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, TypeAdapter
+from pydantic import AliasChoices, BeforeValidator, Field, TypeAdapter, model_validator
 
 from contracts.envelope import Command, Event, Identifier, LooseIdentifier, LooseInt, Money
 
@@ -17,6 +17,26 @@ Text = Annotated[str, Field(min_length=1, max_length=200)]
 Size = Annotated[Identifier | None, BeforeValidator(lambda value: None if value == "" else value)]
 
 # The names the original carts app's clients send, read beside cartflow's own.
+class _Aliased(Command):
+    """A command that also reads the original app's names for some fields: both
+    names with different values is an error, not a silent choice."""
+
+    _spellings: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_per_field(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, alias in cls._spellings:
+                if name in data and alias in data and data[name] != data[alias]:
+                    raise ValueError(f"{name} and {alias} name the same field: send one of them")
+        return data
+
+
+ITEM_ID_SPELLINGS = (("item_id", "cart_item_id"),)
+ITEM_IDS_SPELLINGS = (("item_ids", "cart_item_ids"),)
+
+
 def _item_id() -> Any:
     return Field(validation_alias=AliasChoices("item_id", "cart_item_id"))
 
@@ -28,7 +48,8 @@ def _item_ids() -> Any:
 # --- commands (in, key user_id) -------------------------------------------------
 
 
-class AddItem(Command):
+class AddItem(_Aliased):
+    _spellings = (("properties", "product_properties"),)
     type: Literal["AddItem"] = "AddItem"
     user_id: Identifier
     product_id: LooseIdentifier
@@ -39,14 +60,16 @@ class AddItem(Command):
     )
 
 
-class UpdateItemQuantity(Command):
+class UpdateItemQuantity(_Aliased):
+    _spellings = ITEM_ID_SPELLINGS
     type: Literal["UpdateItemQuantity"] = "UpdateItemQuantity"
     user_id: Identifier
     item_id: LooseIdentifier = _item_id()
     quantity: LooseInt
 
 
-class RemoveItem(Command):
+class RemoveItem(_Aliased):
+    _spellings = ITEM_ID_SPELLINGS
     type: Literal["RemoveItem"] = "RemoveItem"
     user_id: Identifier
     item_id: LooseIdentifier = _item_id()
@@ -74,21 +97,25 @@ class CheckChanges(Command):
     user_id: Identifier
 
 
-class AcceptChanges(Command):
+class AcceptChanges(_Aliased):
+    _spellings = ITEM_IDS_SPELLINGS
     type: Literal["AcceptChanges"] = "AcceptChanges"
     user_id: Identifier
     item_ids: ItemIds | None = _item_ids()
 
 
-class ValidateCart(Command):
+class ValidateCart(_Aliased):
+    _spellings = ITEM_IDS_SPELLINGS
     type: Literal["ValidateCart"] = "ValidateCart"
     user_id: Identifier
     item_ids: ItemIds | None = _item_ids()
 
 
-class CheckoutItem(Command):
+class CheckoutItem(_Aliased):
     """``payment_method`` defaults to ``credit_card``, ``gateway_name`` to the
     deployment's ``CARTFLOW_CHECKOUT_DEFAULT_GATEWAY``; the address is optional."""
+
+    _spellings = ITEM_ID_SPELLINGS
 
     type: Literal["CheckoutItem"] = "CheckoutItem"
     user_id: Identifier

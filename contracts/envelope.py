@@ -67,34 +67,44 @@ LooseInt = Annotated[BoundedInt, BeforeValidator(_digits_as_integer)]
 #: Money on the wire: plain ASCII digits, at most 13 of them, and an optional dot
 #: followed by one or two decimals. No sign, exponent, separator or white space.
 MONEY_PATTERN = r"^\d{1,13}(\.\d{1,2})?$"
-_MONEY = re.compile(MONEY_PATTERN, re.ASCII)
+#: Totals cartflow computes (a line's quantity times its price, a cart's sum of
+#: lines) have room for 18 integer digits.
+TOTAL_PATTERN = r"^\d{1,18}(\.\d{1,2})?$"
 
 
-def _parse_money(value: Any) -> Decimal:
-    # Money travels as a decimal string so that no JSON reader turns it into a
-    # binary float on the way. Decimal() itself is lenient ("7_499", "1E+2",
-    # " 1.00", "-0" all parse), so the text is held to the pattern first.
-    if isinstance(value, Decimal):
-        return value  # built in code; _check_money holds it to the same rule
-    if not isinstance(value, str):
-        raise ValueError('money must be a decimal string such as "74.99"')
-    if not _MONEY.fullmatch(value):
-        raise ValueError(
-            f'not a plain decimal amount with at most two decimals, such as "74.99": {value[:40]!r}'
-        )
-    return Decimal(value)
+def _parser(pattern: str) -> Any:
+    text = re.compile(pattern, re.ASCII)
+
+    def parse(value: Any) -> Decimal:
+        # Money travels as a decimal string so that no JSON reader turns it into a
+        # binary float on the way. Decimal() itself is lenient ("7_499", "1E+2",
+        # " 1.00", "-0" all parse), so the text is held to the pattern first.
+        if isinstance(value, Decimal):
+            return value  # built in code; the checker holds it to the same rule
+        if not isinstance(value, str):
+            raise ValueError('money must be a decimal string such as "74.99"')
+        if not text.fullmatch(value):
+            raise ValueError(
+                f'not a plain decimal amount with at most two decimals, such as "74.99": {value[:40]!r}'
+            )
+        return Decimal(value)
+
+    return parse
 
 
-def _check_money(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError("money must be finite")
-    if value.is_signed():  # also refuses -0
-        raise ValueError("money cannot be negative")
-    if value.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise ValueError("money has at most 2 decimals")
-    if value.adjusted() > 12:
-        raise ValueError("money has at most 13 integer digits")
-    return value
+def _checker(integer_digits: int) -> Any:
+    def check(value: Decimal) -> Decimal:
+        if not value.is_finite():
+            raise ValueError("money must be finite")
+        if value.is_signed():  # also refuses -0
+            raise ValueError("money cannot be negative")
+        if value.as_tuple().exponent < -2:  # type: ignore[operator]
+            raise ValueError("money has at most 2 decimals")
+        if value.adjusted() > integer_digits - 1:
+            raise ValueError(f"money has at most {integer_digits} integer digits")
+        return value
+
+    return check
 
 
 def _format_money(value: Decimal) -> str:
@@ -104,11 +114,18 @@ def _format_money(value: Decimal) -> str:
 
 Money = Annotated[
     Decimal,
-    BeforeValidator(_parse_money),
-    AfterValidator(_check_money),
+    BeforeValidator(_parser(MONEY_PATTERN)),
+    AfterValidator(_checker(13)),
     PlainSerializer(_format_money, return_type=str),
     # The whole schema, not an addition to Decimal's (which would also offer a JSON number).
     WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
+]
+Total = Annotated[
+    Decimal,
+    BeforeValidator(_parser(TOTAL_PATTERN)),
+    AfterValidator(_checker(18)),
+    PlainSerializer(_format_money, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": TOTAL_PATTERN}),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from contracts.envelope import Money
+from contracts.envelope import Money, Total
 
 
 class ReplyData(BaseModel):
@@ -63,7 +63,7 @@ class LineView(ReplyData):
     quantity: int
     unit_price: Money
     current_price: Money
-    line_total: Money
+    line_total: Total
     properties: dict[str, Any]
     added_at: AwareDatetime
     reservation_state: Literal["untracked", "pending", "reserved", "unreserved"]
@@ -83,13 +83,13 @@ class CartView(ReplyData):
     unavailable_items: list[LineView]
     item_count: int
     total_items: int
-    total_amount: Money
+    total_amount: Total
     has_changes: bool
 
 
 class CartSummary(ReplyData):
     total_items: int
-    total_price: Money
+    total_price: Total
 
 
 class ItemAddedReply(LineView):
@@ -107,7 +107,7 @@ class QuantityUpdatedReply(LineView):
     message: str
     cart_item_id: str
     new_quantity: int
-    new_subtotal: Money
+    new_subtotal: Total
     cart: CartView
 
 
@@ -128,8 +128,8 @@ class CartCountReply(ReplyData):
     count: int
     total_items: int
     item_count: int
-    total_amount: Money
-    total_price: Money
+    total_amount: Total
+    total_price: Total
 
 
 class ChangedItem(ReplyData):
@@ -148,7 +148,6 @@ class ChangesReport(ReplyData):
     has_changes: bool
     items_checked: int
     changed_items: list[ChangedItem]
-    cart: CartView
 
 
 class ChangesAcceptedReply(ReplyData):
@@ -166,8 +165,8 @@ class ValidationDetail(ReplyData):
     requested_quantity: int
     #: Units the line could have now; None where the stock is not known.
     available_quantity: int | None
-    line_total: Money
-    item_total: Money
+    line_total: Total
+    item_total: Total
     is_valid: bool
     issues: list[Change]
 
@@ -176,7 +175,7 @@ class ValidationReport(ReplyData):
     """The answer to ``ValidateCart``, and the data of a ``CHECKOUT_VALIDATION_FAILED`` refusal."""
 
     is_valid: bool
-    total_valid_amount: Money
+    total_valid_amount: Total
     validation_details: list[ValidationDetail]
 
 
@@ -189,7 +188,7 @@ class OrderView(ReplyData):
     product_name: str
     size: str | None
     quantity: int
-    total_price: Money
+    total_price: Total
     status: str
 
 
@@ -197,7 +196,7 @@ class CheckoutStarted(ReplyData):
     """The answer to ``CheckoutItem`` (with ``order``) and ``CheckoutCart`` (with ``orders``)."""
 
     checkout_type: Literal["single_item", "full_cart"]
-    total_amount: Money
+    total_amount: Total
     order_count: int
     payment_id: str
     payment_hash: str
@@ -213,7 +212,7 @@ class CheckoutStatus(ReplyData):
     payment_id: str
     checkout_type: Literal["single_item", "full_cart"]
     state: Literal["awaiting_payment", "payment_received", "paid", "cancelled"]
-    total_amount: Money
+    total_amount: Total
     order_count: int
     orders: list[OrderView]
     payment_method: str

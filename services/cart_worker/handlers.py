@@ -158,9 +158,11 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                 return stock_step
         if new_cart is not cart:
             unit.put_cart(new_cart)
-        outcome = replace(outcome, cart=new_cart)
-        if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity) and outcome.item_id:
-            outcome = self._with_cart_view(unit, outcome, command)
+        if new_cart is not outcome.cart:
+            # The stock step changed the line (a shrunk reservation): answer with it as it is now.
+            outcome = replace(outcome, cart=new_cart)
+            if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity):
+                outcome = self._with_cart_view(unit, outcome, command)
         return [*self._answer(command, outcome, late=late), *stock_step]
 
     def _decide(self, unit: CartUnit, command: Any) -> domain.Outcome:
@@ -181,6 +183,8 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                     now=now,
                     limits=self.limits,
                     available=self._units_for(unit, cart.line_for(command.product_id, command.size), command.product_id, command.size),
+                    catalog=catalog,
+                    stock=stock,
                 )
             case cart_contract.UpdateItemQuantity():
                 line = cart.line(command.item_id)
@@ -192,6 +196,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                     max_quantity=max_quantity,
                     catalog=catalog,
                     available=self._units_for(unit, line, line.product_id, line.size) if line else None,
+                    stock=stock,
                 )
             case cart_contract.RemoveItem():
                 return domain.remove_item(cart, item_id=command.item_id, now=now, catalog=catalog, stock=stock)
@@ -204,7 +209,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             case cart_contract.CheckChanges():
                 return domain.check_changes(cart, catalog, now=now, stock=stock)
             case cart_contract.AcceptChanges():
-                return domain.accept_changes(cart, catalog, item_ids=command.item_ids, now=now)
+                return domain.accept_changes(cart, catalog, item_ids=command.item_ids, now=now, stock=stock)
             case cart_contract.ValidateCart():
                 return domain.validate_cart(cart, catalog, item_ids=command.item_ids, stock=stock)
         raise TypeError(f"no handler for {type(command).__name__}")

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from services.cart_worker import domain
-from services.cart_worker.domain import Cart, CartLine, Product, StockView
+from services.cart_worker.domain import Cart, CartLine, Product, StockView, cart_summary
 
 CHECK, REMIND, EXPIRE = "check", "remind", "expire"
 TASK_FIELDS = {CHECK: "check_at", REMIND: "remind_at", EXPIRE: "expire_at"}
@@ -119,15 +119,20 @@ def is_due(cart: Cart, due: HousekeepingDue, now: datetime) -> bool:
     return getattr(cart, TASK_FIELDS[due.task]) == due.due_at and due.due_at <= now
 
 
-def remind(cart: Cart, now: datetime) -> Result:
+def remind(
+    cart: Cart, now: datetime, catalog: Mapping[str, Product] | None = None, stock: StockView | None = None
+) -> Result:
+    """Remind the buyer of an abandoned cart, counted as ``GetCart`` counts it:
+    the available lines at their current prices."""
     reminded = replace(cart, remind_at=None)
     if cart.is_empty:
         return Result(reminded)
+    summary = cart_summary(cart, catalog or {}, stock)
     reminder = AbandonedCartReminder(
         user_id=cart.user_id,
         last_activity_at=cart.active_at or now,
-        item_count=sum(line.quantity for line in cart.lines),
-        subtotal=sum((line.line_total for line in cart.lines), Decimal(0)),
+        item_count=summary["total_items"],
+        subtotal=Decimal(summary["total_amount"]),
     )
     return Result(reminded, notifications=(reminder,))
 

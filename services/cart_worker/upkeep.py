@@ -77,7 +77,7 @@ class CatalogAndHousekeeping(CartSteps):
             stock = unit.stock if self.reserving else None
             result = housekeeping.periodic_check(cart, unit.products, stock, now, self.policy)
         elif due.task == housekeeping.REMIND:
-            result = housekeeping.remind(cart, now)
+            result = housekeeping.remind(cart, now, unit.products, unit.stock)
         else:
             retry_after = timedelta(seconds=self.settings.stock_reply_timeout_seconds)
             result = housekeeping.expire(cart, now, retry_after)

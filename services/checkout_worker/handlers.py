@@ -92,6 +92,10 @@ class CheckoutUnit(UnitOfWork):
         self.dirty.add(checkout.payment_id)
 
 
+#: What the answer to a query is derived as (never the id of a command's answer).
+QUERY_RESULT = "QueryResult"
+
+
 class CheckoutLogic:
     name = "checkout"
 
@@ -122,7 +126,10 @@ class CheckoutLogic:
                 frozenset({"GetCheckout"}),
                 self.clock,
                 settings=self.settings,
-                answer=functools.partial(invalid_command_reply, self.settings, self.clock, self.replies),
+                answer=functools.partial(
+                    invalid_command_reply, self.settings, self.clock, self.replies, result_kind=QUERY_RESULT
+                ),
+                namespace="query:",
             )
         return decode_record(
             record, start_checkout_adapter, frozenset({"StartCheckout"}), self.clock, settings=self.settings
@@ -269,7 +276,7 @@ class CheckoutLogic:
         """Where the user's checkout stands; another user's is not found, as an unknown one."""
         checkout = unit.checkouts.get(query.payment_id)
         common: dict[str, Any] = {
-            "message_id": message_id_for(query.message_id, "CommandResult"),
+            "message_id": message_id_for(query.message_id, QUERY_RESULT),
             **causal_envelope(query.message_id, query.correlation_id, now),
             "command_type": query.type,
             "command_message_id": query.message_id,

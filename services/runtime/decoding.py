@@ -31,6 +31,7 @@ def decode_record(
     settings: Settings | None = None,
     answer: Answer | None = None,
     wanted: Callable[[Any], bool] | None = None,
+    namespace: str = "",
 ) -> Work:
     """``record`` parsed as one of ``known_types`` (within the limits of
     ``settings``, when given), keyed by its ``message_id``.
@@ -39,16 +40,20 @@ def decode_record(
     (a repeat is then answered from the inbox), else by its bytes; it gets the
     rejection ``answer`` makes, or else an ``INVALID_MESSAGE`` dead letter.
 
+    ``namespace`` prefixes the dedup key: a topic whose producers are not those
+    of the worker's other topics (queries beside commands) cannot make one of
+    its records pass for a repeat of another topic's.
+
     With ``wanted``, the topic is one the worker reads for a few messages only:
     every other record, malformed ones included, is skipped, since whichever
     worker owns the topic dead-letters what is malformed on it.
     """
     parsed = parse(record, adapter, known_types, settings)
     if not isinstance(parsed, Malformed) and (wanted is None or wanted(parsed)):
-        return Work(record, parsed.message_id, parsed)
+        return Work(record, namespace + parsed.message_id, parsed)
     if wanted is not None:
         return Work(record, record.fingerprint, skip=True)
-    key = parsed.message_id or record.fingerprint
+    key = namespace + parsed.message_id if parsed.message_id else record.fingerprint
     reply = answer(record, parsed) if answer is not None else None
     if reply is not None:
         return Work(record, key, None, (reply,))
@@ -57,7 +62,13 @@ def decode_record(
 
 
 def invalid_command_reply(
-    settings: Settings, clock: Clock, default_topic: str, record: Incoming, malformed: Malformed
+    settings: Settings,
+    clock: Clock,
+    default_topic: str,
+    record: Incoming,
+    malformed: Malformed,
+    *,
+    result_kind: str = "CommandResult",
 ) -> Outgoing | None:
     """An ``INVALID_MESSAGE`` ``CommandResult`` addressed to the sender of a
     malformed command, when the record says who that is (a usable ``message_id``):
@@ -69,17 +80,17 @@ def invalid_command_reply(
     correlation_id = fields.get("correlation_id")
     if not is_identifier(correlation_id):
         correlation_id = message_id
-    user_id = fields.get("user_id") if isinstance(fields.get("user_id"), str) else None
+    user_id = fields.get("user_id") if is_identifier(fields.get("user_id")) else None
     reply_to = fields.get("reply_to")
     topic = reply_to if settings.reply_topic_allowed(reply_to) else default_topic
     result = CommandResult(
-        message_id=message_id_for(message_id, "CommandResult"),
+        message_id=message_id_for(message_id, result_kind),
         occurred_at=clock.now(),
         correlation_id=correlation_id,
         causation_id=message_id,
         command_type=str(fields.get("type"))[:100],
         command_message_id=message_id,
-        user_id=user_id[:200] if user_id else None,
+        user_id=user_id,
         success=False,
         error_code=ErrorCode.INVALID_MESSAGE,
         error_message=f"Invalid message: {malformed.reason}",

@@ -72,10 +72,10 @@ def test_a_task_whose_moment_moved_is_not_due_any_more():
     assert not housekeeping.is_due(cart, old, later(days=6)), "not before its moment"
 
 
-def test_an_abandoned_cart_gets_one_reminder_with_its_contents():
-    result = housekeeping.remind(cart_with_mug(quantity=2), later(days=7))
+def test_an_abandoned_cart_gets_one_reminder_with_its_contents_at_todays_prices():
+    result = housekeeping.remind(cart_with_mug(quantity=2), later(days=7), {"mug": replace(MUG, price=Decimal("8.00"))})
 
-    assert result.notifications == (AbandonedCartReminder("ann", NOW, 2, Decimal("19.00")),)
+    assert result.notifications == (AbandonedCartReminder("ann", NOW, 2, Decimal("16.00")),)
     assert result.cart.remind_at is None, "one reminder per idle period"
     assert result.cart.lines, "a reminder changes nothing in the cart"
 

@@ -1,6 +1,7 @@
 """A cart cannot grow past its limits, and so no reply about it can grow past
 what the broker accepts: the bounds hold by construction, on the pure domain."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -71,3 +72,41 @@ def test_the_reply_to_reading_the_largest_possible_cart_stays_far_below_the_reco
     ).to_json_bytes()
 
     assert len(reply) < settings.max_message_bytes < settings.producer_max_request_bytes / 2
+
+
+def test_every_reply_about_the_largest_cart_with_everything_changed_fits_a_default_kafka_record():
+    """The worst case a producer can build within the contract: the most lines,
+    the longest names and image addresses, full properties, every product renamed
+    and repriced and short of stock. Kafka's default largest record is 1 MiB."""
+    settings = Settings()
+    limits = CartLimits(max_lines=settings.cart_max_lines, max_property_bytes=settings.properties_max_bytes)
+    catalog, cart = {}, Cart("u" * 200)
+    for number in range(settings.cart_max_lines):
+        item = Product(f"p{number:03d}".ljust(200, "x"), "N" * 500, Decimal("9999999999999.99"), image_url="u" * 2000)
+        catalog[item.product_id] = item
+        properties = {f"k{i:02d}": "v" * (settings.properties_max_bytes // 12) for i in range(10)}
+        while not limits.properties_fit(properties):
+            properties.popitem()
+        cart = domain.add_item(
+            cart, item, product_id=item.product_id, quantity=99, size=None, properties=properties,
+            new_item_id=f"item-{number:03d}".ljust(200, "i"), now=NOW, limits=limits,
+        ).cart
+    changed = {pid: replace(p, name="M" * 500, price=Decimal("9999999999999.98")) for pid, p in catalog.items()}
+    stock = {domain.stock_key(pid, None): 5 for pid in catalog}
+    item_id = cart.lines[0].item_id
+    replies = {
+        "GetCart": domain.cart_summary(cart, changed, stock, now=NOW),
+        "GetCartCount": domain.cart_count(cart, changed, stock),
+        "CheckChanges": domain.check_changes(cart, changed, now=NOW, stock=stock).data,
+        "AddItem": domain.added_view(cart, item_id, changed, stock, now=NOW),
+        "UpdateItemQuantity": domain.updated_view(cart, item_id, changed, stock, now=NOW),
+        "AcceptChanges": domain.accept_changes(cart, changed, item_ids=None, now=NOW, stock=stock).data,
+        "ValidateCart": domain.validate_cart(cart, changed, item_ids=None, stock=stock).data,
+    }
+
+    for kind, data in replies.items():
+        reply = CommandResult(
+            message_id="m" * 200, occurred_at=NOW, correlation_id="c" * 200, causation_id="m" * 200,
+            command_type=kind, command_message_id="m" * 200, user_id=cart.user_id, success=True, data=data,
+        ).to_json_bytes()
+        assert len(reply) < 0.75 * (1 << 20) <= settings.producer_max_request_bytes, (kind, len(reply))

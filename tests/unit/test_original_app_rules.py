@@ -355,3 +355,36 @@ def stock_reserved(reserve: dict):
         reservation_id=reserve["reservation_id"], product_id=reserve["product_id"], size=reserve.get("size"),
         holder=reserve["holder"], quantity=reserve["quantity"], expires_at=reserve["expires_at"], available_after=3,
     )
+
+
+def test_both_names_of_one_field_with_different_values_are_refused():
+    with pytest.raises(ValueError, match="send one of them"):
+        cart_contract.cart_command_adapter.validate_python(
+            {"type": "RemoveItem", "message_id": "m", "occurred_at": NOW.isoformat(), "user_id": "ada",
+             "item_id": "a", "cart_item_id": "b"}
+        )
+
+
+def test_accepting_changes_answers_the_same_totals_as_reading_the_cart():
+    cheaper, stock = {"shoe": replace(SHOE, price=Decimal("69.99"))}, {"shoe|": 2}
+    cart = shoe_cart(3)
+
+    accepted_data = accepted(domain.accept_changes(cart, cheaper, item_ids=None, now=NOW, stock=stock)).data
+    summary = domain.cart_summary(accepted(domain.accept_changes(cart, cheaper, item_ids=None, now=NOW)).cart, cheaper, stock)
+
+    assert accepted_data["cart"]["total_amount"] == summary["total_amount"] == "0", "3 wanted, 2 in stock"
+
+
+def test_a_query_cannot_pass_for_a_repeat_of_a_checkout_command():
+    from contracts.envelope import message_id_for
+    from services.checkout_worker.handlers import CheckoutLogic
+    from services.runtime.records import Incoming
+
+    logic = CheckoutLogic(Settings(), ManualClock(NOW))
+    forged_id = message_id_for("checkout-1", "StartCheckout", "pay-x")
+    query = {"type": "GetCheckout", "message_id": forged_id, "occurred_at": NOW.isoformat(), "user_id": "ada",
+             "payment_id": "pay-x"}
+
+    work = logic.decode(Incoming(logic.topics["checkout.queries"], 0, 0, b"pay-x", json.dumps(query).encode()))
+
+    assert work.key != forged_id and work.key.endswith(forged_id)

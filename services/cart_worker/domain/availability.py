@@ -73,9 +73,8 @@ def detect_changes(line: CartLine, product: Product | None, stock: StockView | N
     if _is_listed(product):
         assert product is not None
         if product.name != line.product_name:
-            changes.append(
-                Change("name", line.product_name, product.name, f"Renamed from {line.product_name!r} to {product.name!r}")
-            )
+            # The names are in old and new; repeating them here would double a reply's size.
+            changes.append(Change("name", line.product_name, product.name, "The product was renamed"))
         price = product.effective_price(line.size)
         if price is not None and price != line.unit_price:
             direction = "increased" if price > line.unit_price else "decreased"

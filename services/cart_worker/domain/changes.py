@@ -55,7 +55,6 @@ def check_changes(
         "has_changes": bool(changed_items),
         "items_checked": len(cart.lines),
         "changed_items": changed_items,
-        "cart": cart_summary(new_cart, catalog, stock, now=now),
     }
     return Accepted(new_cart, events, data)
 
@@ -75,7 +74,12 @@ def _selected_lines(cart: Cart, item_ids: list[str] | None) -> tuple[CartLine, .
 
 
 def accept_changes(
-    cart: Cart, catalog: Mapping[str, Product], *, item_ids: list[str] | None, now: datetime
+    cart: Cart,
+    catalog: Mapping[str, Product],
+    *,
+    item_ids: list[str] | None,
+    now: datetime,
+    stock: StockView | None = None,
 ) -> Outcome:
     """Take the catalog's current name, price and image into the named (or all) lines.
 
@@ -106,7 +110,7 @@ def accept_changes(
         if refreshed != replace(line, updated_at=now):
             accepted.append(line.item_id)
             new_cart = new_cart.with_line(refreshed, now)
-    summary = cart_summary(new_cart, catalog, now=now)
+    summary = cart_summary(new_cart, catalog, stock, now=now)
     events: tuple[DomainEvent, ...] = (
         (ChangesAccepted(user_id=cart.user_id, item_ids=accepted, total_amount=Decimal(summary["total_amount"])),)
         if accepted

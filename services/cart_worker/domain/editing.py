@@ -38,6 +38,8 @@ def add_item(
     max_quantity: int = DEFAULT_MAX_QUANTITY,
     limits: CartLimits | None = None,
     available: int | None = None,
+    catalog: Mapping[str, Product] | None = None,
+    stock: StockView | None = None,
 ) -> Outcome:
     """Put ``quantity`` units of a product into the cart, merging with its line if present.
 
@@ -133,7 +135,8 @@ def add_item(
         product_name=line.product_name,
     )
     new_cart = cart.with_line(line, now)
-    return Accepted(new_cart, (event,), added_view(new_cart, line.item_id, {product_id: product}, now=now), line.item_id)
+    view = added_view(new_cart, line.item_id, {**(catalog or {}), product_id: product}, stock, now=now)
+    return Accepted(new_cart, (event,), view, line.item_id)
 
 
 def update_item_quantity(
@@ -145,6 +148,7 @@ def update_item_quantity(
     max_quantity: int = DEFAULT_MAX_QUANTITY,
     catalog: Mapping[str, Product] | None = None,
     available: int | None = None,
+    stock: StockView | None = None,
 ) -> Outcome:
     """Set a line's quantity. Zero is not a quantity: ``remove_item`` removes.
     With ``available`` (see ``add_item``), the new quantity must fit in it."""
@@ -155,7 +159,7 @@ def update_item_quantity(
         return invalid_quantity(quantity, max_quantity)
     catalog = catalog or {}
     if quantity == line.quantity:
-        return Accepted(cart, (), updated_view(cart, item_id, catalog, now=now), item_id)
+        return Accepted(cart, (), updated_view(cart, item_id, catalog, stock, now=now), item_id)
     if available is not None and quantity > available:
         return not_enough_stock(available, quantity, line.size, item_id=item_id)
     updated = replace(line, quantity=quantity, updated_at=now)
@@ -168,7 +172,7 @@ def update_item_quantity(
         new_quantity=quantity,
     )
     new_cart = cart.with_line(updated, now)
-    return Accepted(new_cart, (event,), updated_view(new_cart, item_id, catalog, now=now), item_id)
+    return Accepted(new_cart, (event,), updated_view(new_cart, item_id, catalog, stock, now=now), item_id)
 
 
 def remove_item(
