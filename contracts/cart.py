@@ -92,6 +92,16 @@ class GetCartCount(Command):
     user_id: Identifier
 
 
+class ListProducts(Command):
+    """Added to v1: a page of the catalog as the cart knows it (what a storefront
+    lists), in product id order after ``after``, with the units available."""
+
+    type: Literal["ListProducts"] = "ListProducts"
+    user_id: Identifier
+    after: Identifier | None = None
+    limit: Annotated[int, Field(strict=True, ge=1, le=50)] = 20
+
+
 class CheckChanges(Command):
     type: Literal["CheckChanges"] = "CheckChanges"
     user_id: Identifier
@@ -142,6 +152,7 @@ CartCommand = Annotated[
     | ClearCart
     | GetCart
     | GetCartCount
+    | ListProducts
     | CheckChanges
     | AcceptChanges
     | ValidateCart
@@ -157,6 +168,7 @@ CART_COMMANDS = (
     ClearCart,
     GetCart,
     GetCartCount,
+    ListProducts,
     CheckChanges,
     AcceptChanges,
     ValidateCart,

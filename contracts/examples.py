@@ -45,6 +45,7 @@ def _examples() -> list[dict[str, Any]]:
         envelope("ClearCart", 6, user_id=USER),
         envelope("GetCart", 7, user_id=USER),
         envelope("GetCartCount", 52, user_id=USER),
+        envelope("ListProducts", 54, user_id=USER, limit=20),
         envelope("CheckChanges", 8, user_id=USER),
         envelope("AcceptChanges", 9, user_id=USER, item_ids=[ITEM]),
         envelope("ValidateCart", 10, user_id=USER),

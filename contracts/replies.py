@@ -132,6 +132,31 @@ class CartCountReply(ReplyData):
     total_price: Total
 
 
+class SizeView(ReplyData):
+    size: str
+    price: Money
+    #: Units available now; None where the stock is not known.
+    available_quantity: int | None
+
+
+class ProductView(ReplyData):
+    product_id: str
+    name: str
+    price: Money
+    image_url: str | None
+    sizes: list[SizeView]
+    #: Units available now (of a product without sizes); None where not known.
+    available_quantity: int | None
+    is_available: bool
+
+
+class ProductPage(ReplyData):
+    """The answer to ``ListProducts``: ask again with ``after: next_after`` for the next page."""
+
+    products: list[ProductView]
+    next_after: str | None
+
+
 class ChangedItem(ReplyData):
     item_id: str
     cart_item_id: str
@@ -233,6 +258,7 @@ REPLY_DATA: dict[str, type[ReplyData]] = {
     "ClearCart": CartClearedReply,
     "GetCart": CartView,
     "GetCartCount": CartCountReply,
+    "ListProducts": ProductPage,
     "CheckChanges": ChangesReport,
     "AcceptChanges": ChangesAcceptedReply,
     "ValidateCart": ValidationReport,

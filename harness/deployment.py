@@ -3,12 +3,15 @@ database and worker processes, so that tests never see each other's messages."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from pymongo import AsyncMongoClient
 
 from contracts.topics import ALL_TOPICS
@@ -45,6 +48,26 @@ class Deployment:
         process = WorkerProcess(name, {**self.settings_env, **env}, LOG_DIR / f"{self.prefix}{name}.log")
         self.workers[name] = process
         return process.start()
+
+    async def gateway(self, name: str = "gateway", **env: str) -> str:
+        """Start an HTTP gateway process for this deployment; its base URL once it answers."""
+        port = free_port()
+        process = WorkerProcess(
+            name,
+            {**self.settings_env, "CARTFLOW_GATEWAY_PORT": str(port), "CARTFLOW_GATEWAY_HOST": "127.0.0.1", **env},
+            LOG_DIR / f"{self.prefix}{name}.log",
+            command=("gateway",),
+        )
+        self.workers[name] = process.start()
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as client, asyncio.timeout(60):
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{url}/openapi.json")).status_code == 200:
+                        return url
+                if not process.alive:
+                    raise RuntimeError(f"the gateway exited; see {process.log_path}")
+                await asyncio.sleep(0.2)
 
     async def create_topics(self, *names: str) -> None:
         settings = Settings(kafka_bootstrap=self.backends.kafka_bootstrap, topic_prefix=self.prefix)
@@ -86,6 +109,12 @@ async def open_deployment(backends: Backends, **env: str) -> Deployment:
     deployment = Deployment(backends, prefix, db_name, settings_env, connect(backends.mongo_url), publisher)
     await deployment.create_topics(*ALL_TOPICS)
     return deployment
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 #: Every worker, for a deployment that runs the whole system.

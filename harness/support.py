@@ -173,17 +173,18 @@ class Tap:
 class WorkerProcess:
     """A worker in its own process, as production runs it, that a test may SIGKILL."""
 
-    def __init__(self, name: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, name: str, env: dict[str, str], log_path: Path, command: tuple[str, ...] | None = None) -> None:
         self.name = name
         self.env = env
         self.log_path = log_path
+        self.command = command or ("worker", name)
         self.process: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.ops.cli", "worker", self.name],
+            [sys.executable, "-m", "services.ops.cli", *self.command],
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,

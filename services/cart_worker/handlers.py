@@ -93,10 +93,22 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                 if isinstance(queued.get("product_id"), str):
                     product_ids.add(queued["product_id"])
                     stock_keys.add(domain.stock_key(queued["product_id"], queued.get("size")))
+        pages = {
+            m.message_id: await repository.list_product_ids(db, m.after, m.limit + 1)
+            for m in messages
+            if isinstance(m, cart_contract.ListProducts)
+        }
+        product_ids.update(pid for page in pages.values() for pid in page)
+        products = await repository.load_products(db, product_ids)
+        for pid in (pid for page in pages.values() for pid in page):
+            product = products.get(pid)
+            sizes = [option.size for option in product.sizes] if product and product.has_sizes else [None]
+            stock_keys.update(domain.stock_key(pid, size) for size in sizes)
         return CartUnit(
             carts=carts,
-            products=await repository.load_products(db, product_ids),
+            products=products,
             stock=await repository.load_stock(db, stock_keys),
+            pages=pages,
         )
 
     async def save(self, unit: CartUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
@@ -139,7 +151,8 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
 
     def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
         cart = unit.cart(command.user_id)
-        if cart.pending is not None:
+        if cart.pending is not None and not isinstance(command, cart_contract.ListProducts):
+            # The catalog is no part of the cart: listing it waits for nothing.
             unit.put_cart(replace(cart, queue=(*cart.queue, command.model_dump(mode="json"))))
             return []
         if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
@@ -204,6 +217,9 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                 return domain.clear_cart(cart, now=now)
             case cart_contract.GetCart():
                 return Accepted(cart, (), domain.cart_summary(cart, catalog, stock, now=now))
+            case cart_contract.ListProducts():
+                listed = [unit.products[pid] for pid in unit.pages.get(command.message_id, []) if pid in unit.products]
+                return Accepted(cart, (), domain.product_page(listed, stock, command.limit))
             case cart_contract.GetCartCount():
                 return Accepted(cart, (), domain.cart_count(cart, catalog, stock))
             case cart_contract.CheckChanges():

@@ -162,6 +162,14 @@ async def load_products(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[s
     return await find_by_ids(db[CATALOG], product_ids, product_from_doc)
 
 
+async def list_product_ids(db: AsyncDatabase, after: str | None, limit: int) -> list[str]:
+    """Up to ``limit`` ids of products on sale, in id order, after ``after``."""
+    query: dict[str, object] = {"is_deleted": {"$ne": True}}
+    if after is not None:
+        query["_id"] = {"$gt": after}
+    return [doc["_id"] async for doc in db[CATALOG].find(query, {"_id": 1}).sort("_id", 1).limit(limit)]
+
+
 async def load_carts_holding(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[str, Cart]:
     return await find_by_ids(db[CARTS], product_ids, cart_from_doc, field="items.product_id")
 

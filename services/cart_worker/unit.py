@@ -51,6 +51,8 @@ class CartUnit(UnitOfWork):
     dirty_carts: set[str] = field(default_factory=set)
     dirty_products: set[str] = field(default_factory=set)
     dirty_stock: set[str] = field(default_factory=set)
+    #: The product ids of each catalog page asked for in the batch, by the asking message's id.
+    pages: dict[str, list[str]] = field(default_factory=dict)
 
     def cart(self, user_id: str) -> Cart:
         return self.carts.setdefault(user_id, Cart(user_id))

@@ -128,6 +128,21 @@ class Settings(BaseSettings):
     #: Serve /metrics, /healthz and /readyz on this port (off when unset).
     http_port: int | None = Field(default=None, ge=0, le=65535)
     http_host: str = "0.0.0.0"
+
+    # The HTTP gateway (services/gateway): the original carts app's REST API.
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8000, ge=0, le=65535)
+    #: HS256 key of the bearer tokens; or, for RS256, the PEM public key below.
+    gateway_jwt_secret: SecretStr | None = None
+    gateway_jwt_public_key: str | None = None
+    gateway_jwt_audience: str | None = None
+    gateway_jwt_issuer: str | None = None
+    #: How long a request waits for its reply before answering 504 (retry with its Idempotency-Key).
+    gateway_reply_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Largest request body, in bytes (larger: 413).
+    gateway_max_body_bytes: int = Field(default=64 << 10, ge=1024)
+    #: Development only: POST /api/payments/<id>/simulate/ publishes a payment outcome.
+    payment_simulator: bool = False
     #: A background task (relay, sweep, timer consumer) failing without a break
     #: for this long makes /healthz fail, so that an orchestrator restarts the worker.
     task_unhealthy_after_seconds: float = Field(default=120.0, gt=0)

@@ -388,3 +388,15 @@ def test_a_query_cannot_pass_for_a_repeat_of_a_checkout_command():
     work = logic.decode(Incoming(logic.topics["checkout.queries"], 0, 0, b"pay-x", json.dumps(query).encode()))
 
     assert work.key != forged_id and work.key.endswith(forged_id)
+
+
+def test_a_catalog_page_lists_products_in_id_order_with_their_stock_and_says_whether_more_follow():
+    products = [SHIRT, SHOE, replace(SHOE, product_id="sock", name="Sock")]
+
+    page = domain.product_page(products, {"shirt|M": 0, "shirt|XL": 4, "shoe|": 0}, limit=2)
+
+    assert [p["product_id"] for p in page["products"]] == ["shirt", "shoe"] and page["next_after"] == "shoe"
+    shirt, shoe = page["products"]
+    assert [(s["size"], s["available_quantity"]) for s in shirt["sizes"]] == [("M", 0), ("XL", 4)]
+    assert shirt["is_available"] is True and shoe["is_available"] is False
+    assert domain.product_page(products[:1], {}, limit=2)["next_after"] is None

@@ -79,6 +79,7 @@ def test_the_reply_of_every_cart_command_fits_its_model():
     run("UpdateItemQuantity", "u1", item_id=item, quantity=3)
     run("GetCart", "g1")
     run("GetCartCount", "n1")
+    run("ListProducts", "l1", limit=1)
     unit.put_product(Product("shoe", "Trail shoe", Decimal("69.99")))
     run("CheckChanges", "c1")
     run("ValidateCart", "v1")

@@ -94,6 +94,7 @@ from services.cart_worker.domain.views import (
     cart_summary,
     line_view,
     newest_first,
+    product_page,
     removed_view,
     updated_view,
 )
@@ -162,6 +163,7 @@ __all__ = [
     "cart_summary",
     "line_view",
     "newest_first",
+    "product_page",
     "removed_view",
     "updated_view",
 ]

@@ -18,6 +18,7 @@ from services.cart_worker.domain.availability import (
     detect_changes,
     is_available,
     live_price,
+    stock_key,
 )
 from services.cart_worker.domain.model import Cart, CartLine, Product
 
@@ -147,3 +148,36 @@ def _line_of(
     line = cart.line(item_id)
     assert line is not None, item_id
     return line_view(line, catalog.get(line.product_id), stock=stock, now=now)
+
+
+def product_page(products: list[Product], stock: StockView, limit: int) -> dict[str, Any]:
+    """A page of the catalog as a storefront lists it: ``products`` holds up to
+    ``limit + 1`` products in id order; the extra one only says a next page exists."""
+    page = products[:limit]
+
+    def units(size: str | None) -> int | None:
+        available = stock.get(stock_key(product.product_id, size))
+        return None if available is None else max(available, 0)
+
+    views = []
+    for product in page:
+        sizes = [
+            {"size": option.size, "price": str(option.price), "available_quantity": units(option.size)}
+            for option in product.sizes
+        ]
+        available = None if product.has_sizes else units(None)
+        in_stock = (
+            any(size["available_quantity"] != 0 for size in sizes) if product.has_sizes else available != 0
+        )
+        views.append(
+            {
+                "product_id": product.product_id,
+                "name": product.name,
+                "price": str(product.price),
+                "image_url": product.image_url,
+                "sizes": sizes,
+                "available_quantity": available,
+                "is_available": not product.is_deleted and in_stock,
+            }
+        )
+    return {"products": views, "next_after": page[-1].product_id if len(products) > limit else None}

@@ -19,6 +19,7 @@ from services.ops.workers import WORKERS, load_spec
 from services.runtime.settings import Settings
 
 commands = typer.Typer()
+GATEWAY = "gateway"
 
 
 def _configure_logging(settings: Settings, fmt: str | None = None) -> None:
@@ -49,11 +50,45 @@ def worker(name: Annotated[str, typer.Argument(help="cart | stock | checkout")])
 
 
 @commands.command()
+def gateway() -> None:
+    """Run the HTTP gateway (the original carts app's REST API) against the configured Kafka."""
+    settings = Settings()
+    _configure_logging(settings)
+    import uvicorn
+
+    from services.gateway.app import create_app
+
+    # log_config None: uvicorn logs through cartflow's handler.
+    uvicorn.run(
+        create_app(settings), host=settings.gateway_host, port=settings.gateway_port, log_config=None, access_log=False
+    )
+
+
+@commands.command()
+def token(
+    user_id: Annotated[str, typer.Argument(help="The user the token names (its sub).")],
+    hours: Annotated[int, typer.Option(help="How long the token is valid.")] = 24,
+) -> None:
+    """Print a bearer token for USER_ID, signed with the gateway's HS256 secret
+    (the configured one, else the development secret under the data folder)."""
+    from services.gateway.auth import verifier
+
+    try:
+        typer.echo(verifier(Settings()).issue(user_id, ttl_seconds=hours * 3600))
+    except RuntimeError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+
+
+@commands.command()
 def up(
     workers: Annotated[str, typer.Option(help="Comma-separated workers to start.")] = ",".join(WORKERS),
     http_port: Annotated[
         int, typer.Option(help="First port for the workers' /metrics, /healthz and /readyz (one each); 0: none.")
     ] = 9101,
+    gateway_port: Annotated[
+        int, typer.Option(help="Port of the HTTP gateway (default CARTFLOW_GATEWAY_PORT); -1: no gateway.")
+    ] = -2,
 ) -> None:
     """Start the backends and every worker; stop everything on Ctrl-C or SIGTERM."""
     settings = Settings()
@@ -88,16 +123,31 @@ def up(
 
         ports = {name: http_port + index for index, name in enumerate(names)} if http_port else {}
 
+        gateway_at = settings.gateway_port if gateway_port == -2 else gateway_port
+        gateway_env = {"CARTFLOW_GATEWAY_PORT": str(gateway_at)}
+        if backends.kind == "embedded" and "CARTFLOW_PAYMENT_SIMULATOR" not in os.environ:
+            gateway_env["CARTFLOW_PAYMENT_SIMULATOR"] = "true"  # try the whole flow without a payment provider
+
         def spawn(name: str) -> None:
-            log_file = open(home / "logs" / f"{name}-worker.log", "ab")  # noqa: SIM115 - owned by the child
-            port = {"CARTFLOW_HTTP_PORT": str(ports[name]), "CARTFLOW_HTTP_HOST": "127.0.0.1"} if ports else {}
+            if name == GATEWAY:
+                log_file = open(home / "logs" / "gateway.log", "ab")  # noqa: SIM115 - owned by the child
+                command, extra = ["gateway"], gateway_env
+            else:
+                log_file = open(home / "logs" / f"{name}-worker.log", "ab")  # noqa: SIM115 - owned by the child
+                command = ["worker", name]
+                extra = {"CARTFLOW_HTTP_PORT": str(ports[name]), "CARTFLOW_HTTP_HOST": "127.0.0.1"} if ports else {}
             children[name] = subprocess.Popen(
-                [sys.executable, "-m", "services.ops.cli", "worker", name],
-                env={**env, **port},
+                [sys.executable, "-m", "services.ops.cli", *command],
+                env={**env, **extra},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
             )
 
+        if gateway_at >= 0:
+            from services.gateway.auth import verifier
+
+            development = verifier(settings).development  # makes the development secret before the gateway reads it
+            names.append(GATEWAY)
         for name in names:
             spawn(name)
         typer.echo(f"cartflow is up ({backends.kind} backends)")
@@ -106,13 +156,19 @@ def up(
         typer.echo(f"  workers: {', '.join(names)} (logs in {home / 'logs'})")
         for name, port in ports.items():
             typer.echo(f"  {name} worker: http://127.0.0.1:{port}/metrics /healthz /readyz")
+        if GATEWAY in children:
+            typer.echo(f"  gateway: http://{settings.gateway_host}:{gateway_at}/ (the storefront; API docs at /docs)")
+            if development:
+                typer.echo("  a token for the gateway: .venv/bin/cartflow token USER_ID")
+            if gateway_env.get("CARTFLOW_PAYMENT_SIMULATOR") == "true":
+                typer.echo("  payment simulator on: POST /api/payments/<payment_id>/simulate/")
         typer.echo("Press Ctrl-C to stop.")
         try:
             while not stop["now"]:
                 time.sleep(0.5)
                 for name, child in list(children.items()):
                     if child.poll() is not None and not stop["now"]:
-                        typer.echo(f"{name} worker exited with {child.returncode}; restarting it", err=True)
+                        typer.echo(f"{name} exited with {child.returncode}; restarting it", err=True)
                         spawn(name)
         finally:
             typer.echo("stopping workers...")

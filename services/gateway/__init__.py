@@ -1,0 +1,1 @@
+"""The HTTP gateway: the original carts app's REST API over cartflow's Kafka contract."""

@@ -1,0 +1,321 @@
+"""The HTTP gateway: the original carts app's REST API on FastAPI, answered by
+the workers over Kafka through FastStream's FastAPI integration.
+
+Stateless: each request becomes one command (or query) published with the
+gateway's reply topic as ``reply_to``, and its ``CommandResult`` becomes the
+response. The user is the bearer token's ``sub``; a ``user_id`` in a body or a
+query string is ignored. An ``Idempotency-Key`` header becomes the command's
+``message_id`` (scoped to the user, the method and the path), so a retry is
+answered with the first answer and changes nothing; a request whose reply does
+not come in time is answered 504 with the key to retry with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from faststream.kafka.fastapi import KafkaRouter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from contracts.envelope import is_identifier, message_id_for
+from contracts.topics import CART_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS
+from services.gateway import original_api as api
+from services.gateway.auth import NotAuthenticated, Verifier, verifier
+from services.gateway.exchange import Exchange
+from services.gateway.limits import BodySizeLimit
+from services.runtime.kafka import faststream_security
+from services.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
+Shape = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    if not settings.kafka_bootstrap:
+        raise RuntimeError("set CARTFLOW_KAFKA_BOOTSTRAP (or use `cartflow up`)")
+    tokens = verifier(settings)
+    router = KafkaRouter(
+        settings.kafka_bootstrap,
+        security=faststream_security(settings),
+        schema_url=None,
+        include_in_schema=False,
+        logger=logging.getLogger("cartflow.gateway.broker"),
+    )
+    exchange = Exchange(settings, router)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # the broker's own lifespan runs inside this one
+        await exchange.prepare()
+        yield
+
+    app = FastAPI(
+        title="cartflow gateway",
+        summary="The original carts app's REST API, answered by cartflow's workers over Kafka.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.gateway_max_body_bytes)
+    _errors(app)
+    gateway = Gateway(settings, exchange, tokens)
+    _routes(app, gateway, settings)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        reasons = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in error.errors()[:10]
+        )
+        body = api.problem("INVALID_MESSAGE", f"Invalid request: {reasons}"[:1000], "Fix the request and send it again")
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(NotAuthenticated)
+    async def unauthenticated(request: Request, error: NotAuthenticated) -> JSONResponse:
+        message = str(error)
+        body = api.problem("NOT_AUTHENTICATED", message, "Sign in and send a valid bearer token", detail=message)
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        body = api.problem("NOT_FOUND" if error.status_code == 404 else "HTTP_ERROR", str(error.detail), "Check the path")
+        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("gateway request failed")
+        body = api.problem("INTERNAL_ERROR", "The request could not be processed", "Retry later")
+        return JSONResponse(body, status_code=500)
+
+
+class Gateway:
+    """What every route does: who asks, the command's id, ask, shape the answer."""
+
+    def __init__(self, settings: Settings, exchange: Exchange, tokens: Verifier) -> None:
+        self.settings = settings
+        self.exchange = exchange
+        self.tokens = tokens
+
+    def user(self, request: Request) -> str:
+        return self.tokens.user_of(request.headers.get("authorization"))
+
+    def message_id(self, request: Request, user_id: str) -> tuple[str, str]:
+        """The command's message_id and the key that derives it: the request's
+        ``Idempotency-Key``, or a new one the client may retry with."""
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            key = str(uuid.uuid4())
+        elif not is_identifier(key):
+            raise IdempotencyKeyInvalid()
+        scope = f"{request.method} {request.url.path} {key}"
+        return message_id_for(f"gateway:{user_id}", "Idempotency", scope), key
+
+    async def ask(
+        self,
+        request: Request,
+        kind: str,
+        shape: Shape,
+        *,
+        topic: str = CART_COMMANDS,
+        created: bool = False,
+        key_field: str = "user_id",
+        **fields: Any,
+    ) -> JSONResponse:
+        user_id = self.user(request)
+        try:
+            message_id, idempotency_key = self.message_id(request, user_id)
+        except IdempotencyKeyInvalid:
+            body = api.problem("INVALID_MESSAGE", "Idempotency-Key must be 1 to 200 characters", "Send a shorter key")
+            return JSONResponse(body, status_code=400)
+        command = {
+            "type": kind,
+            "message_id": message_id,
+            "schema_version": 1,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "user_id": user_id,
+            **{name: value for name, value in fields.items() if value is not None},
+        }
+        key = str(command.get(key_field, user_id))
+        reply = await self.exchange.ask(topic, command, key)
+        headers = {"Idempotency-Key": idempotency_key}
+        if reply is None:
+            body = api.problem(
+                "GATEWAY_TIMEOUT",
+                "No answer in time; the request may still take effect",
+                "Send the same request again with this Idempotency-Key to get its answer",
+                idempotency_key=idempotency_key,
+            )
+            return JSONResponse(body, status_code=504, headers=headers)
+        if not reply.get("success"):
+            return JSONResponse(api.error_body(reply), status_code=api.status_of(reply), headers=headers)
+        return JSONResponse(shape(reply.get("data") or {}), status_code=api.status_of(reply, created=created), headers=headers)
+
+
+class IdempotencyKeyInvalid(Exception):
+    pass
+
+
+def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
+    ask = gateway.ask
+
+    # --- /api/carts/: the set the JavaScript client uses ---------------------------------
+
+    @app.get("/api/carts/", tags=["carts"], summary="The cart with all its items and totals")
+    async def get_cart(request: Request) -> JSONResponse:
+        return await ask(request, "GetCart", api.cart_view)
+
+    @app.get("/api/carts/count/", tags=["carts"], summary="How many items the cart holds, and their total")
+    async def get_count(request: Request) -> JSONResponse:
+        return await ask(request, "GetCartCount", api.count)
+
+    @app.post("/api/carts/add/", status_code=201, tags=["carts"], summary="Add an item to the cart")
+    async def add(request: Request, body: api.AddToCart) -> JSONResponse:
+        return await ask(request, "AddItem", api.added, created=True, **_add_fields(body))
+
+    @app.put("/api/carts/update/{cart_item_id}/", tags=["carts"], summary="Change an item's quantity")
+    async def update(request: Request, cart_item_id: str, body: api.UpdateQuantity) -> JSONResponse:
+        return await ask(request, "UpdateItemQuantity", api.updated, item_id=cart_item_id, quantity=body.quantity)
+
+    @app.delete("/api/carts/remove/{cart_item_id}/", tags=["carts"], summary="Remove an item")
+    async def remove(request: Request, cart_item_id: str) -> JSONResponse:
+        return await ask(request, "RemoveItem", api.removed, item_id=cart_item_id)
+
+    @app.delete("/api/carts/clear/", tags=["carts"], summary="Empty the cart")
+    async def clear(request: Request) -> JSONResponse:
+        return await ask(request, "ClearCart", api.cleared)
+
+    @app.post("/api/carts/validate/", tags=["carts"], summary="Validate the cart (or some items) before checkout")
+    async def validate(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
+        return await ask(request, "ValidateCart", api.as_is, item_ids=body.cart_item_ids if body else None)
+
+    @app.post("/api/carts/checkout/single/", status_code=201, tags=["checkout"], summary="Check out one item")
+    async def checkout_single(request: Request, body: api.CheckoutSingle) -> JSONResponse:
+        fields = body.model_dump(exclude={"cart_item_id"})
+        return await ask(request, "CheckoutItem", api.as_is, created=True, item_id=body.cart_item_id, **fields)
+
+    @app.post("/api/carts/checkout/full/", status_code=201, tags=["checkout"], summary="Check out the whole cart")
+    async def checkout_full(request: Request, body: api.Checkout | None = None) -> JSONResponse:
+        fields = (body or api.Checkout()).model_dump()
+        return await ask(request, "CheckoutCart", api.as_is, created=True, **fields)
+
+    # --- /api/cart/: the viewset set -------------------------------------------------------
+
+    @app.get("/api/cart/", tags=["cart"], summary="The cart summary")
+    async def cart_list(request: Request) -> JSONResponse:
+        return await ask(request, "GetCart", api.cart_view)
+
+    @app.post("/api/cart/", status_code=201, tags=["cart"], summary="Add an item (answers the item)")
+    async def cart_create(request: Request, body: api.AddToCart) -> JSONResponse:
+        return await ask(request, "AddItem", api.created_item, created=True, **_add_fields(body))
+
+    @app.patch("/api/cart/update_item/", tags=["cart"], summary="Change an item's quantity")
+    async def cart_update_item(request: Request, body: api.UpdateItem) -> JSONResponse:
+        return await ask(request, "UpdateItemQuantity", api.updated, item_id=body.cart_item_id, quantity=body.quantity)
+
+    @app.delete("/api/cart/remove_item/", tags=["cart"], summary="Remove an item (cart_item_id in the body or query)")
+    async def cart_remove_item(request: Request, cart_item_id: str | None = None) -> JSONResponse:
+        item_id = cart_item_id or await _body_field(request, "cart_item_id")
+        if not is_identifier(item_id):
+            body = api.problem("INVALID_MESSAGE", "cart_item_id is required", "Name the item to remove")
+            return JSONResponse(body, status_code=400)
+        return await ask(request, "RemoveItem", api.removed, item_id=item_id)
+
+    @app.delete("/api/cart/clear/", tags=["cart"], summary="Empty the cart")
+    async def cart_clear(request: Request) -> JSONResponse:
+        return await ask(request, "ClearCart", api.cleared)
+
+    @app.post("/api/cart/check_changes/", tags=["cart"], summary="Check the items for product changes")
+    async def cart_check_changes(request: Request) -> JSONResponse:
+        return await ask(request, "CheckChanges", api.changes_checked)
+
+    @app.post("/api/cart/accept_changes/", tags=["cart"], summary="Accept product changes")
+    async def cart_accept_changes(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
+        return await ask(request, "AcceptChanges", api.changes_accepted, item_ids=body.cart_item_ids if body else None)
+
+    @app.post("/api/cart/prepare_checkout/", tags=["cart"], summary="Validate the cart for checkout")
+    async def cart_prepare_checkout(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
+        return await ask(request, "ValidateCart", api.as_is, item_ids=body.cart_item_ids if body else None)
+
+    # --- beyond the original ---------------------------------------------------------------
+
+    @app.get("/api/products/", tags=["catalog"], summary="A page of the catalog, with the units available")
+    async def products(request: Request, after: str | None = None, limit: int = 20) -> JSONResponse:
+        return await ask(request, "ListProducts", api.as_is, after=after, limit=max(1, min(limit, 50)))
+
+    @app.get("/api/payments/{payment_id}/", tags=["checkout"], summary="Where a checkout's payment stands")
+    async def payment(request: Request, payment_id: str) -> JSONResponse:
+        return await ask(
+            request, "GetCheckout", api.as_is, topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
+        )
+
+    @app.post("/api/payments/{payment_id}/simulate/", status_code=202, tags=["checkout"],
+              summary="Development only: pay (or fail to pay) a checkout", include_in_schema=settings.payment_simulator)
+    async def simulate(request: Request, payment_id: str, body: api.SimulatePayment) -> JSONResponse:
+        if not settings.payment_simulator:
+            raise StarletteHTTPException(404, "Not Found")
+        status = await ask(
+            request, "GetCheckout", api.as_is, topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
+        )
+        if status.status_code != 200:
+            return status
+        checkout = json.loads(status.body)
+        now = datetime.now(UTC).isoformat()
+        message_id = message_id_for(f"simulator:{payment_id}", "Payment", str(uuid.uuid4()))
+        if body.outcome == "succeeded":
+            event = {"type": "PaymentSucceeded", "message_id": message_id, "occurred_at": now, "payment_id": payment_id,
+                     "amount": checkout["total_amount"], "gateway_reference": f"sim-{message_id[:12]}"}
+        else:
+            event = {"type": "PaymentFailed", "message_id": message_id, "occurred_at": now, "payment_id": payment_id,
+                     "reason": "simulated_failure"}
+        await gateway.exchange.publish(PAYMENT_EVENTS, event, payment_id)
+        return JSONResponse({"message": f"Payment {body.outcome} sent", "payment_id": payment_id}, status_code=202)
+
+    @app.post("/api/dev/login/", tags=["development"], include_in_schema=gateway.tokens.development,
+              summary="Development only: a token for any user (while the development secret is in use)")
+    async def development_login(body: api.DevelopmentLogin) -> JSONResponse:
+        if not gateway.tokens.development:
+            raise StarletteHTTPException(404, "Not Found")
+        return JSONResponse({"token": gateway.tokens.issue(body.user_id), "user_id": body.user_id})
+
+    # --- the storefront ---------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def storefront() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/payment/{payment_id}/", include_in_schema=False)
+    async def payment_page(payment_id: str) -> FileResponse:
+        return FileResponse(STATIC / "payment.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _add_fields(body: api.AddToCart) -> dict[str, Any]:
+    return {
+        "product_id": body.product_id,
+        "quantity": body.quantity,
+        "size": body.size,
+        "properties": body.product_properties,
+    }
+
+
+async def _body_field(request: Request, name: str) -> Any:
+    try:
+        body = await request.json()
+    except Exception:
+        return None
+    return body.get(name) if isinstance(body, dict) else None

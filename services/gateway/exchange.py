@@ -1,0 +1,120 @@
+"""Requests over Kafka: publish a command, await the ``CommandResult`` that
+answers it, matched by ``correlation_id``.
+
+Every gateway process reads the whole of the gateway's reply topic (no consumer
+group: each sees every reply) and keeps the replies its own requests wait for,
+so several gateways run side by side and a retried request is answered by
+whichever gateway it reaches: the worker sends the stored reply of a repeated
+command to the same shared topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from faststream.kafka.fastapi import KafkaMessage, KafkaRouter
+
+from contracts.envelope import is_identifier
+from services.runtime.kafka import ensure_topics
+from services.runtime.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The topic (under the deployment's prefix) every gateway asks to be answered on.
+GATEWAY_REPLIES = "gateway.replies"
+
+
+async def _raw(message: Any) -> None:
+    # Replies are read from the raw bytes: nothing on the topic can fail in a decoder.
+    return None
+
+
+class Exchange:
+    def __init__(self, settings: Settings, router: KafkaRouter) -> None:
+        self.settings = settings
+        self.router = router
+        self.reply_topic = settings.topic(GATEWAY_REPLIES)
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: How many requests await each correlation id (a retry may arrive while the first still waits).
+        self._waiters: dict[str, int] = {}
+        self._ready = asyncio.Event()
+        self._ready_lock: asyncio.Lock | None = None
+        router.subscriber(
+            self.reply_topic,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            decoder=_raw,
+            include_in_schema=False,
+        )(self._on_reply)
+
+    async def prepare(self) -> None:
+        """Create the reply topic before the broker subscribes to it."""
+        await ensure_topics(self.settings, self.settings.kafka_bootstrap or "", [GATEWAY_REPLIES])
+
+    async def _on_reply(self, message: KafkaMessage) -> None:
+        try:
+            body = json.loads(message.body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return  # not ours to answer: anyone with write access could put it there
+        if not isinstance(body, dict):
+            return
+        correlation_id = body.get("correlation_id")
+        waiter = self._waiting.get(correlation_id) if isinstance(correlation_id, str) else None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(body)
+
+    async def ready(self) -> None:
+        """Wait until this gateway's reply consumer sees new records: a ping it
+        publishes to itself comes back. Until then a reply could pass unseen."""
+        if self._ready.is_set():
+            return
+        self._ready_lock = self._ready_lock or asyncio.Lock()
+        async with self._ready_lock:
+            while not self._ready.is_set():
+                ping = f"gateway-ping-{uuid.uuid4()}"
+                waiter = self._expect(ping)
+                try:
+                    payload = {"type": "GatewayPing", "correlation_id": ping}
+                    await self.router.broker.publish(json.dumps(payload).encode(), topic=self.reply_topic)
+                    await asyncio.wait_for(asyncio.shield(waiter), timeout=2)
+                    self._ready.set()
+                except TimeoutError:
+                    log.info("gateway reply consumer not positioned yet; pinging again")
+                finally:
+                    self._waiting.pop(ping, None)
+
+    def _expect(self, correlation_id: str) -> asyncio.Future[dict[str, Any]]:
+        waiter = self._waiting.get(correlation_id)
+        if waiter is None or waiter.done():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting[correlation_id] = waiter
+        return waiter
+
+    async def ask(self, topic: str, command: dict[str, Any], key: str) -> dict[str, Any] | None:
+        """Publish ``command`` (its ``reply_to`` set to the gateway's topic) and
+        return its reply, or None when none came within the reply timeout."""
+        await self.ready()
+        assert is_identifier(command["message_id"])
+        command = {**command, "reply_to": self.reply_topic}
+        correlation_id = command.setdefault("correlation_id", command["message_id"])
+        waiter = self._expect(correlation_id)
+        self._waiters[correlation_id] = self._waiters.get(correlation_id, 0) + 1
+        try:
+            await self.router.broker.publish(
+                json.dumps(command).encode(), topic=self.settings.topic(topic), key=key.encode()
+            )
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout=self.settings.gateway_reply_timeout_seconds)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiters[correlation_id] -= 1
+            if not self._waiters[correlation_id]:
+                del self._waiters[correlation_id]
+                self._waiting.pop(correlation_id, None)
+
+    async def publish(self, topic: str, message: dict[str, Any], key: str) -> None:
+        await self.router.broker.publish(json.dumps(message).encode(), topic=self.settings.topic(topic), key=key.encode())

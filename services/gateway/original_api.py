@@ -1,0 +1,185 @@
+"""The original carts app's REST shapes: its request bodies, and its responses
+made from cartflow's typed replies (``contracts.replies``). Pure: no I/O.
+
+Responses are flat as the original's (``message``, ``cart_item_id``,
+``cart_summary``, the checkout fields at the top level); refusals are its error
+format (``success: false``, ``error_code``, ``error_message``,
+``suggested_action``, ``cart_item_id``, ``available_quantity``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.cart import Address, Properties, Size, Text
+from contracts.envelope import LooseIdentifier, LooseInt
+
+#: Refusals answered 404 (the thing named does not exist for this user); the rest are 400.
+NOT_FOUND = frozenset({"ITEM_NOT_FOUND", "PRODUCT_INACTIVE", "CHECKOUT_NOT_FOUND"})
+
+
+class Body(BaseModel):
+    # Unknown fields are ignored, as the original ignores them; a user_id sent here is one of them.
+    model_config = ConfigDict(extra="ignore")
+
+
+class AddToCart(Body):
+    product_id: LooseIdentifier
+    quantity: LooseInt = 1
+    size: Size = None
+    product_properties: Properties | None = None
+
+
+class UpdateQuantity(Body):
+    quantity: LooseInt
+
+
+class UpdateItem(Body):
+    cart_item_id: LooseIdentifier
+    quantity: LooseInt
+
+
+class NameItem(Body):
+    cart_item_id: LooseIdentifier
+
+
+class SelectItems(Body):
+    cart_item_ids: list[LooseIdentifier] | None = Field(default=None, min_length=1, max_length=500)
+
+
+class Checkout(Body):
+    payment_method: Text = "credit_card"
+    gateway_name: Text | None = None
+    shipping_address: Address | None = None
+
+
+class CheckoutSingle(Checkout):
+    cart_item_id: LooseIdentifier
+
+
+class SimulatePayment(Body):
+    outcome: Literal["succeeded", "failed"]
+
+
+class DevelopmentLogin(Body):
+    user_id: LooseIdentifier
+
+
+def status_of(reply: dict[str, Any], *, created: bool = False) -> int:
+    if reply.get("success"):
+        return 201 if created else 200
+    code = reply.get("error_code")
+    if code in NOT_FOUND:
+        return 404
+    return 500 if code == "INTERNAL_ERROR" else 400
+
+
+def error_body(reply: dict[str, Any]) -> dict[str, Any]:
+    """A refusal in the original's error format (``error`` too, as its views answer)."""
+    body = {
+        "success": False,
+        "error_code": reply.get("error_code"),
+        "error_message": reply.get("error_message"),
+        "error": reply.get("error_message"),
+        "cart_item_id": reply.get("cart_item_id"),
+        "available_quantity": reply.get("available_quantity"),
+        "suggested_action": reply.get("suggested_action"),
+    }
+    if isinstance(reply.get("data"), dict):
+        body.update(reply["data"])  # a failed checkout's validation details
+    return body
+
+
+def problem(code: str, message: str, action: str, **extra: Any) -> dict[str, Any]:
+    """An error the gateway itself answers, in the same format."""
+    return {
+        "success": False,
+        "error_code": code,
+        "error_message": message,
+        "error": message,
+        "suggested_action": action,
+        **extra,
+    }
+
+
+def item_view(line: dict[str, Any]) -> dict[str, Any]:
+    """A cart line as the original lists it, with cartflow's own fields beside."""
+    return {
+        "id": line["item_id"],
+        "product": {
+            "id": line["product_id"],
+            "name": line["product_name"],
+            "current_price": line["current_price"],
+            "image": line["image_url"],
+        },
+        "quantity": line["quantity"],
+        "size": line["size"],
+        "line_total": line["line_total"],
+        "is_available": line["is_available"],
+        "has_changed": line["has_changed"],
+        "changes": line["change_details"],
+        "product_last_checked": line["product_last_checked"],
+        "product_properties": line["properties"],
+        "price_snapshot": line["unit_price"],
+        "added_at": line["added_at"],
+    }
+
+
+def cart_view(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "items": [item_view(line) for line in data["items"]],
+        "total_items": data["total_items"],
+        "total_amount": data["total_amount"],
+        "has_changes": data["has_changes"],
+        "unavailable_items": [item_view(line) for line in data["unavailable_items"]],
+    }
+
+
+def added(data: dict[str, Any]) -> dict[str, Any]:
+    return {"message": data["message"], "cart_item_id": data["cart_item_id"], "cart_summary": data["cart_summary"]}
+
+
+def created_item(data: dict[str, Any]) -> dict[str, Any]:
+    """``POST /api/cart/``: the created (or grown) line, as the original's serializer gives it."""
+    return {**item_view(data), "cart_summary": data["cart_summary"]}
+
+
+def updated(data: dict[str, Any]) -> dict[str, Any]:
+    return {"message": data["message"], "new_quantity": data["new_quantity"], "new_subtotal": data["new_subtotal"]}
+
+
+def removed(data: dict[str, Any]) -> dict[str, Any]:
+    return {"message": data["message"], "cart_item_id": data["cart_item_id"], "cart_summary": data["cart_summary"]}
+
+
+def cleared(data: dict[str, Any]) -> dict[str, Any]:
+    return {"message": data["message"], "removed_item_ids": data["removed_item_ids"]}
+
+
+def count(data: dict[str, Any]) -> dict[str, Any]:
+    return {"count": data["count"], "total_items": data["total_items"], "total_amount": data["total_amount"]}
+
+
+def changes_checked(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "has_changes": data["has_changes"],
+        "items_checked": data["items_checked"],
+        "changed_items": [
+            {"cart_item_id": item["cart_item_id"], "changes": item["change_details"]} for item in data["changed_items"]
+        ],
+    }
+
+
+def changes_accepted(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "message": "Changes accepted",
+        "accepted_item_ids": data["accepted_item_ids"],
+        **cart_view(data["cart"]),
+    }
+
+
+def as_is(data: dict[str, Any]) -> dict[str, Any]:
+    """Replies whose fields already are the original's (validation, checkout, payment status, products)."""
+    return data
