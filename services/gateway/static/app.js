@@ -98,11 +98,16 @@ const Storefront = {
     if (!ok) { Page.fail(result); return; }
     Page.text("cart-counter", result.cart_summary.total_items);
     Page.say("Item added to cart");
-    await Promise.all([this.loadCart(), this.loadProducts()]);
+    await this.loadCart();
   },
 
+  cartRequests: 0,
+
   async loadCart() {
+    // Answers may overtake each other: only the latest request's answer is shown.
+    const request = ++this.cartRequests;
     const { ok, result } = await Api.call("GET", "/api/carts/");
+    if (request !== this.cartRequests) return;
     if (!ok) { Page.fail(result); return; }
     Page.text("cart-counter", result.total_items);
     Page.text("cart-total", result.total_amount);

@@ -1,0 +1,85 @@
+"""The gateway's pure parts: who a bearer token names, and the original app's
+response shapes and status codes made from cartflow's typed replies."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from contracts.reply_examples import REPLY_EXAMPLES
+from services.gateway import original_api as api
+from services.gateway.auth import NotAuthenticated, Verifier, development_secret
+
+SECRET = "a-test-secret-long-enough-for-hs256-keys"
+VERIFIER = Verifier(SECRET, "HS256", audience="storefront", issuer="https://id.example")
+
+
+def token(**claims) -> str:
+    base = {"sub": "ada", "exp": int(time.time()) + 60, "aud": "storefront", "iss": "https://id.example"}
+    return jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
+
+
+def test_a_valid_token_names_its_user():
+    assert VERIFIER.user_of(f"Bearer {token()}") == "ada"
+    assert VERIFIER.user_of(f"bearer {VERIFIER.issue('bob')}") == "bob"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "",
+        "Basic YWRhOnB3",
+        "Bearer ",
+        "Bearer not-a-token",
+        f"Bearer {token(exp=int(time.time()) - 5)}",
+        f"Bearer {token(aud='someone-else')}",
+        f"Bearer {token(iss='https://evil.example')}",
+        f"Bearer {token(sub=' padded ')}",
+        f"Bearer {jwt.encode({'sub': 'ada', 'aud': 'storefront', 'iss': 'https://id.example'}, SECRET)}",
+        f"Bearer {jwt.encode({'sub': 'ada', 'exp': int(time.time()) + 60}, 'another-secret-of-the-same-length-x')}",
+        f"Bearer {jwt.encode({'sub': 'ada', 'exp': int(time.time()) + 60}, None, algorithm='none')}",
+    ],
+)
+def test_no_token_a_bad_one_an_expired_one_or_a_foreign_one_is_refused(header):
+    with pytest.raises(NotAuthenticated):
+        VERIFIER.user_of(header)
+
+
+def test_the_development_secret_is_made_once_and_readable_by_its_owner_only(tmp_path):
+    first = development_secret(tmp_path)
+    again = development_secret(tmp_path)
+
+    assert first == again and len(first) >= 32
+    assert (tmp_path / "gateway-development-secret").stat().st_mode & 0o077 == 0
+    assert development_secret(tmp_path / "elsewhere", create=False) is None
+
+
+def test_refusals_map_to_the_original_status_codes_and_error_format():
+    reply = {"success": False, "error_code": "ITEM_NOT_FOUND", "error_message": "Cart item not found",
+             "suggested_action": "Refresh", "cart_item_id": "i-1"}
+
+    assert api.status_of(reply) == 404
+    assert api.status_of({**reply, "error_code": "INSUFFICIENT_STOCK"}) == 400
+    assert api.status_of({**reply, "error_code": "INTERNAL_ERROR"}) == 500
+    assert api.status_of({"success": True}, created=True) == 201
+    body = api.error_body(reply)
+    assert body["success"] is False and body["error_message"] == body["error"] == "Cart item not found"
+    assert body["cart_item_id"] == "i-1" and body["suggested_action"] == "Refresh"
+
+
+def test_a_cart_is_shaped_as_the_original_lists_it():
+    cart = api.cart_view(REPLY_EXAMPLES["GetCart"])
+
+    (item,) = cart["items"]
+    assert set(item) >= {"id", "product", "quantity", "size", "line_total", "is_available", "has_changed", "changes"}
+    assert set(item["product"]) == {"id", "name", "current_price", "image"}
+    assert set(cart) == {"items", "total_items", "total_amount", "has_changes", "unavailable_items"}
+
+
+def test_add_and_update_answers_are_flat_as_the_originals():
+    assert set(api.added(REPLY_EXAMPLES["AddItem"])) == {"message", "cart_item_id", "cart_summary"}
+    assert set(api.updated(REPLY_EXAMPLES["UpdateItemQuantity"])) == {"message", "new_quantity", "new_subtotal"}
+    assert api.count(REPLY_EXAMPLES["GetCartCount"])["count"] == REPLY_EXAMPLES["GetCartCount"]["total_items"]
