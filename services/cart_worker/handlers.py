@@ -36,6 +36,8 @@ from services.runtime.processing import Work
 from services.runtime.records import Incoming, Outgoing
 
 CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
+#: Most commands that wait behind one cart's stock step (a cart document stays bounded).
+MAX_QUEUED_COMMANDS = 100
 #: Commands that count as the buyer's activity when they change the cart (they restart its timers).
 ACTIVITY = (
     cart_contract.AddItem,
@@ -153,6 +155,13 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
         cart = unit.cart(command.user_id)
         if cart.pending is not None and not isinstance(command, cart_contract.ListProducts):
             # The catalog is no part of the cart: listing it waits for nothing.
+            if len(cart.queue) >= MAX_QUEUED_COMMANDS:
+                busy = Rejected(
+                    ErrorCode.CART_LIMIT_REACHED,
+                    f"{MAX_QUEUED_COMMANDS} commands already wait for this cart",
+                    "Wait for the answers to the commands already sent, then send this one again",
+                )
+                return self._answer(command, busy, late=late)
             unit.put_cart(replace(cart, queue=(*cart.queue, command.model_dump(mode="json"))))
             return []
         if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):

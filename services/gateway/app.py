@@ -12,6 +12,7 @@ not come in time is answered 504 with the key to retry with.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
@@ -32,7 +33,7 @@ from contracts.envelope import is_identifier, message_id_for
 from contracts.topics import CART_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS
 from services.gateway import original_api as api
 from services.gateway.auth import NotAuthenticated, Verifier, verifier
-from services.gateway.exchange import Exchange
+from services.gateway.exchange import Exchange, Unavailable
 from services.gateway.limits import BodySizeLimit
 from services.runtime.kafka import faststream_security
 from services.runtime.settings import Settings
@@ -68,9 +69,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    gateway = Gateway(settings, exchange, tokens)
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next: Any) -> Any:
+        # Before anything reads the request: a caller without a valid token
+        # learns nothing from validation messages.
+        path = request.url.path
+        if path.startswith("/api/") and path != "/api/dev/login/":
+            try:
+                request.state.user_id = tokens.user_of(request.headers.get("authorization"))
+            except NotAuthenticated as error:
+                return _unauthenticated(error)
+        return await call_next(request)
+
+    # Added last, so it runs first: an oversized body is refused before anything else reads it.
     app.add_middleware(BodySizeLimit, max_bytes=settings.gateway_max_body_bytes)
     _errors(app)
-    gateway = Gateway(settings, exchange, tokens)
     _routes(app, gateway, settings)
     return app
 
@@ -86,9 +101,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(NotAuthenticated)
     async def unauthenticated(request: Request, error: NotAuthenticated) -> JSONResponse:
-        message = str(error)
-        body = api.problem("NOT_AUTHENTICATED", message, "Sign in and send a valid bearer token", detail=message)
-        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return _unauthenticated(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -102,6 +115,12 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse(body, status_code=500)
 
 
+def _unauthenticated(error: NotAuthenticated) -> JSONResponse:
+    message = str(error)
+    body = api.problem("NOT_AUTHENTICATED", message, "Sign in and send a valid bearer token", detail=message)
+    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
 class Gateway:
     """What every route does: who asks, the command's id, ask, shape the answer."""
 
@@ -111,18 +130,22 @@ class Gateway:
         self.tokens = tokens
 
     def user(self, request: Request) -> str:
-        return self.tokens.user_of(request.headers.get("authorization"))
+        user_id = getattr(request.state, "user_id", None)
+        return user_id if user_id is not None else self.tokens.user_of(request.headers.get("authorization"))
 
-    def message_id(self, request: Request, user_id: str) -> tuple[str, str]:
+    async def message_id(self, request: Request, user_id: str) -> tuple[str, str]:
         """The command's message_id and the key that derives it: the request's
-        ``Idempotency-Key``, or a new one the client may retry with."""
+        ``Idempotency-Key``, or a new one the client may retry with. The key is
+        the user's own, for this method, path and body: the same key with
+        another body is another request."""
         key = request.headers.get("idempotency-key")
         if key is None:
             key = str(uuid.uuid4())
         elif not is_identifier(key):
             raise IdempotencyKeyInvalid()
-        scope = f"{request.method} {request.url.path} {key}"
-        return message_id_for(f"gateway:{user_id}", "Idempotency", scope), key
+        body = hashlib.sha256(await request.body()).hexdigest()
+        scope = json.dumps([user_id, request.method, request.url.path, key, body])
+        return message_id_for("gateway", "Idempotency", scope), key
 
     async def ask(
         self,
@@ -137,7 +160,7 @@ class Gateway:
     ) -> JSONResponse:
         user_id = self.user(request)
         try:
-            message_id, idempotency_key = self.message_id(request, user_id)
+            message_id, idempotency_key = await self.message_id(request, user_id)
         except IdempotencyKeyInvalid:
             body = api.problem("INVALID_MESSAGE", "Idempotency-Key must be 1 to 200 characters", "Send a shorter key")
             return JSONResponse(body, status_code=400)
@@ -150,8 +173,17 @@ class Gateway:
             **{name: value for name, value in fields.items() if value is not None},
         }
         key = str(command.get(key_field, user_id))
-        reply = await self.exchange.ask(topic, command, key)
         headers = {"Idempotency-Key": idempotency_key}
+        try:
+            reply = await self.exchange.ask(topic, command, key)
+        except Unavailable:
+            body = api.problem(
+                "SERVICE_UNAVAILABLE",
+                "The request could not be sent; nothing was done",
+                "Send the same request again with this Idempotency-Key in a moment",
+                idempotency_key=idempotency_key,
+            )
+            return JSONResponse(body, status_code=503, headers=headers)
         if reply is None:
             body = api.problem(
                 "GATEWAY_TIMEOUT",
@@ -188,10 +220,14 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
 
     @app.put("/api/carts/update/{cart_item_id}/", tags=["carts"], summary="Change an item's quantity")
     async def update(request: Request, cart_item_id: str, body: api.UpdateQuantity) -> JSONResponse:
+        if not is_identifier(cart_item_id):
+            return _not_found("ITEM_NOT_FOUND")
         return await ask(request, "UpdateItemQuantity", api.updated, item_id=cart_item_id, quantity=body.quantity)
 
     @app.delete("/api/carts/remove/{cart_item_id}/", tags=["carts"], summary="Remove an item")
     async def remove(request: Request, cart_item_id: str) -> JSONResponse:
+        if not is_identifier(cart_item_id):
+            return _not_found("ITEM_NOT_FOUND")
         return await ask(request, "RemoveItem", api.removed, item_id=cart_item_id)
 
     @app.delete("/api/carts/clear/", tags=["carts"], summary="Empty the cart")
@@ -254,10 +290,15 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
 
     @app.get("/api/products/", tags=["catalog"], summary="A page of the catalog, with the units available")
     async def products(request: Request, after: str | None = None, limit: int = 20) -> JSONResponse:
+        if after is not None and not is_identifier(after):
+            body = api.problem("INVALID_MESSAGE", "after must be a product id", "Send the next_after of the last page")
+            return JSONResponse(body, status_code=400)
         return await ask(request, "ListProducts", api.as_is, after=after, limit=max(1, min(limit, 50)))
 
     @app.get("/api/payments/{payment_id}/", tags=["checkout"], summary="Where a checkout's payment stands")
     async def payment(request: Request, payment_id: str) -> JSONResponse:
+        if not is_identifier(payment_id):
+            return _not_found("CHECKOUT_NOT_FOUND")
         return await ask(
             request, "GetCheckout", api.as_is, topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
         )
@@ -267,6 +308,8 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     async def simulate(request: Request, payment_id: str, body: api.SimulatePayment) -> JSONResponse:
         if not settings.payment_simulator:
             raise StarletteHTTPException(404, "Not Found")
+        if not is_identifier(payment_id):
+            return _not_found("CHECKOUT_NOT_FOUND")
         status = await ask(
             request, "GetCheckout", api.as_is, topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
         )
@@ -302,6 +345,14 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
         return FileResponse(STATIC / "payment.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+NOT_FOUND_TEXT = {"ITEM_NOT_FOUND": "Cart item not found", "CHECKOUT_NOT_FOUND": "Checkout not found"}
+
+
+def _not_found(code: str) -> JSONResponse:
+    """What the workers would answer an id that cannot exist, without asking them."""
+    return JSONResponse(api.problem(code, NOT_FOUND_TEXT[code], "Check the id in the path"), status_code=404)
 
 
 def _add_fields(body: api.AddToCart) -> dict[str, Any]:

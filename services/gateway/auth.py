@@ -9,6 +9,7 @@ and the storefront's development login exists only while it is in use.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -21,6 +22,11 @@ from contracts.envelope import is_identifier
 from services.runtime.settings import Settings
 
 DEVELOPMENT_SECRET_FILE = "gateway-development-secret"
+INVALID_TOKEN = "Given token not valid for any token type"
+#: RFC 7518 3.2: an HS256 key is at least as long as the hash.
+MIN_SECRET_BYTES = 32
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+log = logging.getLogger(__name__)
 
 
 class NotAuthenticated(Exception):
@@ -51,10 +57,12 @@ class Verifier:
                 options={"require": ["exp", "sub"]},
             )
         except jwt.PyJWTError as error:
-            raise NotAuthenticated(f"Given token not valid: {error}") from None
+            # The reason is logged, not answered: it would tell a forger what to change.
+            log.info("refused a bearer token: %s", error)
+            raise NotAuthenticated(INVALID_TOKEN) from None
         user_id = claims.get("sub")
         if not is_identifier(user_id):
-            raise NotAuthenticated("Given token not valid: its sub is not a user id")
+            raise NotAuthenticated(INVALID_TOKEN)
         return user_id
 
     def issue(self, user_id: str, *, ttl_seconds: int = 24 * 3600) -> str:
@@ -96,7 +104,16 @@ def verifier(settings: Settings) -> Verifier:
     if settings.gateway_jwt_public_key:
         return Verifier(settings.gateway_jwt_public_key, "RS256", audience, issuer)
     if settings.gateway_jwt_secret is not None:
-        return Verifier(settings.gateway_jwt_secret.get_secret_value(), "HS256", audience, issuer)
+        secret = settings.gateway_jwt_secret.get_secret_value()
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise RuntimeError(f"CARTFLOW_GATEWAY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+        return Verifier(secret, "HS256", audience, issuer)
+    if settings.gateway_host not in LOOPBACK:
+        # The development login hands out tokens for any user: never beyond this machine.
+        raise RuntimeError(
+            "set CARTFLOW_GATEWAY_JWT_SECRET or CARTFLOW_GATEWAY_JWT_PUBLIC_KEY to serve beyond this machine "
+            f"(CARTFLOW_GATEWAY_HOST={settings.gateway_host}); the development secret is for 127.0.0.1 only"
+        )
     secret = development_secret(settings.data_dir)
     assert secret is not None
     return Verifier(secret, "HS256", audience, issuer, development=True)

@@ -16,6 +16,7 @@ import logging
 import uuid
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faststream.kafka.fastapi import KafkaMessage, KafkaRouter
 
 from contracts.envelope import is_identifier
@@ -31,6 +32,10 @@ GATEWAY_REPLIES = "gateway.replies"
 async def _raw(message: Any) -> None:
     # Replies are read from the raw bytes: nothing on the topic can fail in a decoder.
     return None
+
+
+class Unavailable(Exception):
+    """Kafka refused the command: nothing was sent."""
 
 
 class Exchange:
@@ -80,7 +85,7 @@ class Exchange:
                 try:
                     payload = {"type": "GatewayPing", "correlation_id": ping}
                     await self.router.broker.publish(json.dumps(payload).encode(), topic=self.reply_topic)
-                    await asyncio.wait_for(asyncio.shield(waiter), timeout=2)
+                    await asyncio.wait_for(asyncio.shield(waiter), timeout=1)
                     self._ready.set()
                 except TimeoutError:
                     log.info("gateway reply consumer not positioned yet; pinging again")
@@ -96,18 +101,24 @@ class Exchange:
 
     async def ask(self, topic: str, command: dict[str, Any], key: str) -> dict[str, Any] | None:
         """Publish ``command`` (its ``reply_to`` set to the gateway's topic) and
-        return its reply, or None when none came within the reply timeout."""
-        await self.ready()
+        return its reply, or None when none came within the reply timeout, which
+        bounds the whole exchange: readiness, publishing and the reply. A broker
+        that refuses the record raises ``Unavailable``."""
         assert is_identifier(command["message_id"])
         command = {**command, "reply_to": self.reply_topic}
         correlation_id = command.setdefault("correlation_id", command["message_id"])
         waiter = self._expect(correlation_id)
         self._waiters[correlation_id] = self._waiters.get(correlation_id, 0) + 1
         try:
-            await self.router.broker.publish(
-                json.dumps(command).encode(), topic=self.settings.topic(topic), key=key.encode()
-            )
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout=self.settings.gateway_reply_timeout_seconds)
+            async with asyncio.timeout(self.settings.gateway_reply_timeout_seconds):
+                try:
+                    await self.ready()
+                    await self.router.broker.publish(
+                        json.dumps(command).encode(), topic=self.settings.topic(topic), key=key.encode()
+                    )
+                except KafkaError as error:
+                    raise Unavailable(str(error)) from error
+                return await asyncio.shield(waiter)
         except TimeoutError:
             return None
         finally:

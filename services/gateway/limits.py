@@ -1,5 +1,6 @@
 """Request bodies larger than ``CARTFLOW_GATEWAY_MAX_BODY_BYTES`` are refused
-with 413 before they are read whole, whether or not they announce a length."""
+with 413 before the application sees them, whether or not they announce a
+length: the body is read up to the limit first, then handed on."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ TOO_LARGE = {
     "error": "The request body is too large",
     "suggested_action": "Send a smaller request",
 }
-
-
-class BodyTooLarge(Exception):
-    pass
+BAD_LENGTH = {
+    "success": False,
+    "error_code": "INVALID_MESSAGE",
+    "error_message": "Content-Length is not a length",
+    "error": "Content-Length is not a length",
+    "suggested_action": "Send a valid Content-Length",
+}
 
 
 class BodySizeLimit:
@@ -31,36 +35,41 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _refuse(send)
+        if declared is not None and not declared.isdigit():
+            await _answer(send, 400, BAD_LENGTH)
             return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
+        if declared is not None and int(declared) > self.max_bytes:
+            await _answer(send, 413, TOO_LARGE)
+            return
+        # Small by construction: read it whole (up to the limit), then replay it.
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge()
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _refuse(send)
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await _answer(send, 413, TOO_LARGE)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
 
-async def _refuse(send: Send) -> None:
-    body = json.dumps(TOO_LARGE).encode()
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+async def _answer(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
     headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

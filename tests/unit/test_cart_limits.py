@@ -110,3 +110,22 @@ def test_every_reply_about_the_largest_cart_with_everything_changed_fits_a_defau
             command_type=kind, command_message_id="m" * 200, user_id=cart.user_id, success=True, data=data,
         ).to_json_bytes()
         assert len(reply) < 0.75 * (1 << 20) <= settings.producer_max_request_bytes, (kind, len(reply))
+
+
+def test_commands_waiting_behind_a_stock_step_are_bounded():
+    from contracts import cart as cart_contract
+    from services.cart_worker.handlers import MAX_QUEUED_COMMANDS, CartLogic
+    from services.cart_worker.unit import CartUnit
+    from services.runtime.clock import ManualClock
+
+    logic, unit = CartLogic(Settings(), ManualClock(NOW)), CartUnit()
+    unit.put_product(Product("p", "Thing", Decimal("1.00")))
+    logic.handle(unit, cart_contract.AddItem(message_id="first", occurred_at=NOW, user_id="ann", product_id="p"))
+    answers = [
+        logic.handle(unit, cart_contract.GetCart(message_id=f"get-{n}", occurred_at=NOW, user_id="ann"))
+        for n in range(MAX_QUEUED_COMMANDS + 1)
+    ]
+
+    assert all(outputs == [] for outputs in answers[:MAX_QUEUED_COMMANDS]), "queued behind the reservation"
+    (refusal,) = answers[-1]
+    assert b"CART_LIMIT_REACHED" in refusal.value and len(unit.cart("ann").queue) == MAX_QUEUED_COMMANDS

@@ -83,3 +83,53 @@ def test_add_and_update_answers_are_flat_as_the_originals():
     assert set(api.added(REPLY_EXAMPLES["AddItem"])) == {"message", "cart_item_id", "cart_summary"}
     assert set(api.updated(REPLY_EXAMPLES["UpdateItemQuantity"])) == {"message", "new_quantity", "new_subtotal"}
     assert api.count(REPLY_EXAMPLES["GetCartCount"])["count"] == REPLY_EXAMPLES["GetCartCount"]["total_items"]
+
+
+def app_without_kafka(tmp_path, **settings):
+    """The gateway app in process; nothing here reaches Kafka (no lifespan runs)."""
+    from services.gateway.app import create_app
+    from services.runtime.settings import Settings
+
+    return create_app(Settings(kafka_bootstrap="127.0.0.1:1", data_dir=str(tmp_path), **settings))
+
+
+async def test_without_a_token_nothing_else_about_the_request_is_told(tmp_path):
+    import httpx
+
+    app = app_without_kafka(tmp_path, gateway_jwt_secret=SECRET)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        invalid = await client.post("/api/carts/add/", json={"quantity": "lots"})
+        simulate = await client.post("/api/payments/p/simulate/", json={"outcome": "succeeded"})
+
+    assert invalid.status_code == simulate.status_code == 401
+    assert invalid.json()["error_message"] == "Authentication credentials were not provided."
+
+
+async def test_an_oversized_body_is_413_whether_or_not_it_announces_its_length(tmp_path):
+    import httpx
+
+    app = app_without_kafka(tmp_path, gateway_jwt_secret=SECRET, gateway_max_body_bytes=2048)
+
+    async def chunks():
+        for _ in range(10):
+            yield b"x" * 1000
+
+    plain = jwt.encode({"sub": "ada", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    auth = {"Authorization": f"Bearer {plain}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+        announced = await client.post("/api/carts/add/", content=b"x" * 5000, headers=auth)
+        streamed = await client.post("/api/carts/add/", content=chunks(), headers=auth)
+
+    assert announced.status_code == streamed.status_code == 413
+    assert streamed.json()["error_code"] == "REQUEST_TOO_LARGE"
+
+
+def test_the_development_secret_never_serves_beyond_this_machine_and_a_short_secret_is_refused(tmp_path):
+    from services.gateway.auth import verifier
+    from services.runtime.settings import Settings
+
+    with pytest.raises(RuntimeError, match="127.0.0.1 only"):
+        verifier(Settings(gateway_host="0.0.0.0", data_dir=str(tmp_path)))
+    with pytest.raises(RuntimeError, match="at least 32 bytes"):
+        verifier(Settings(gateway_jwt_secret="short"))
+    assert verifier(Settings(data_dir=str(tmp_path))).development is True

@@ -10,12 +10,20 @@ const Api = {
     const headers = { "Content-Type": "application/json" };
     if (this.token()) headers["Authorization"] = `Bearer ${this.token()}`;
     // One key per user action: a retry of the same action is answered, not repeated.
-    if (method !== "GET") headers["Idempotency-Key"] = crypto.randomUUID();
-    const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    let result = {};
-    try { result = await response.json(); } catch (e) { result = { success: false, error_message: `HTTP ${response.status}` }; }
-    if (response.status === 401) Page.signedOut();
-    return { ok: response.ok && result.success !== false, status: response.status, result };
+    headers["Idempotency-Key"] = crypto.randomUUID();
+    for (let attempt = 0; ; attempt++) {
+      const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      let result = {};
+      try { result = await response.json(); } catch (e) { result = { success: false, error_message: `HTTP ${response.status}` }; }
+      if (response.status === 401) Page.signedOut();
+      // No answer in time, or not sent: ask again with the same key, which never acts twice.
+      if ((response.status === 504 || response.status === 503) && attempt < 3) {
+        headers["Idempotency-Key"] = result.idempotency_key || headers["Idempotency-Key"];
+        await new Promise((resolve) => setTimeout(resolve, 500 * (attempt + 1)));
+        continue;
+      }
+      return { ok: response.ok && result.success !== false, status: response.status, result };
+    }
   },
 };
 
