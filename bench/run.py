@@ -264,6 +264,76 @@ async def paced(backends, rate: float, seconds: float, results: Results) -> None
     )
 
 
+async def gateway_against_direct(backends, adds: int, concurrency: int, results: Results) -> None:
+    """The same adds, ``concurrency`` at a time, through the HTTP gateway and
+    straight to Kafka: what the gateway costs."""
+    import httpx
+    import jwt
+
+    from harness.deployment import free_port
+    from services.ops.client import CartflowClient
+
+    secret = "bench-secret-" + uuid.uuid4().hex * 2
+    port = free_port()
+    prefix, env = await deployment(
+        backends, CARTFLOW_CART_STOCK_RESERVATION_ENABLED="false", CARTFLOW_GATEWAY_JWT_SECRET=secret,
+        CARTFLOW_GATEWAY_PORT=str(port),
+    )
+    worker = WorkerProcess("cart", env, OUT / f".{prefix}cart.log").start()
+    gateway = WorkerProcess("gateway", env, OUT / f".{prefix}gateway.log", command=("gateway",)).start()
+    products = [f"bench-product-{n}" for n in range(20)]
+    await publish_catalog(backends.kafka_bootstrap, prefix, products)
+    tokens = {n: jwt.encode({"sub": f"bench-user-{n}", "exp": int(time.time()) + 3600}, secret) for n in range(200)}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def timed(call) -> float:
+        async with gate:
+            started = time.perf_counter()
+            await call()
+            return time.perf_counter() - started
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    if (await http.get("/openapi.json")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.2)
+        await http.get("/api/carts/count/", headers={"Authorization": f"Bearer {tokens[0]}"})  # warm
+
+        def over_http(n: int):
+            body = {"product_id": products[n % len(products)], "quantity": 1}
+            headers = {"Authorization": f"Bearer {tokens[n % 200]}"}
+            return lambda: http.post("/api/carts/add/", json=body, headers=headers)
+
+        started = time.perf_counter()
+        http_latencies = await asyncio.gather(*(timed(over_http(n)) for n in range(adds)))
+        http_rate = adds / (time.perf_counter() - started)
+
+    async with CartflowClient(backends.kafka_bootstrap, reply_topic=prefix + "cart.replies") as client:
+        await client.request(prefix + "cart.commands", {"type": "GetCart", "user_id": "warmup"}, timeout=60)
+
+        def over_kafka(n: int):
+            message = {"type": "AddItem", "user_id": f"bench-user-{n % 200}", "product_id": products[n % len(products)]}
+            return lambda: client.request(prefix + "cart.commands", message, timeout=60)
+
+        started = time.perf_counter()
+        kafka_latencies = await asyncio.gather(*(timed(over_kafka(n)) for n in range(adds)))
+        kafka_rate = adds / (time.perf_counter() - started)
+    for process in (gateway, worker):
+        process.stop()
+        process.log_path.unlink(missing_ok=True)
+    http_q = statistics.quantiles(sorted(http_latencies), n=100)
+    kafka_q = statistics.quantiles(sorted(kafka_latencies), n=100)
+    results.add(
+        "add to cart through the gateway",
+        f"{http_rate:,.0f} adds/s ({http_rate / kafka_rate:.0%} of straight to Kafka: {kafka_rate:,.0f}/s)",
+        f"{concurrency} at a time; p50 {http_q[49] * 1000:.0f} ms against {kafka_q[49] * 1000:.0f} ms, "
+        f"p99 {http_q[98] * 1000:.0f} ms against {kafka_q[98] * 1000:.0f} ms",
+    )
+
+
 async def publish_catalog(bootstrap: str, prefix: str, products: list[str]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -427,6 +497,7 @@ async def run_all(backends, scale: int) -> None:
     await pipeline(backends, 300 * scale, 200, 1, results, "batches of 1")
     await contention(backends, 200 * scale, 10, results)
     await paced(backends, results.rates["cart pipeline, batches of 500"] / 2, 20, results)
+    await gateway_against_direct(backends, 1_000 * scale, 50, results)
     await pipeline(backends, 20_000 * scale, 2_000, 500, results, "batches of 500, 10x volume")
     # The deadline lies beyond the time it takes to open them all: they are all
     # pending at once, then expire at the rate they were opened.

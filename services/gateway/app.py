@@ -207,6 +207,7 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     # --- /api/carts/: the set the JavaScript client uses ---------------------------------
 
     @app.get("/api/carts/", tags=["carts"], summary="The cart with all its items and totals")
+    @app.get("/api/cart/", tags=["cart"], summary="The cart summary")
     async def get_cart(request: Request) -> JSONResponse:
         return await ask(request, "GetCart", api.cart_view)
 
@@ -231,10 +232,12 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
         return await ask(request, "RemoveItem", api.removed, item_id=cart_item_id)
 
     @app.delete("/api/carts/clear/", tags=["carts"], summary="Empty the cart")
+    @app.delete("/api/cart/clear/", tags=["cart"], summary="Empty the cart")
     async def clear(request: Request) -> JSONResponse:
         return await ask(request, "ClearCart", api.cleared)
 
     @app.post("/api/carts/validate/", tags=["carts"], summary="Validate the cart (or some items) before checkout")
+    @app.post("/api/cart/prepare_checkout/", tags=["cart"], summary="Validate the cart for checkout")
     async def validate(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
         return await ask(request, "ValidateCart", api.as_is, item_ids=body.cart_item_ids if body else None)
 
@@ -249,10 +252,6 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
         return await ask(request, "CheckoutCart", api.as_is, created=True, **fields)
 
     # --- /api/cart/: the viewset set -------------------------------------------------------
-
-    @app.get("/api/cart/", tags=["cart"], summary="The cart summary")
-    async def cart_list(request: Request) -> JSONResponse:
-        return await ask(request, "GetCart", api.cart_view)
 
     @app.post("/api/cart/", status_code=201, tags=["cart"], summary="Add an item (answers the item)")
     async def cart_create(request: Request, body: api.AddToCart) -> JSONResponse:
@@ -270,10 +269,6 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
             return JSONResponse(body, status_code=400)
         return await ask(request, "RemoveItem", api.removed, item_id=item_id)
 
-    @app.delete("/api/cart/clear/", tags=["cart"], summary="Empty the cart")
-    async def cart_clear(request: Request) -> JSONResponse:
-        return await ask(request, "ClearCart", api.cleared)
-
     @app.post("/api/cart/check_changes/", tags=["cart"], summary="Check the items for product changes")
     async def cart_check_changes(request: Request) -> JSONResponse:
         return await ask(request, "CheckChanges", api.changes_checked)
@@ -281,10 +276,6 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     @app.post("/api/cart/accept_changes/", tags=["cart"], summary="Accept product changes")
     async def cart_accept_changes(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
         return await ask(request, "AcceptChanges", api.changes_accepted, item_ids=body.cart_item_ids if body else None)
-
-    @app.post("/api/cart/prepare_checkout/", tags=["cart"], summary="Validate the cart for checkout")
-    async def cart_prepare_checkout(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
-        return await ask(request, "ValidateCart", api.as_is, item_ids=body.cart_item_ids if body else None)
 
     # --- beyond the original ---------------------------------------------------------------
 
