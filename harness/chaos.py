@@ -254,7 +254,7 @@ class Chaos:
                 await self.decrease_then_increase(user, rng.choice(lines)["item_id"])
             elif roll < 0.6:
                 await self.ask("UpdateItemQuantity", user_id=user, item_id=rng.choice(lines)["item_id"], quantity=rng.randint(1, 3))
-            elif roll < 0.75:
+            elif roll < 0.65:
                 await self.ask("RemoveItem", user_id=user, item_id=rng.choice(lines)["item_id"])
             else:
                 await self.check_out(rng, user, lines)

@@ -19,7 +19,9 @@ async def test_every_invariant_holds_after_workers_and_the_database_are_killed_u
     mongo = EmbeddedMongo(storage_path=tmp_path / "mongo", log_path=LOG_DIR / "chaos-mongo.log")
     mongo.start()
     try:
-        config = ChaosConfig(duration=60, users=10, fault_every=(3.0, 6.0), seed=11)
+        # A fault every 4 to 8 s: enough of each kind in a minute, with time between
+        # them for buyers to reach checkouts (a killed worker takes seconds to rejoin).
+        config = ChaosConfig(duration=60, users=10, fault_every=(4.0, 8.0), seed=11)
         report = await run_chaos(backends.kafka_bootstrap, mongo, LOG_DIR, config, echo=print)
     finally:
         mongo.stop()
