@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     properties_max_depth: int = Field(default=5, ge=1, le=50)
 
     # Cart rules.
+    #: The dedup window: inbox entries older than this are pruned, and a message
+    #: seen again after that is processed afresh.
+    inbox_retention_hours: float = Field(default=168, gt=0)
+    inbox_prune_interval_seconds: float = Field(default=600, gt=0)
     cart_item_max_quantity: int = Field(default=99, ge=1)
     #: The payment gateway of a checkout command that names none.
     checkout_default_gateway: str = Field(default="stripe", min_length=1, max_length=200)

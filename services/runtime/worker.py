@@ -32,6 +32,7 @@ from services.runtime.mongo import connect, round_trips
 from services.runtime.outbox import OutboxRelay
 from services.runtime.processing import BatchProcessor
 from services.runtime.records import Incoming
+from services.runtime.retention import keep_dedup_window
 from services.runtime.settings import Settings
 from services.runtime.spec import Sweep, WorkerSpec
 from services.runtime.supervision import TaskHealth, backoff_seconds
@@ -74,7 +75,9 @@ async def run_sweep(
 
 async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
     # The outbox is read in _id order, which the primary key index already serves.
+    # Both inboxes are pruned by age (services.runtime.retention).
     await db[f"{worker}.inbox"].create_index("processed_at")
+    await db[f"{worker}.internal-inbox"].create_index("processed_at")
 
 
 @dataclass
@@ -141,6 +144,12 @@ class WorkerLifespan:
             max_message_bytes=settings.max_message_bytes,
         )
         health.start(relay_name, relay.run, every=settings.relay_poll_seconds)
+        pruning = f"{spec.name}-dedup-window"
+        health.start(
+            pruning,
+            functools.partial(keep_dedup_window, settings, processor, clock, functools.partial(health.beat, pruning)),
+            every=settings.inbox_prune_interval_seconds,
+        )
         for sweep in spec.sweeps:
             name = f"{spec.name}-{sweep.find.__name__}"
             health.start(

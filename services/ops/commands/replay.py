@@ -5,7 +5,7 @@ Both are safe because every consumer dedups on message_id."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -58,6 +58,7 @@ def replay(
     settings = Settings()
     bootstrap = kafka_bootstrap(settings)
     source, target = settings.topic(topic), settings.topic(into) if into else None
+    _warn_beyond_the_dedup_window(settings, _moment(from_time))
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         transient=False,
@@ -81,6 +82,24 @@ def replay(
         f"read {summary.read}, {verb} {summary.republished} to {target or source}, "
         f"skipped {summary.skipped} (after --to-time)"
     )
+
+
+def _warn_beyond_the_dedup_window(settings: Settings, start: datetime | None) -> None:
+    """Records older than the dedup window were forgotten by the inboxes: replayed, they take effect again."""
+    hours = settings.inbox_retention_hours
+    edge = datetime.now(UTC) - timedelta(hours=hours)
+    if start is None:
+        typer.echo(
+            f"note: records processed before {edge.isoformat(timespec='seconds')} are beyond the dedup window "
+            f"(CARTFLOW_INBOX_RETENTION_HOURS={hours:g}) and take effect again if replayed",
+            err=True,
+        )
+    elif start < edge:
+        typer.echo(
+            f"warning: --from-time is before {edge.isoformat(timespec='seconds')}, beyond the dedup window "
+            f"(CARTFLOW_INBOX_RETENTION_HOURS={hours:g}): records processed that long ago take effect again",
+            err=True,
+        )
 
 
 @offsets.command("reset")

@@ -1,0 +1,51 @@
+"""The dedup window: inbox entries older than ``CARTFLOW_INBOX_RETENTION_HOURS``
+are pruned, so the inbox stays the size of the window, not of all history.
+
+A message redelivered or replayed after its entry was pruned is processed
+afresh; the README says so and ``cartflow replay`` warns about such ranges.
+Pruning runs in batches by ``_id`` so that no single delete holds the database
+for long, and uses the worker's clock (deadline tests run in seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.runtime.clock import Clock
+from services.runtime.processing import BatchProcessor
+from services.runtime.settings import Settings
+
+#: Entries deleted per round trip.
+PRUNE_BATCH = 1000
+
+
+def inbox_collections(worker: str) -> tuple[str, str]:
+    return f"{worker}.inbox", f"{worker}.internal-inbox"
+
+
+async def prune_inbox(db: AsyncDatabase, worker: str, older_than: datetime, *, batch: int = PRUNE_BATCH) -> int:
+    """Delete the worker's inbox entries processed before ``older_than``; how many went."""
+    removed = 0
+    for name in inbox_collections(worker):
+        while True:
+            stale = db[name].find({"processed_at": {"$lt": older_than}}, {"_id": 1}).limit(batch)
+            ids = [doc["_id"] async for doc in stale]
+            if not ids:
+                break
+            removed += (await db[name].delete_many({"_id": {"$in": ids}})).deleted_count
+    return removed
+
+
+async def keep_dedup_window(
+    settings: Settings, processor: BatchProcessor, clock: Clock, beat: Callable[[], None]
+) -> None:
+    """Forever: prune what is older than the window, then wait."""
+    window = timedelta(hours=settings.inbox_retention_hours)
+    while True:
+        await prune_inbox(processor.db, processor.logic.name, clock.now() - window)
+        beat()
+        await asyncio.sleep(settings.inbox_prune_interval_seconds)
