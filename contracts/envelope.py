@@ -64,15 +64,16 @@ LooseIdentifier = Annotated[Identifier, BeforeValidator(_integer_as_text)]
 LooseInt = Annotated[BoundedInt, BeforeValidator(_digits_as_integer)]
 
 
-#: Money on the wire: plain ASCII digits, at most 13 of them, and an optional dot
-#: followed by one or two decimals. No sign, exponent, separator or white space.
-MONEY_PATTERN = r"^\d{1,13}(\.\d{1,2})?$"
-#: Totals cartflow computes (a line's quantity times its price, a cart's sum of
-#: lines) have room for 18 integer digits.
-TOTAL_PATTERN = r"^\d{1,18}(\.\d{1,2})?$"
+def _format_money(value: Decimal) -> str:
+    # Fixed-point, so that a Decimal such as Decimal("1E+2") is written "100".
+    return format(value, "f")
 
 
-def _parser(pattern: str) -> Any:
+def _amount(integer_digits: int) -> Any:
+    """A decimal amount on the wire: plain ASCII digits, at most ``integer_digits``
+    of them, and an optional dot followed by one or two decimals. No sign,
+    exponent, separator or white space."""
+    pattern = rf"^\d{{1,{integer_digits}}}(\.\d{{1,2}})?$"
     text = re.compile(pattern, re.ASCII)
 
     def parse(value: Any) -> Decimal:
@@ -80,7 +81,7 @@ def _parser(pattern: str) -> Any:
         # binary float on the way. Decimal() itself is lenient ("7_499", "1E+2",
         # " 1.00", "-0" all parse), so the text is held to the pattern first.
         if isinstance(value, Decimal):
-            return value  # built in code; the checker holds it to the same rule
+            return value  # built in code; check holds it to the same rule
         if not isinstance(value, str):
             raise ValueError('money must be a decimal string such as "74.99"')
         if not text.fullmatch(value):
@@ -89,10 +90,6 @@ def _parser(pattern: str) -> Any:
             )
         return Decimal(value)
 
-    return parse
-
-
-def _checker(integer_digits: int) -> Any:
     def check(value: Decimal) -> Decimal:
         if not value.is_finite():
             raise ValueError("money must be finite")
@@ -104,29 +101,21 @@ def _checker(integer_digits: int) -> Any:
             raise ValueError(f"money has at most {integer_digits} integer digits")
         return value
 
-    return check
+    return Annotated[
+        Decimal,
+        BeforeValidator(parse),
+        AfterValidator(check),
+        PlainSerializer(_format_money, return_type=str),
+        # The whole schema, not an addition to Decimal's (which would also offer a JSON number).
+        WithJsonSchema({"type": "string", "pattern": pattern}),
+    ]
 
 
-def _format_money(value: Decimal) -> str:
-    # Fixed-point, so that a Decimal such as Decimal("1E+2") is written "100".
-    return format(value, "f")
-
-
-Money = Annotated[
-    Decimal,
-    BeforeValidator(_parser(MONEY_PATTERN)),
-    AfterValidator(_checker(13)),
-    PlainSerializer(_format_money, return_type=str),
-    # The whole schema, not an addition to Decimal's (which would also offer a JSON number).
-    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}),
-]
-Total = Annotated[
-    Decimal,
-    BeforeValidator(_parser(TOTAL_PATTERN)),
-    AfterValidator(_checker(18)),
-    PlainSerializer(_format_money, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": TOTAL_PATTERN}),
-]
+#: Prices and payments: at most 13 integer digits.
+Money = _amount(13)
+#: Totals cartflow computes (a line's quantity times its price, a cart's sum of
+#: lines): room for 18 integer digits.
+Total = _amount(18)
 
 
 def new_message_id() -> str:
