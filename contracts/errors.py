@@ -34,7 +34,8 @@ class ErrorCode(StrEnum):
 
 
 #: The text each code carries in ``error_message``, as the carts app that cartflow
-#: re-implements words it; its clients show ``error_message`` as it is. Where a
+#: re-implements words it (and cartflow words the codes it added that clients
+#: show); its clients show ``error_message`` as it is. Where a
 #: refusal has details the original shows (how many are available, which size),
 #: the message carries them instead ("Only 5 items available (requested 10)").
 ERROR_MESSAGES: dict[ErrorCode, str] = {
@@ -47,4 +48,6 @@ ERROR_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.INVALID_QUANTITY: "Invalid quantity specified",
     ErrorCode.RESERVATION_FAILED: "Stock reservation failed",
     ErrorCode.CHECKOUT_VALIDATION_FAILED: "Cart validation failed for checkout",
+    # cartflow's own, for the code it added that a client shows.
+    ErrorCode.CHECKOUT_NOT_FOUND: "Checkout not found",
 }

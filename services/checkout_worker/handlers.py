@@ -32,7 +32,7 @@ from contracts.checkout import (
     start_checkout_adapter,
 )
 from contracts.envelope import message_id_for
-from contracts.errors import ErrorCode
+from contracts.errors import ERROR_MESSAGES, ErrorCode
 from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
 from contracts.topics import (
     CART_REPLIES,
@@ -286,7 +286,7 @@ class CheckoutLogic:
             result = CommandResult(
                 success=False,
                 error_code=ErrorCode.CHECKOUT_NOT_FOUND,
-                error_message="Checkout not found",
+                error_message=ERROR_MESSAGES[ErrorCode.CHECKOUT_NOT_FOUND],
                 suggested_action="Check the payment id: it is the one the checkout answered with",
                 **common,
             )

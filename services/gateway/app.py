@@ -5,7 +5,7 @@ Stateless: each request becomes one command (or query) published with the
 gateway's reply topic as ``reply_to``, and its ``CommandResult`` becomes the
 response. The user is the bearer token's ``sub``; a ``user_id`` in a body or a
 query string is ignored. An ``Idempotency-Key`` header becomes the command's
-``message_id`` (scoped to the user, the method and the path), so a retry is
+``message_id`` (scoped to the user, the method, the path and the body), so a retry is
 answered with the first answer and changes nothing; a request whose reply does
 not come in time is answered 504 with the key to retry with.
 """
@@ -30,6 +30,7 @@ from faststream.kafka.fastapi import KafkaRouter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.envelope import is_identifier, message_id_for
+from contracts.errors import ERROR_MESSAGES, ErrorCode
 from contracts.topics import CART_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS
 from services.gateway import original_api as api
 from services.gateway.auth import NotAuthenticated, Verifier, verifier
@@ -99,10 +100,6 @@ def _errors(app: FastAPI) -> None:
         body = api.problem("INVALID_MESSAGE", f"Invalid request: {reasons}"[:1000], "Fix the request and send it again")
         return JSONResponse(body, status_code=400)
 
-    @app.exception_handler(NotAuthenticated)
-    async def unauthenticated(request: Request, error: NotAuthenticated) -> JSONResponse:
-        return _unauthenticated(error)
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         body = api.problem("NOT_FOUND" if error.status_code == 404 else "HTTP_ERROR", str(error.detail), "Check the path")
@@ -129,10 +126,6 @@ class Gateway:
         self.exchange = exchange
         self.tokens = tokens
 
-    def user(self, request: Request) -> str:
-        user_id = getattr(request.state, "user_id", None)
-        return user_id if user_id is not None else self.tokens.user_of(request.headers.get("authorization"))
-
     async def message_id(self, request: Request, user_id: str) -> tuple[str, str]:
         """The command's message_id and the key that derives it: the request's
         ``Idempotency-Key``, or a new one the client may retry with. The key is
@@ -148,17 +141,25 @@ class Gateway:
         return message_id_for("gateway", "Idempotency", scope), key
 
     async def ask(
-        self,
-        request: Request,
-        kind: str,
-        shape: Shape,
-        *,
-        topic: str = CART_COMMANDS,
-        created: bool = False,
-        key_field: str = "user_id",
-        **fields: Any,
+        self, request: Request, kind: str, shape: Shape, *, created: bool = False, **options: Any
     ) -> JSONResponse:
-        user_id = self.user(request)
+        """Ask, and answer with the reply's data in the original's shape, or its refusal."""
+        answer = await self.reply(request, kind, **options)
+        if isinstance(answer, JSONResponse):
+            return answer
+        reply, idempotency_key = answer
+        headers = {"Idempotency-Key": idempotency_key}
+        if not reply.get("success"):
+            return JSONResponse(api.error_body(reply), status_code=api.status_of(reply), headers=headers)
+        return JSONResponse(shape(reply.get("data") or {}), status_code=api.status_of(reply, created=created), headers=headers)
+
+    async def reply(
+        self, request: Request, kind: str, *, topic: str = CART_COMMANDS, key_field: str = "user_id", **fields: Any
+    ) -> tuple[dict[str, Any], str] | JSONResponse:
+        """The ``CommandResult`` of one command and the idempotency key it was sent
+        under, or the response that answers for its absence (400, 503, 504). The
+        user was proven by the authentication middleware."""
+        user_id: str = request.state.user_id
         try:
             message_id, idempotency_key = await self.message_id(request, user_id)
         except IdempotencyKeyInvalid:
@@ -192,9 +193,7 @@ class Gateway:
                 idempotency_key=idempotency_key,
             )
             return JSONResponse(body, status_code=504, headers=headers)
-        if not reply.get("success"):
-            return JSONResponse(api.error_body(reply), status_code=api.status_of(reply), headers=headers)
-        return JSONResponse(shape(reply.get("data") or {}), status_code=api.status_of(reply, created=created), headers=headers)
+        return reply, idempotency_key
 
 
 class IdempotencyKeyInvalid(Exception):
@@ -222,13 +221,13 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     @app.put("/api/carts/update/{cart_item_id}/", tags=["carts"], summary="Change an item's quantity")
     async def update(request: Request, cart_item_id: str, body: api.UpdateQuantity) -> JSONResponse:
         if not is_identifier(cart_item_id):
-            return _not_found("ITEM_NOT_FOUND")
+            return _not_found(ErrorCode.ITEM_NOT_FOUND)
         return await ask(request, "UpdateItemQuantity", api.updated, item_id=cart_item_id, quantity=body.quantity)
 
     @app.delete("/api/carts/remove/{cart_item_id}/", tags=["carts"], summary="Remove an item")
     async def remove(request: Request, cart_item_id: str) -> JSONResponse:
         if not is_identifier(cart_item_id):
-            return _not_found("ITEM_NOT_FOUND")
+            return _not_found(ErrorCode.ITEM_NOT_FOUND)
         return await ask(request, "RemoveItem", api.removed, item_id=cart_item_id)
 
     @app.delete("/api/carts/clear/", tags=["carts"], summary="Empty the cart")
@@ -289,7 +288,7 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     @app.get("/api/payments/{payment_id}/", tags=["checkout"], summary="Where a checkout's payment stands")
     async def payment(request: Request, payment_id: str) -> JSONResponse:
         if not is_identifier(payment_id):
-            return _not_found("CHECKOUT_NOT_FOUND")
+            return _not_found(ErrorCode.CHECKOUT_NOT_FOUND)
         return await ask(
             request, "GetCheckout", api.as_is, topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
         )
@@ -300,13 +299,17 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
         if not settings.payment_simulator:
             raise StarletteHTTPException(404, "Not Found")
         if not is_identifier(payment_id):
-            return _not_found("CHECKOUT_NOT_FOUND")
-        status = await ask(
-            request, "GetCheckout", api.as_is, topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
+            return _not_found(ErrorCode.CHECKOUT_NOT_FOUND)
+        status = await gateway.reply(
+            request, "GetCheckout", topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
         )
-        if status.status_code != 200:
+        if isinstance(status, JSONResponse):
             return status
-        checkout = json.loads(status.body)
+        reply, idempotency_key = status
+        if not reply.get("success"):
+            headers = {"Idempotency-Key": idempotency_key}
+            return JSONResponse(api.error_body(reply), status_code=api.status_of(reply), headers=headers)
+        checkout = reply["data"]
         now = datetime.now(UTC).isoformat()
         message_id = message_id_for(f"simulator:{payment_id}", "Payment", str(uuid.uuid4()))
         if body.outcome == "succeeded":
@@ -338,12 +341,9 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-NOT_FOUND_TEXT = {"ITEM_NOT_FOUND": "Cart item not found", "CHECKOUT_NOT_FOUND": "Checkout not found"}
-
-
-def _not_found(code: str) -> JSONResponse:
+def _not_found(code: ErrorCode) -> JSONResponse:
     """What the workers would answer an id that cannot exist, without asking them."""
-    return JSONResponse(api.problem(code, NOT_FOUND_TEXT[code], "Check the id in the path"), status_code=404)
+    return JSONResponse(api.problem(code, ERROR_MESSAGES[code], "Check the id in the path"), status_code=404)
 
 
 def _add_fields(body: api.AddToCart) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class Exchange:
         #: How many requests await each correlation id (a retry may arrive while the first still waits).
         self._waiters: dict[str, int] = {}
         self._ready = asyncio.Event()
-        self._ready_lock: asyncio.Lock | None = None
+        self._ready_lock = asyncio.Lock()
         router.subscriber(
             self.reply_topic,
             auto_offset_reset="latest",
@@ -77,14 +77,12 @@ class Exchange:
         publishes to itself comes back. Until then a reply could pass unseen."""
         if self._ready.is_set():
             return
-        self._ready_lock = self._ready_lock or asyncio.Lock()
         async with self._ready_lock:
             while not self._ready.is_set():
                 ping = f"gateway-ping-{uuid.uuid4()}"
                 waiter = self._expect(ping)
                 try:
-                    payload = {"type": "GatewayPing", "correlation_id": ping}
-                    await self.router.broker.publish(json.dumps(payload).encode(), topic=self.reply_topic)
+                    await self._publish(self.reply_topic, {"type": "GatewayPing", "correlation_id": ping}, ping)
                     await asyncio.wait_for(asyncio.shield(waiter), timeout=1)
                     self._ready.set()
                 except TimeoutError:
@@ -113,9 +111,7 @@ class Exchange:
             async with asyncio.timeout(self.settings.gateway_reply_timeout_seconds):
                 try:
                     await self.ready()
-                    await self.router.broker.publish(
-                        json.dumps(command).encode(), topic=self.settings.topic(topic), key=key.encode()
-                    )
+                    await self.publish(topic, command, key)
                 except KafkaError as error:
                     raise Unavailable(str(error)) from error
                 return await asyncio.shield(waiter)
@@ -128,4 +124,8 @@ class Exchange:
                 self._waiting.pop(correlation_id, None)
 
     async def publish(self, topic: str, message: dict[str, Any], key: str) -> None:
-        await self.router.broker.publish(json.dumps(message).encode(), topic=self.settings.topic(topic), key=key.encode())
+        """Publish ``message`` on the contract topic ``topic`` (under the deployment's prefix)."""
+        await self._publish(self.settings.topic(topic), message, key)
+
+    async def _publish(self, topic: str, message: dict[str, Any], key: str) -> None:
+        await self.router.broker.publish(json.dumps(message).encode(), topic=topic, key=key.encode())

@@ -9,20 +9,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-TOO_LARGE = {
-    "success": False,
-    "error_code": "REQUEST_TOO_LARGE",
-    "error_message": "The request body is too large",
-    "error": "The request body is too large",
-    "suggested_action": "Send a smaller request",
-}
-BAD_LENGTH = {
-    "success": False,
-    "error_code": "INVALID_MESSAGE",
-    "error_message": "Content-Length is not a length",
-    "error": "Content-Length is not a length",
-    "suggested_action": "Send a valid Content-Length",
-}
+from services.gateway.original_api import problem
+
+TOO_LARGE = problem("REQUEST_TOO_LARGE", "The request body is too large", "Send a smaller request")
+BAD_LENGTH = problem("INVALID_MESSAGE", "Content-Length is not a length", "Send a valid Content-Length")
 
 
 class BodySizeLimit:

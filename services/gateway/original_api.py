@@ -77,23 +77,21 @@ def status_of(reply: dict[str, Any], *, created: bool = False) -> int:
 
 
 def error_body(reply: dict[str, Any]) -> dict[str, Any]:
-    """A refusal in the original's error format (``error`` too, as its views answer)."""
-    body = {
-        "success": False,
-        "error_code": reply.get("error_code"),
-        "error_message": reply.get("error_message"),
-        "error": reply.get("error_message"),
-        "cart_item_id": reply.get("cart_item_id"),
-        "available_quantity": reply.get("available_quantity"),
-        "suggested_action": reply.get("suggested_action"),
-    }
+    """A worker's refusal in the original's error format."""
+    body = problem(
+        reply.get("error_code"),
+        reply.get("error_message"),
+        reply.get("suggested_action"),
+        cart_item_id=reply.get("cart_item_id"),
+        available_quantity=reply.get("available_quantity"),
+    )
     if isinstance(reply.get("data"), dict):
         body.update(reply["data"])  # a failed checkout's validation details
     return body
 
 
-def problem(code: str, message: str, action: str, **extra: Any) -> dict[str, Any]:
-    """An error the gateway itself answers, in the same format."""
+def problem(code: str | None, message: str | None, action: str | None, **extra: Any) -> dict[str, Any]:
+    """An error in the original's format (``error`` too, as its views answer)."""
     return {
         "success": False,
         "error_code": code,
