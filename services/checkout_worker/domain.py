@@ -438,18 +438,7 @@ def _cancel(checkout: Checkout, reason: str, now: datetime) -> Step:
 
 def checkout_response(checkout: Checkout, *, now: datetime) -> dict[str, Any]:
     """The answer to the upstream checkout command (the original specification's shape)."""
-    orders = [
-        {
-            "order_id": o.order_id,
-            "product_id": o.product_id,
-            "product_name": o.product_name,
-            "size": o.size,
-            "quantity": o.quantity,
-            "total_price": str(o.total_price),
-            "status": o.status,
-        }
-        for o in checkout.orders
-    ]
+    orders = _order_views(checkout)
     response: dict[str, Any] = {
         "checkout_type": checkout.checkout_type,
         "total_amount": str(checkout.total_amount),
@@ -457,7 +446,7 @@ def checkout_response(checkout: Checkout, *, now: datetime) -> dict[str, Any]:
         "payment_id": checkout.payment_id,
         "payment_hash": checkout.payment_hash,
         "payment_expires_at": checkout.deadline.isoformat(),
-        "time_remaining_seconds": max(0, int((checkout.deadline - now).total_seconds())),
+        "time_remaining_seconds": _seconds_left(checkout, now),
     }
     if checkout.checkout_type == "single_item":
         response["order"] = orders[0]
@@ -477,21 +466,39 @@ def address_object(address: dict[str, Any] | str | None) -> dict[str, Any]:
 def checkout_status(checkout: Checkout, *, now: datetime) -> dict[str, Any]:
     """Where a checkout stands, for the buyer: each order's status, the deadline
     and the time left to pay (0 once paid or cancelled), and why it closed."""
-    started = checkout_response(checkout, now=now)
     is_open = checkout.state == AWAITING_PAYMENT
     return {
         "payment_id": checkout.payment_id,
         "checkout_type": checkout.checkout_type,
         "state": checkout.state,
-        "total_amount": started["total_amount"],
-        "order_count": started["order_count"],
-        "orders": started.get("orders") or [started["order"]],
+        "total_amount": str(checkout.total_amount),
+        "order_count": len(checkout.orders),
+        "orders": _order_views(checkout),
         "payment_method": checkout.payment_method,
         "gateway_name": checkout.gateway_name,
-        "payment_expires_at": started["payment_expires_at"],
-        "time_remaining_seconds": started["time_remaining_seconds"] if is_open else 0,
+        "payment_expires_at": checkout.deadline.isoformat(),
+        "time_remaining_seconds": _seconds_left(checkout, now) if is_open else 0,
         "is_paid": checkout.state == PAID,
         "is_cancelled": checkout.state == CANCELLED,
         "cancel_reason": checkout.cancel_reason,
         "closed_at": checkout.closed_at.isoformat() if checkout.closed_at else None,
     }
+
+
+def _order_views(checkout: Checkout) -> list[dict[str, Any]]:
+    return [
+        {
+            "order_id": o.order_id,
+            "product_id": o.product_id,
+            "product_name": o.product_name,
+            "size": o.size,
+            "quantity": o.quantity,
+            "total_price": str(o.total_price),
+            "status": o.status,
+        }
+        for o in checkout.orders
+    ]
+
+
+def _seconds_left(checkout: Checkout, now: datetime) -> int:
+    return max(0, int((checkout.deadline - now).total_seconds()))

@@ -106,7 +106,7 @@ def added_view(
         "message": "Item added to cart successfully",
         "cart_item_id": item_id,
         "cart_summary": _brief(summary),
-        **_line_of(cart, item_id, catalog, stock, now),
+        **_line_in(summary, item_id),
         "cart": summary,
     }
 
@@ -116,14 +116,15 @@ def updated_view(
 ) -> dict[str, Any]:
     """The answer to a quantity change: the original app's ``message``,
     ``new_quantity`` and ``new_subtotal``, beside the line and the whole cart."""
-    line = _line_of(cart, item_id, catalog, stock, now)
+    summary = cart_summary(cart, catalog, stock, now=now)
+    line = _line_in(summary, item_id)
     return {
         "message": "Cart item updated successfully",
         "cart_item_id": item_id,
         "new_quantity": line["quantity"],
         "new_subtotal": line["line_total"],
         **line,
-        "cart": cart_summary(cart, catalog, stock, now=now),
+        "cart": summary,
     }
 
 
@@ -142,12 +143,9 @@ def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     return {"total_items": summary["total_items"], "total_price": summary["total_amount"]}
 
 
-def _line_of(
-    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None, now: datetime | None
-) -> dict[str, Any]:
-    line = cart.line(item_id)
-    assert line is not None, item_id
-    return line_view(line, catalog.get(line.product_id), stock=stock, now=now)
+def _line_in(summary: dict[str, Any], item_id: str) -> dict[str, Any]:
+    """The view of one line, as the summary already judged it."""
+    return next(view for view in (*summary["items"], *summary["unavailable_items"]) if view["item_id"] == item_id)
 
 
 def product_page(products: list[Product], stock: StockView, limit: int) -> dict[str, Any]:
@@ -155,17 +153,17 @@ def product_page(products: list[Product], stock: StockView, limit: int) -> dict[
     ``limit + 1`` products in id order; the extra one only says a next page exists."""
     page = products[:limit]
 
-    def units(size: str | None) -> int | None:
+    def units(product: Product, size: str | None) -> int | None:
         available = stock.get(stock_key(product.product_id, size))
         return None if available is None else max(available, 0)
 
     views = []
     for product in page:
         sizes = [
-            {"size": option.size, "price": str(option.price), "available_quantity": units(option.size)}
+            {"size": option.size, "price": str(option.price), "available_quantity": units(product, option.size)}
             for option in product.sizes
         ]
-        available = None if product.has_sizes else units(None)
+        available = None if product.has_sizes else units(product, None)
         in_stock = (
             any(size["available_quantity"] != 0 for size in sizes) if product.has_sizes else available != 0
         )
