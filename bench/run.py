@@ -270,7 +270,7 @@ async def gateway_against_direct(backends, adds: int, concurrency: int, results:
     import httpx
     import jwt
 
-    from harness.deployment import free_port
+    from harness.deployment import free_port, gateway_answering
     from services.ops.client import CartflowClient
 
     secret = "bench-secret-" + uuid.uuid4().hex * 2
@@ -292,14 +292,7 @@ async def gateway_against_direct(backends, adds: int, concurrency: int, results:
             await call()
             return time.perf_counter() - started
 
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-        async with asyncio.timeout(60):
-            while True:
-                try:
-                    if (await http.get("/openapi.json")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(base_url=await gateway_answering(gateway, port), timeout=60) as http:
         await http.get("/api/carts/count/", headers={"Authorization": f"Bearer {tokens[0]}"})  # warm
 
         def over_http(n: int):

@@ -59,15 +59,7 @@ class Deployment:
             command=("gateway",),
         )
         self.workers[name] = process.start()
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient() as client, asyncio.timeout(60):
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{url}/openapi.json")).status_code == 200:
-                        return url
-                if not process.alive:
-                    raise RuntimeError(f"the gateway exited; see {process.log_path}")
-                await asyncio.sleep(0.2)
+        return await gateway_answering(process, port)
 
     async def create_topics(self, *names: str) -> None:
         settings = Settings(kafka_bootstrap=self.backends.kafka_bootstrap, topic_prefix=self.prefix)
@@ -109,6 +101,19 @@ async def open_deployment(backends: Backends, **env: str) -> Deployment:
     deployment = Deployment(backends, prefix, db_name, settings_env, connect(backends.mongo_url), publisher)
     await deployment.create_topics(*ALL_TOPICS)
     return deployment
+
+
+async def gateway_answering(process: WorkerProcess, port: int) -> str:
+    """The base URL of a gateway process once it answers HTTP."""
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as client, asyncio.timeout(60):
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/openapi.json")).status_code == 200:
+                    return url
+            if not process.alive:
+                raise RuntimeError(f"the gateway exited; see {process.log_path}")
+            await asyncio.sleep(0.2)
 
 
 def free_port() -> int:
