@@ -129,3 +129,21 @@ def test_commands_waiting_behind_a_stock_step_are_bounded():
     assert all(outputs == [] for outputs in answers[:MAX_QUEUED_COMMANDS]), "queued behind the reservation"
     (refusal,) = answers[-1]
     assert b"CART_LIMIT_REACHED" in refusal.value and len(unit.cart("ann").queue) == MAX_QUEUED_COMMANDS
+
+
+def test_a_catalog_page_of_products_with_many_long_sizes_ends_early_instead_of_outgrowing_a_record():
+    from services.cart_worker.domain import SizeOption
+
+    sizes = tuple(SizeOption(f"{n:03d}".ljust(200, "s"), Decimal("9999999999999.99")) for n in range(200))
+    products = [
+        Product(f"p{n:03d}".ljust(200, "x"), "N" * 500, Decimal("1.00"), image_url="u" * 2000, sizes=sizes)
+        for n in range(51)
+    ]
+
+    page = domain.product_page(products, {}, limit=50)
+    reply = CommandResult(
+        message_id="m", occurred_at=NOW, correlation_id="c", command_type="ListProducts", success=True, data=page
+    ).to_json_bytes()
+
+    assert 1 <= len(page["products"]) < 50 and page["next_after"] == page["products"][-1]["product_id"]
+    assert len(reply) < (1 << 20) / 2

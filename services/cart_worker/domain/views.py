@@ -7,6 +7,7 @@ not fully cover is unavailable, and lines are listed newest first.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -148,16 +149,23 @@ def _line_in(summary: dict[str, Any], item_id: str) -> dict[str, Any]:
     return next(view for view in (*summary["items"], *summary["unavailable_items"]) if view["item_id"] == item_id)
 
 
+#: Most bytes of product views in one catalog page: products with many long
+#: sizes end the page early rather than outgrow a Kafka record (1 MiB).
+PAGE_BYTES = 256 << 10
+
+
 def product_page(products: list[Product], stock: StockView, limit: int) -> dict[str, Any]:
     """A page of the catalog as a storefront lists it: ``products`` holds up to
-    ``limit + 1`` products in id order; the extra one only says a next page exists."""
+    ``limit + 1`` products in id order; the extra one only says a next page exists.
+    A page also ends before its views pass ``PAGE_BYTES`` (it holds one at least)."""
     page = products[:limit]
 
     def units(product: Product, size: str | None) -> int | None:
         available = stock.get(stock_key(product.product_id, size))
         return None if available is None else max(available, 0)
 
-    views = []
+    views: list[dict[str, Any]] = []
+    used = 0
     for product in page:
         sizes = [
             {"size": option.size, "price": str(option.price), "available_quantity": units(product, option.size)}
@@ -167,15 +175,18 @@ def product_page(products: list[Product], stock: StockView, limit: int) -> dict[
         in_stock = (
             any(size["available_quantity"] != 0 for size in sizes) if product.has_sizes else available != 0
         )
-        views.append(
-            {
-                "product_id": product.product_id,
-                "name": product.name,
-                "price": str(product.price),
-                "image_url": product.image_url,
-                "sizes": sizes,
-                "available_quantity": available,
-                "is_available": not product.is_deleted and in_stock,
-            }
-        )
-    return {"products": views, "next_after": page[-1].product_id if len(products) > limit else None}
+        view = {
+            "product_id": product.product_id,
+            "name": product.name,
+            "price": str(product.price),
+            "image_url": product.image_url,
+            "sizes": sizes,
+            "available_quantity": available,
+            "is_available": not product.is_deleted and in_stock,
+        }
+        used += len(json.dumps(view, ensure_ascii=False).encode())
+        if views and used > PAGE_BYTES:
+            break
+        views.append(view)
+    more = len(views) < len(products)
+    return {"products": views, "next_after": views[-1]["product_id"] if more else None}
