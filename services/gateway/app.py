@@ -174,26 +174,25 @@ class Gateway:
             **{name: value for name, value in fields.items() if value is not None},
         }
         key = str(command.get(key_field, user_id))
-        headers = {"Idempotency-Key": idempotency_key}
         try:
             reply = await self.exchange.ask(topic, command, key)
         except Unavailable:
-            body = api.problem(
-                "SERVICE_UNAVAILABLE",
-                "The request could not be sent; nothing was done",
-                "Send the same request again with this Idempotency-Key in a moment",
-                idempotency_key=idempotency_key,
+            return _retry_with(
+                idempotency_key, 503, "SERVICE_UNAVAILABLE", "The request could not be sent; nothing was done", "in a moment"
             )
-            return JSONResponse(body, status_code=503, headers=headers)
         if reply is None:
-            body = api.problem(
-                "GATEWAY_TIMEOUT",
-                "No answer in time; the request may still take effect",
-                "Send the same request again with this Idempotency-Key to get its answer",
-                idempotency_key=idempotency_key,
+            return _retry_with(
+                idempotency_key, 504, "GATEWAY_TIMEOUT", "No answer in time; the request may still take effect",
+                "to get its answer",
             )
-            return JSONResponse(body, status_code=504, headers=headers)
         return reply, idempotency_key
+
+
+def _retry_with(idempotency_key: str, status: int, code: str, message: str, when: str) -> JSONResponse:
+    """No answer yet: the client sends the same request again with this key."""
+    action = f"Send the same request again with this Idempotency-Key {when}"
+    body = api.problem(code, message, action, idempotency_key=idempotency_key)
+    return JSONResponse(body, status_code=status, headers={"Idempotency-Key": idempotency_key})
 
 
 class IdempotencyKeyInvalid(Exception):
