@@ -362,7 +362,7 @@ class Chaos:
                     lag = 0
                     for group, topics in groups.items():
                         lag += await group_lag(self.bootstrap, f"{self.prefix}cartflow-{group}", [self.topic(t) for t in topics])
-                    backlog = sum([await db[f"{w}.outbox"].count_documents({}) for w in WORKERS])
+                    backlog = sum([await db[f"{w}.outbox"].count_documents({"sent": False}) for w in WORKERS])
                     open_sagas = await db["checkout.sagas"].count_documents({"state": "awaiting_payment"})
                     pending = await db["cart.carts"].count_documents({"pending": {"$ne": None}})
                     if lag == backlog == open_sagas == pending == 0:
@@ -489,9 +489,12 @@ class Chaos:
     async def outboxes_drained(self, db: Any) -> Invariant:
         invariant = Invariant("every outbox drained, nothing parked", 2 * len(WORKERS))
         for worker in WORKERS:
-            for collection in (f"{worker}.outbox", f"{worker}.outbox.parked"):
-                if left := await db[collection].count_documents({}):
-                    invariant.violations.append(f"{collection}: {left} record(s)")
+            for collection, left in (
+                (f"{worker}.outbox", await db[f"{worker}.outbox"].count_documents({"sent": False})),
+                (f"{worker}.outbox.parked", await db[f"{worker}.outbox.parked"].count_documents({})),
+            ):
+                if left:
+                    invariant.violations.append(f"{collection}: {left} unsent chunk(s) or parked record(s)")
         return invariant
 
     async def background_tasks_alive(self) -> Invariant:

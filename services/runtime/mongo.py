@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
+import bson
 from pymongo import AsyncMongoClient, InsertOne, ReplaceOne, monitoring
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
@@ -106,14 +107,26 @@ async def write_versioned(
         )
 
 
+#: Write commands and the field that lists their statements.
+WRITES = {"insert": "documents", "update": "updates", "delete": "deletes", "findAndModify": None}
+
+
 class CommandCounter(monitoring.CommandListener):
-    """Counts the commands (round trips) a client sends, for benchmarks."""
+    """Counts the commands (round trips) a client sends, and the statements
+    (documents inserted, updated or deleted) and bytes of its writes: what
+    each command costs the database, for benchmarks and metrics."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.statements = 0
+        self.bytes_written = 0
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.count += 1
+        if event.command_name in WRITES:
+            field = WRITES[event.command_name]
+            self.statements += len(event.command.get(field) or ()) if field else 1
+            self.bytes_written += len(bson.encode(event.command))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         return None

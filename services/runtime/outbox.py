@@ -1,30 +1,37 @@
 """The transactional outbox and its relay.
 
-Handlers never publish. What a unit of work wants published is written to the
+Handlers never publish. What a batch wants published is written to the
 worker's outbox collection in the same transaction as its state and inbox
-entries; the relay then publishes it in order and deletes what Kafka
-acknowledged. A crash between publish and delete publishes those records again,
-with the same ``message_id``: at-least-once publication that consumers dedup.
+entries, as one *chunk* document holding the batch's records (several chunks
+when they pass ``CHUNK_BYTES``); the relay then publishes chunks in order and
+marks each one sent once Kafka acknowledged all its records. A crash between
+publish and mark publishes that chunk again, with the same ``message_id``s:
+at-least-once publication that consumers dedup.
 
-Outbox records are numbered from a counter document incremented inside the
-writing transaction, so their order is the order in which transactions
-committed, whatever the clocks of the processes that wrote them. One relay per
-worker kind holds a lease, so records leave in that order even with several
-worker processes running; the relay reads with majority read concern, so it
-never publishes a write that a failover could still take back.
+A sent chunk stays for the dedup window (``CARTFLOW_INBOX_RETENTION_HOURS``):
+inbox entries point at the replies in it instead of holding copies, so each
+reply is written once, and a repeated command is answered from its chunk.
+``services.runtime.retention`` prunes sent chunks with the inbox entries.
+
+Chunks are numbered from a counter document incremented inside the writing
+transaction, so their order is the order in which transactions committed,
+whatever the clocks of the processes that wrote them. One relay per worker
+kind holds a lease, so records leave in that order even with several worker
+processes running; the relay reads with majority read concern, so it never
+publishes a write that a failover could still take back.
 
 The relay never blocks on one record. A record that can never be published
 (a topic name Kafka refuses, a topic still unknown after one lookup bounded by
 ``relay_topic_wait_seconds``, a record over the size limit, a topic the worker
-may not write) is moved to ``<worker>.outbox.parked`` with its reason, counted
+may not write) is copied to ``<worker>.outbox.parked`` with its reason, counted
 in ``cartflow status`` and the ``cartflow_outbox_parked`` gauge, and listed and
 sent again by ``cartflow dlq parked`` / ``cartflow dlq unpark``. A record that
-fails for a passing reason stays, with every later record of the same topic
-and key, and the round is tried again after a backoff. The producer keeps one
-batch per partition in flight, so records of one key leave in order; only a
-batch refused for longer than the producer's request timeout can be overtaken
-by a later one (``CARTFLOW_KAFKA_IDEMPOTENT_PRODUCER`` closes that gap on
-brokers that support it).
+fails for a passing reason holds back every later record of the same topic and
+key; its chunk stays unsent and goes again, whole, after a backoff. The
+producer keeps one batch per partition in flight, so records of one key leave
+in order; only a batch refused for longer than the producer's request timeout
+can be overtaken by a later one (``CARTFLOW_KAFKA_IDEMPOTENT_PRODUCER`` closes
+that gap on brokers that support it).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
 )
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -86,14 +93,78 @@ async def next_sequences(db: AsyncDatabase, name: str, count: int, session: Asyn
     return range(doc["value"] - count + 1, doc["value"] + 1)
 
 
-async def outbox_documents(
+#: Bytes of records one chunk holds at most (a MongoDB document holds 16 MiB).
+CHUNK_BYTES = 4 << 20
+
+#: A record's place in the outbox: its chunk's number and its index in the chunk.
+Place = tuple[int, int]
+
+
+def _chunked(messages: list[Outgoing]) -> list[list[Outgoing]]:
+    parts: list[list[Outgoing]] = [[]]
+    size = 0
+    for message in messages:
+        weight = message.size + 64
+        if parts[-1] and size + weight > CHUNK_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(message)
+        size += weight
+    return parts
+
+
+async def write_outbox(
     db: AsyncDatabase, outbox: str, messages: list[Outgoing], session: AsyncClientSession | None, now: datetime
-) -> list[dict[str, Any]]:
-    numbers = await next_sequences(db, outbox, len(messages), session)
-    return [
-        {"_id": number, **message.to_doc(), "written_at": now}
-        for number, message in zip(numbers, messages, strict=True)
-    ]
+) -> list[Place]:
+    """Write ``messages`` as numbered chunks in ``session``'s transaction; the place of each, in order."""
+    parts = _chunked(messages)
+    numbers = await next_sequences(db, outbox, len(parts), session)
+    await db[outbox].insert_many(
+        [
+            {
+                "_id": number, "written_at": now, "sent": False, "count": len(part),
+                "records": [message.to_doc() for message in part],
+            }
+            for number, part in zip(numbers, parts, strict=True)
+        ],
+        session=session,
+    )
+    return [(number, index) for number, part in zip(numbers, parts, strict=True) for index in range(len(part))]
+
+
+def records_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of a chunk; a document of an earlier release is one record itself."""
+    return chunk["records"] if "records" in chunk else [chunk]
+
+
+async def find_records(db: AsyncDatabase, outbox: str, places: list[Place]) -> dict[Place, Outgoing]:
+    """The records at ``places`` that are still kept (one query)."""
+    wanted = sorted({number for number, _ in places})
+    found: dict[Place, Outgoing] = {}
+    if wanted:
+        async for chunk in db[outbox].find({"_id": {"$in": wanted}}):
+            for index, doc in enumerate(records_of(chunk)):
+                found[(chunk["_id"], index)] = Outgoing.from_doc(doc)
+    return found
+
+
+async def prepare_outbox(db: AsyncDatabase, outbox: str) -> None:
+    """Indexes for the relay's "unsent, in order" query and for pruning by age;
+    documents of an earlier release (one per record, deleted once published)
+    become unsent chunks of one."""
+    await db[outbox].update_many({"sent": {"$exists": False}}, {"$set": {"sent": False}})
+    await db[outbox].create_index([("sent", ASCENDING), ("_id", ASCENDING)])
+    await db[outbox].create_index("written_at")
+
+
+async def unsent_records(db: AsyncDatabase, outbox: str) -> tuple[int, datetime | None]:
+    """How many records wait in ``outbox``, and when the oldest of them was written."""
+    total = 0
+    oldest = None
+    async for chunk in db[outbox].find({"sent": False}, {"count": 1, "written_at": 1}).sort("_id", ASCENDING):
+        total += chunk.get("count", 1)
+        oldest = oldest or chunk.get("written_at")
+    return total, oldest
 
 
 class Lease:
@@ -170,70 +241,85 @@ class OutboxRelay:
                     pass
 
     async def relay_once(self) -> bool:
-        """Publish one batch in order; True when there may be more waiting.
+        """Publish the next chunks in order; True when there may be more waiting.
 
-        Raises when part of the batch failed for a passing reason, so that the
-        supervisor logs it and starts the relay again after a backoff."""
-        docs = await self._next_batch()
-        if not docs:
+        Raises when a record failed for a passing reason, so that the supervisor
+        logs it and starts the relay again after a backoff."""
+        chunks, more = await self._next_chunks()
+        if not chunks:
             return False
-        messages = [Outgoing.from_doc(doc) for doc in docs]
-        missing = await self._missing_topics({m.topic for m in messages if is_topic_name(m.topic)})
+        entries = [
+            (chunk["_id"], index, Outgoing.from_doc(doc))
+            for chunk in chunks
+            for index, doc in enumerate(records_of(chunk))
+        ]
+        missing = await self._missing_topics({m.topic for _, _, m in entries if is_topic_name(m.topic)})
         held: set[tuple[str, bytes | None]] = set()  # topic and key with an earlier record not yet out
-        sent: list[tuple[dict[str, Any], Outgoing, Any]] = []
-        parked: list[tuple[dict[str, Any], str]] = []
-        for doc, message in zip(docs, messages, strict=True):
+        unfinished: set[int] = set()  # chunks with a record that did not go out: sent again, whole
+        sent: list[tuple[int, int, Outgoing, Any]] = []
+        parked: list[tuple[int, int, Outgoing, str]] = []
+        for number, index, message in entries:
             if (message.topic, message.key) in held:
+                unfinished.add(number)
                 continue
             reason = self._unpublishable(message, missing)
             if reason is not None:
-                parked.append((doc, reason))
+                parked.append((number, index, message, reason))
                 continue
             try:
                 future = await self.producer.send(
                     message.topic, value=message.value, key=message.key, headers=list(message.headers)
                 )
             except UNPUBLISHABLE as exc:
-                parked.append((doc, f"{type(exc).__name__}: {exc}"))
+                parked.append((number, index, message, f"{type(exc).__name__}: {exc}"))
                 continue
             except KafkaError:
                 held.add((message.topic, message.key))
+                unfinished.add(number)
                 continue
-            sent.append((doc, message, future))
+            sent.append((number, index, message, future))
 
-        done: list[Any] = []
         transient: BaseException | None = None
-        results = await asyncio.gather(*(future for _, _, future in sent), return_exceptions=True)
-        for (doc, message, _), result in zip(sent, results, strict=True):
+        results = await asyncio.gather(*(future for *_, future in sent), return_exceptions=True)
+        for (number, index, message, _), result in zip(sent, results, strict=True):
             if (message.topic, message.key) in held:
-                continue  # an earlier record of this key failed: this one goes again after it
-            if isinstance(result, UNPUBLISHABLE):
-                parked.append((doc, f"{type(result).__name__}: {result}"))
+                unfinished.add(number)  # an earlier record of this key failed: this one goes again after it
+            elif isinstance(result, UNPUBLISHABLE):
+                parked.append((number, index, message, f"{type(result).__name__}: {result}"))
             elif isinstance(result, BaseException):
                 transient = transient or result
                 held.add((message.topic, message.key))
-            else:
-                done.append(doc["_id"])
+                unfinished.add(number)
         if parked:
             await self._park(parked)
+        done = [chunk["_id"] for chunk in chunks if chunk["_id"] not in unfinished]
         if done:
-            await self.outbox.delete_many({"_id": {"$in": done}})
-        self.published += len(done)
+            await self.outbox.update_many({"_id": {"$in": done}}, {"$set": {"sent": True}})
+        self.published += len(entries) - len(parked)
         if transient is not None:
             raise RuntimeError(f"publishing failed for a passing reason: {transient!r}") from transient
-        return len(docs) == self.batch_size
+        return more
 
-    async def _next_batch(self) -> list[dict[str, Any]]:
+    async def _next_chunks(self) -> tuple[list[dict[str, Any]], bool]:
+        """Unsent chunks in order, up to about ``batch_size`` records, and
+        whether more may be waiting."""
+        query: dict[str, Any] = {"sent": False}
         if not self._legacy_done:
             # Records written before outbox numbers were counters have string ids,
             # which sort after every number: they are older, so they go first.
-            legacy = await self.outbox.find({"_id": {"$type": "string"}}).sort("_id", ASCENDING).limit(
-                self.batch_size
-            ).to_list()
-            if legacy:
-                return legacy
-            self._legacy_done = True
-        return await self.outbox.find({}).sort("_id", ASCENDING).limit(self.batch_size).to_list()
+            legacy = {"sent": False, "_id": {"$type": "string"}}
+            if await self.outbox.find_one(legacy, {"_id": 1}):
+                query = legacy
+            else:
+                self._legacy_done = True
+        chunks: list[dict[str, Any]] = []
+        records = 0
+        async for chunk in self.outbox.find(query).sort("_id", ASCENDING).limit(self.batch_size):
+            chunks.append(chunk)
+            records += chunk.get("count", 1)
+            if records >= self.batch_size:
+                return chunks, True
+        return chunks, len(chunks) == self.batch_size
 
     async def _missing_topics(self, topics: set[str]) -> set[str]:
         """Topics the cluster does not know after one lookup of all of them at
@@ -257,25 +343,27 @@ class OutboxRelay:
         """Why ``message`` can never be published, or None when it can go."""
         if not is_topic_name(message.topic):
             return f"illegal topic name {message.topic[:260]!r}"
-        size = len(message.value) + len(message.key or b"") + sum(len(k) + len(v) for k, v in message.headers)
-        if size > self.max_record_bytes:
-            return f"record of {size} bytes exceeds the limit of {self.max_record_bytes}"
+        if message.size > self.max_record_bytes:
+            return f"record of {message.size} bytes exceeds the limit of {self.max_record_bytes}"
         if message.topic in missing:
             return f"topic {message.topic!r} does not exist (waited {self.topic_wait_seconds:g}s)"
         return None
 
-    async def _park(self, parked: list[tuple[dict[str, Any], str]]) -> None:
+    async def _park(self, parked: list[tuple[int, int, Outgoing, str]]) -> None:
         now = self.clock.now()
-        for doc, reason in parked:
-            log.error("outbox record %s to %r cannot be published and is parked: %s", doc["_id"], doc["topic"], reason)
-        async with self.outbox.database.client.start_session() as session:
-            async with await session.start_transaction():
-                for doc, reason in parked:
-                    await self.parked.replace_one(
-                        {"_id": doc["_id"]}, {**doc, "reason": reason[:1000], "parked_at": now}, upsert=True,
-                        session=session,
-                    )
-                await self.outbox.delete_many({"_id": {"$in": [doc["_id"] for doc, _ in parked]}}, session=session)
+        for number, index, message, reason in parked:
+            log.error("outbox record %s.%s to %r cannot be published and is parked: %s",
+                      number, index, message.topic[:260], reason)
+        await self.parked.bulk_write(
+            [
+                ReplaceOne(
+                    {"_id": f"{number}.{index}"},
+                    {**message.to_doc(), "chunk": number, "index": index, "reason": reason[:1000], "parked_at": now},
+                    upsert=True,
+                )
+                for number, index, message, reason in parked
+            ]
+        )
         self.parked_count += len(parked)
         from services.runtime.observability import OUTBOX_PARKED_TOTAL
 
@@ -301,16 +389,15 @@ class OutboxRelay:
 
 
 async def unpark(db: AsyncDatabase, outbox: str, now: datetime, ids: list[Any] | None = None) -> int:
-    """Send parked records again: they go back to the end of the outbox with new
-    numbers (and are parked again if they still cannot be published)."""
+    """Send parked records again: they go back to the end of the outbox in a new
+    chunk (and are parked again if they still cannot be published)."""
     parked = db[outbox + PARKED_SUFFIX]
     query: dict[str, Any] = {"_id": {"$in": ids}} if ids else {}
-    docs = await parked.find(query).sort("_id", ASCENDING).to_list()
+    docs = await parked.find(query).sort([("chunk", ASCENDING), ("index", ASCENDING), ("_id", ASCENDING)]).to_list()
     if not docs:
         return 0
-    messages = [Outgoing.from_doc(doc) for doc in docs]
     async with db.client.start_session() as session:
         async with await session.start_transaction():
-            await db[outbox].insert_many(await outbox_documents(db, outbox, messages, session, now), session=session)
+            await write_outbox(db, outbox, [Outgoing.from_doc(doc) for doc in docs], session, now)
             await parked.delete_many({"_id": {"$in": [doc["_id"] for doc in docs]}}, session=session)
     return len(docs)

@@ -32,6 +32,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from pymongo import UpdateOne
@@ -50,7 +51,7 @@ from services.runtime.codec import dead_letter
 from services.runtime.headers import REDRIVE_TOKEN
 from services.runtime.mongo import is_transient, transaction_options
 from services.runtime.observability import PROCESSED, SKIPPED, handling
-from services.runtime.outbox import outbox_documents
+from services.runtime.outbox import Place, find_records, write_outbox
 from services.runtime.records import Incoming, Outgoing
 
 def _storable(key: object) -> bool:
@@ -62,6 +63,14 @@ def _storable(key: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _inbox_entry(key: str, replies: list[Place], now: datetime) -> dict[str, Any]:
+    """What dedup needs of a processed message: its key, when, and where its replies are."""
+    entry: dict[str, Any] = {"_id": key, "processed_at": now}
+    if replies:
+        entry["replies"] = replies
+    return entry
 
 
 #: Collection of the tokens ``cartflow dlq redrive`` hands out (see services.ops.dlq).
@@ -264,6 +273,20 @@ class BatchProcessor:
                     seen[(internal, doc["_id"])] = doc
         return seen
 
+    async def _stored_replies(self, seen: dict[tuple[bool, str], dict[str, Any]]) -> dict[tuple[bool, str], list[Outgoing]]:
+        """The replies of commands seen before, from the outbox chunks their inbox
+        entries point at (entries of an earlier release hold copies instead)."""
+        places = [tuple(ref) for doc in seen.values() for ref in doc.get("replies", ()) if isinstance(ref, list)]
+        kept = await find_records(self.db, self.outbox_name, places)  # type: ignore[arg-type]
+        return {
+            ident: [
+                Outgoing.from_doc(ref) if isinstance(ref, dict) else kept[tuple(ref)]
+                for ref in doc.get("replies", ())
+                if isinstance(ref, dict) or tuple(ref) in kept
+            ]
+            for ident, doc in seen.items()
+        }
+
     async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> set[str]:
         seen = await self._seen(works)
         fresh = [
@@ -272,13 +295,12 @@ class BatchProcessor:
         unit = await self.logic.load(self.db, fresh)
         now = self.clock.now()
 
-        inbox_docs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
-        late_replies: dict[str, list[dict[str, Any]]] = {}
+        # Inbox entries, and the replies each will point at (by position in ``outgoing`` until written).
+        entries: dict[bool, list[tuple[str, list[int]]]] = {False: [], True: []}
+        late_replies: dict[str, list[int]] = {}
         outgoing: list[Outgoing] = []
         failed_internal: set[str] = set()
-        replies_of: dict[tuple[bool, str], list[Outgoing]] = {
-            ident: [Outgoing.from_doc(reply) for reply in doc.get("replies", ())] for ident, doc in seen.items()
-        }
+        replies_of = await self._stored_replies(seen)
         for work in works:
             if work.skip:
                 continue
@@ -306,40 +328,37 @@ class BatchProcessor:
                         continue
                     log.exception("handling %s failed; dead-lettering it", work.key)
                     outputs = self._dead(work, exc, now)
-            replies = [o for o in outputs if o.is_reply and o.answers in (None, work.key)]
-            for late in outputs:
-                if late.is_reply and late.answers not in (None, work.key):
-                    late_replies.setdefault(late.answers, []).append(late.to_doc())
-            replies_of[work.ident] = replies
-            inbox_docs[work.record is None].append(
-                {
-                    "_id": work.key,
-                    "topic": work.record.topic if work.record else "internal",
-                    "processed_at": now,
-                    "replies": [reply.to_doc() for reply in replies],
-                }
-            )
+            own: list[int] = []
+            for position, output in enumerate(outputs, start=len(outgoing)):
+                if not output.is_reply:
+                    continue
+                if output.answers in (None, work.key):
+                    own.append(position)
+                else:
+                    late_replies.setdefault(output.answers, []).append(position)
+            replies_of[work.ident] = [outputs[p - len(outgoing)] for p in own]
+            entries[work.record is None].append((work.key, own))
             outgoing.extend(outputs)
 
         async with self.db.client.start_session() as session:
             async with await session.start_transaction(**transaction_options()):
                 if poisoned is None:
                     await self.logic.save(unit, self.db, session)
-                if inbox_docs[False]:
-                    await self.inbox.insert_many(inbox_docs[False], session=session)
-                if inbox_docs[True]:
-                    await self.internal_inbox.insert_many(inbox_docs[True], session=session)
+                places = await write_outbox(self.db, self.outbox_name, outgoing, session, now) if outgoing else []
+                for internal, collection in ((False, self.inbox), (True, self.internal_inbox)):
+                    if entries[internal]:
+                        await collection.insert_many(
+                            [_inbox_entry(key, [places[p] for p in own], now) for key, own in entries[internal]],
+                            session=session,
+                        )
                 if late_replies:
                     await self.inbox.bulk_write(
                         [
-                            UpdateOne({"_id": key}, {"$push": {"replies": {"$each": replies}}})
-                            for key, replies in late_replies.items()
+                            UpdateOne({"_id": key}, {"$push": {"replies": {"$each": [places[p] for p in positions]}}})
+                            for key, positions in late_replies.items()
                         ],
                         session=session,
                     )
-                if outgoing:
-                    documents = await outbox_documents(self.db, self.outbox_name, outgoing, session, now)
-                    await self.outbox.insert_many(documents, session=session)
         return failed_internal
 
     def _dead(self, work: Work, error: Exception, now) -> list[Outgoing]:

@@ -54,21 +54,25 @@ class Outgoing:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
-    #: Replies are stored with the inbox entry and sent again when the same
-    #: command is delivered again; events are not.
+    #: The inbox entry of the command points at its replies, which are sent
+    #: again when the same command is delivered again; events are not.
     is_reply: bool = False
     #: For a reply produced after its command was taken in (a deferred answer):
     #: the dedup key of that command, whose inbox entry the reply joins.
     answers: str | None = None
 
+    @property
+    def size(self) -> int:
+        """Bytes on the wire, as the broker's record size limit counts them."""
+        return len(self.value) + len(self.key or b"") + sum(len(k) + len(v) for k, v in self.headers)
+
     def to_doc(self) -> dict[str, Any]:
+        """What the outbox keeps: the record itself (how it was routed is the processor's business)."""
         return {
             "topic": self.topic,
             "key": self.key,
             "value": self.value,
             "headers": [[name, value] for name, value in self.headers],
-            "is_reply": self.is_reply,
-            "answers": self.answers,
         }
 
     @classmethod

@@ -1,5 +1,6 @@
 """The dedup window: inbox entries older than ``CARTFLOW_INBOX_RETENTION_HOURS``
-are pruned, so the inbox stays the size of the window, not of all history.
+are pruned, with the sent outbox chunks that held their replies, so both stay
+the size of the window, not of all history.
 
 A message redelivered or replayed after its entry was pruned is processed
 afresh; the README says so and ``cartflow replay`` warns about such ranges.
@@ -12,7 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.clock import Clock
@@ -27,16 +30,23 @@ def inbox_collections(worker: str) -> tuple[str, str]:
     return f"{worker}.inbox", f"{worker}.internal-inbox"
 
 
+async def prune(collection: AsyncCollection, query: dict[str, Any], *, batch: int = PRUNE_BATCH) -> int:
+    """Delete what matches ``query``, ``batch`` documents per round trip; how many went."""
+    removed = 0
+    while True:
+        ids = [doc["_id"] async for doc in collection.find(query, {"_id": 1}).limit(batch)]
+        if not ids:
+            return removed
+        removed += (await collection.delete_many({"_id": {"$in": ids}})).deleted_count
+
+
 async def prune_inbox(db: AsyncDatabase, worker: str, older_than: datetime, *, batch: int = PRUNE_BATCH) -> int:
-    """Delete the worker's inbox entries processed before ``older_than``; how many went."""
+    """Delete the worker's inbox entries processed before ``older_than``, then
+    the sent outbox chunks written before it; how many inbox entries went."""
     removed = 0
     for name in inbox_collections(worker):
-        while True:
-            stale = db[name].find({"processed_at": {"$lt": older_than}}, {"_id": 1}).limit(batch)
-            ids = [doc["_id"] async for doc in stale]
-            if not ids:
-                break
-            removed += (await db[name].delete_many({"_id": {"$in": ids}})).deleted_count
+        removed += await prune(db[name], {"processed_at": {"$lt": older_than}}, batch=batch)
+    await prune(db[f"{worker}.outbox"], {"sent": True, "written_at": {"$lt": older_than}}, batch=batch)
     return removed
 
 

@@ -17,7 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts.topics import dead_letter_topic
 from services.runtime.clock import Clock
 from services.runtime.offsets import group_positions, topic_record_counts
-from services.runtime.outbox import PARKED_SUFFIX
+from services.runtime.outbox import PARKED_SUFFIX, unsent_records
 from services.runtime.settings import Settings
 from services.runtime.spec import WorkerSpec
 
@@ -40,12 +40,9 @@ class WorkerStatus:
 
 async def outbox_backlog(db: AsyncDatabase, worker: str, now: datetime) -> tuple[int, float]:
     """Unpublished records in ``worker``'s outbox and the age of the oldest one."""
-    outbox = db[f"{worker}.outbox"]
-    count = await outbox.count_documents({})
-    oldest = await outbox.find_one(sort=[("_id", 1)], projection={"written_at": 1})
-    if not oldest or "written_at" not in oldest:
+    count, written = await unsent_records(db, f"{worker}.outbox")
+    if written is None:
         return count, 0.0
-    written = oldest["written_at"]
     if written.tzinfo is None:  # a client without tz_aware reads UTC back naive
         written = written.replace(tzinfo=now.tzinfo)
     return count, max(0.0, (now - written).total_seconds())

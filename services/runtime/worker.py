@@ -29,7 +29,7 @@ from services.runtime.kafka import (
     subscribe_batches,
 )
 from services.runtime.mongo import connect, round_trips
-from services.runtime.outbox import OutboxRelay
+from services.runtime.outbox import OutboxRelay, prepare_outbox
 from services.runtime.processing import BatchProcessor
 from services.runtime.records import Incoming
 from services.runtime.retention import keep_dedup_window
@@ -74,8 +74,9 @@ async def run_sweep(
 
 
 async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
-    # The outbox is read in _id order, which the primary key index already serves.
-    # Both inboxes are pruned by age (services.runtime.retention).
+    # The outbox is read unsent first, in _id order; it and both inboxes are
+    # pruned by age (services.runtime.retention).
+    await prepare_outbox(db, f"{worker}.outbox")
     await db[f"{worker}.inbox"].create_index("processed_at")
     await db[f"{worker}.internal-inbox"].create_index("processed_at")
 
@@ -182,10 +183,13 @@ class WorkerLifespan:
         await resources.producer.stop()
         await resources.client.close()
         log.info(
-            "%s worker stopped: %d messages processed, %d MongoDB round trips",
+            "%s worker stopped: %d messages processed, %d MongoDB round trips, "
+            "%d documents written, %d bytes written",
             self.spec.name,
             resources.processor.processed,
             round_trips.count,
+            round_trips.statements,
+            round_trips.bytes_written,
         )
 
     async def process(self, records: list[Incoming]) -> None:

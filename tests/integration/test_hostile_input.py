@@ -60,7 +60,7 @@ async def health(system, worker: str) -> tuple[int, str]:
 
 async def outboxes_drained(system) -> None:
     async with asyncio.timeout(60):
-        while any([await system.db[f"{w}.outbox"].count_documents({}) for w in ("cart", "stock", "checkout")]):
+        while any([await system.db[f"{w}.outbox"].count_documents({"sent": False}) for w in ("cart", "stock", "checkout")]):
             await asyncio.sleep(0.1)
 
 

@@ -15,6 +15,7 @@ import pytest
 from services.runtime import headers as h
 from services.runtime.clock import ManualClock
 from services.runtime.mongo import connect
+from services.runtime.outbox import records_of
 from services.runtime.processing import BatchProcessor, UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 
@@ -75,6 +76,11 @@ async def db(backends):
         await client.close()
 
 
+async def written(db) -> list[dict]:
+    """Every record the processor wrote to its outbox, in order."""
+    return [record for chunk in await db["counting.outbox"].find().sort("_id").to_list() for record in records_of(chunk)]
+
+
 def record(offset: int, counter: str, amount: int) -> Incoming:
     body = {"message_id": f"m-{uuid.uuid4().hex}", "counter": counter, "amount": amount}
     return Incoming("counting.commands", 0, offset, None, json.dumps(body).encode())
@@ -88,7 +94,7 @@ async def test_a_failing_message_is_dead_lettered_alone_and_leaves_no_trace(db):
 
     values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
     assert values == {"a": 3, "b": 5}
-    outbox = [doc async for doc in db["counting.outbox"].find().sort("_id")]
+    outbox = await written(db)
     dead = [doc for doc in outbox if doc["topic"] == "counting.commands.dlq"]
     assert len(dead) == 1 and dead[0]["value"] == batch[1].value
     assert dict(dead[0]["headers"])[h.ERROR_CODE] == b"INTERNAL_ERROR"
@@ -104,7 +110,7 @@ async def test_a_message_whose_write_always_fails_is_set_aside_and_its_neighbour
 
     values = {doc["_id"]: doc["value"] async for doc in db["counting.values"].find()}
     assert values == {"a": 1, "c": 2}
-    dead = [doc async for doc in db["counting.outbox"].find({"topic": "counting.commands.dlq"})]
+    dead = [doc for doc in await written(db) if doc["topic"] == "counting.commands.dlq"]
     assert [doc["value"] for doc in dead] == [batch[1].value]
     assert await db["counting.inbox"].count_documents({}) == 3
 
@@ -114,7 +120,7 @@ async def test_a_lone_message_whose_write_always_fails_is_dead_lettered_not_fetc
     lone = [record(0, "b", 99)]
     await processor.process(lone)  # returns: the offset can be committed
 
-    dead = [doc async for doc in db["counting.outbox"].find({"topic": "counting.commands.dlq"})]
+    dead = [doc for doc in await written(db) if doc["topic"] == "counting.commands.dlq"]
     assert [doc["value"] for doc in dead] == [lone[0].value]
     assert await db["counting.values"].count_documents({}) == 0
 
@@ -156,5 +162,5 @@ async def test_outbox_records_are_numbered_in_commit_order_whatever_the_writers_
         await processor.process([record(amount, "a", amount)])
     monkeypatch.setattr(time, "time_ns", real_time_ns)
 
-    outbox = [json.loads(doc["value"])["amount"] async for doc in db["counting.outbox"].find().sort("_id")]
+    outbox = [json.loads(doc["value"])["amount"] for doc in await written(db)]
     assert outbox == [1, 2, 3]

@@ -38,7 +38,7 @@ async def settled(deployment) -> None:
     async with asyncio.timeout(120):
         while (
             await deployment.db["checkout.sagas"].count_documents({"state": "awaiting_payment"})
-            or any([await deployment.db[f"{w}.outbox"].count_documents({}) for w in ("cart", "stock", "checkout")])
+            or any([await deployment.db[f"{w}.outbox"].count_documents({"sent": False}) for w in ("cart", "stock", "checkout")])
             or await deployment.db["cart.carts"].count_documents({"pending": {"$ne": None}})
         ):
             await asyncio.sleep(0.2)

@@ -114,7 +114,7 @@ def dlq_parked(
 @dlq.command("unpark")
 def dlq_unpark(
     worker: Annotated[str, typer.Option(help="The worker whose parked records to send again.")],
-    record_id: Annotated[list[int] | None, typer.Option("--id", help="Only these ids (repeatable).")] = None,
+    record_id: Annotated[list[str] | None, typer.Option("--id", help="Only these ids (repeatable).")] = None,
 ) -> None:
     """Put parked records back into the worker's outbox once the cause is fixed (the
     topic created, the broker's limit raised); still unpublishable, they are parked again."""
@@ -125,6 +125,8 @@ def dlq_unpark(
 
     async def run() -> int:
         async with open_database(settings) as db:
-            return await unpark(db, _outboxes(worker)[0], SystemClock().now(), record_id or None)
+            # Records parked by earlier releases have numeric ids.
+            ids = [int(i) if i.isdigit() else i for i in record_id or ()]
+            return await unpark(db, _outboxes(worker)[0], SystemClock().now(), ids or None)
 
     typer.echo(f"sent {asyncio.run(run())} parked record(s) back to the {worker} outbox")
