@@ -93,22 +93,23 @@ class CartSummary(ReplyData):
 
 
 class ItemAddedReply(LineView):
-    """The answer to ``AddItem``: the line, the original app's summary, the cart."""
+    """The answer to ``AddItem``: the line and the original app's two-figure
+    summary of the cart (the whole cart is what ``GetCart`` answers)."""
 
     message: str
     cart_item_id: str
     cart_summary: CartSummary
-    cart: CartView
 
 
 class QuantityUpdatedReply(LineView):
-    """The answer to ``UpdateItemQuantity``."""
+    """The answer to ``UpdateItemQuantity``: the line, its new quantity and
+    subtotal, and the two-figure summary of the cart."""
 
     message: str
     cart_item_id: str
     new_quantity: int
     new_subtotal: Total
-    cart: CartView
+    cart_summary: CartSummary
 
 
 class ItemRemovedReply(ReplyData):

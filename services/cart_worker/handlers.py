@@ -180,8 +180,9 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                 return stock_step
         if new_cart is not cart:
             unit.put_cart(new_cart)
-        if new_cart is not outcome.cart:
-            # The stock step changed the line (a shrunk reservation): answer with it as it is now.
+        if new_cart is not outcome.cart or outcome.data is None:
+            # Answered now (not after a stock step), or the stock step changed the
+            # line (a shrunk reservation): answer with the line as it is now.
             outcome = replace(outcome, cart=new_cart)
             if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity):
                 outcome = self._with_cart_view(unit, outcome, command)
@@ -207,6 +208,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                     available=self._units_for(unit, cart.line_for(command.product_id, command.size), command.product_id, command.size),
                     catalog=catalog,
                     stock=stock,
+                    view=not self.reserving,  # an add that reserves is answered once the stock worker did
                 )
             case cart_contract.UpdateItemQuantity():
                 line = cart.line(command.item_id)
@@ -219,6 +221,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                     catalog=catalog,
                     available=self._units_for(unit, line, line.product_id, line.size) if line else None,
                     stock=stock,
+                    view=not self.reserving,
                 )
             case cart_contract.RemoveItem():
                 return domain.remove_item(cart, item_id=command.item_id, now=now, catalog=catalog, stock=stock)

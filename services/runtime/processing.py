@@ -139,6 +139,10 @@ class WorkerLogic(Protocol):
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         """The answer to a message whose handling raised (besides its dead letter)."""
 
+    # Optional: ``finish(unit) -> list[Outgoing]``, what the batch publishes after
+    # its messages, written in the same transaction (events that sum up several
+    # messages, such as one level per product instead of one per change).
+
     async def save(self, unit: Any, db: AsyncDatabase, session: AsyncClientSession) -> None:
         """Write what the unit of work changed, refusing to overwrite concurrent changes."""
 
@@ -339,6 +343,9 @@ class BatchProcessor:
             replies_of[work.ident] = [outputs[p - len(outgoing)] for p in own]
             entries[work.record is None].append((work.key, own))
             outgoing.extend(outputs)
+        finish = getattr(self.logic, "finish", None)
+        if finish is not None and poisoned is None:
+            outgoing.extend(finish(unit))
 
         async with self.db.client.start_session() as session:
             async with await session.start_transaction(**transaction_options()):

@@ -44,6 +44,9 @@ class StockUnit(UnitOfWork):
     reservations: dict[str, Reservation] = field(default_factory=dict)
     dirty_levels: set[str] = field(default_factory=set)
     dirty_reservations: set[str] = field(default_factory=set)
+    #: The newest ``StockLevelChanged`` of each level this batch changed, with its
+    #: cause's id and envelope: published once per level, after the batch.
+    level_changes: dict[str, tuple[domain.StockLevelChanged, str, dict[str, Any]]] = field(default_factory=dict)
 
     def level(self, product_id: str, size: str | None) -> StockLevel:
         key = level_key(product_id, size)
@@ -101,8 +104,27 @@ class StockLogic:
             cause_id, envelope = message.dedup_key, causal_envelope(message.dedup_key, None, now)
         else:
             cause_id, envelope = message.message_id, causal_envelope(message.message_id, message.correlation_id, now)
+        answers = []
+        for event in outcome.events:
+            if isinstance(event, domain.StockLevelChanged):
+                unit.level_changes[level_key(event.product_id, event.size)] = (event, cause_id, envelope)
+            else:
+                answers.append(event)
+        return self._records(answers, cause_id, envelope)
+
+    def finish(self, unit: StockUnit) -> list[Outgoing]:
+        """One ``StockLevelChanged`` per level the batch changed, with the level as
+        the batch left it (a level is a state: its readers want the last one)."""
+        changes, unit.level_changes = unit.level_changes, {}
+        return [
+            record
+            for key in sorted(changes)
+            for record in self._records([changes[key][0]], *changes[key][1:])
+        ]
+
+    def _records(self, events: list[Any], cause_id: str, envelope: dict[str, Any]) -> list[Outgoing]:
         return event_records(
-            outcome.events,
+            events,
             stock_contract,
             topic=self.events_topic,
             key=lambda event: event.product_id,

@@ -99,7 +99,7 @@ async def test_a_refused_add_says_how_many_are_left_in_the_words_buyers_know(sho
     assert too_many["error_code"] == "INSUFFICIENT_STOCK" and too_many["available_quantity"] == 3
     assert too_many["error_message"] == "Only 3 items available (requested 5)"
     assert two["success"] and two["data"]["reservation_state"] == "reserved"
-    assert two["data"]["cart"]["total_items"] == 2
+    assert two["data"]["cart_summary"]["total_items"] == 2
     assert two_more["error_code"] == "INSUFFICIENT_STOCK"
     assert two_more["error_message"] == "Cannot add 2 more. Only 1 more available"
     cart = (await ask(shop, "GetCart", user_id=buyer))["data"]

@@ -114,6 +114,8 @@ class Shop(RuleBasedStateMachine):
         checkpoint = unit.checkpoint()
         try:
             self.route(self.logic[group].handle(unit, message))
+            if finish := getattr(self.logic[group], "finish", None):
+                self.route(finish(unit))  # each message is a batch of its own here
         except UnknownPayment:
             unit.rollback(checkpoint)  # dead-lettered: nothing changes
 

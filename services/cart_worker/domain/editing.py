@@ -40,13 +40,15 @@ def add_item(
     available: int | None = None,
     catalog: Mapping[str, Product] | None = None,
     stock: StockView | None = None,
+    view: bool = True,
 ) -> Outcome:
     """Put ``quantity`` units of a product into the cart, merging with its line if present.
 
     The line snapshots the product's name, effective price and image as they
     are now; a later catalog change is reported by ``check_changes``. With
     ``available`` (the stock read model's units, when the stock worker does not
-    decide at once), the line must fit in it.
+    decide at once), the line must fit in it. Without ``view``, the answer's
+    data is left for the caller to build (see ``update_item_quantity``).
     """
     if product is None or product.is_deleted:
         return Rejected(
@@ -135,8 +137,10 @@ def add_item(
         product_name=line.product_name,
     )
     new_cart = cart.with_line(line, now)
-    view = added_view(new_cart, line.item_id, {**(catalog or {}), product_id: product}, stock, now=now)
-    return Accepted(new_cart, (event,), view, line.item_id)
+    if not view:
+        return Accepted(new_cart, (event,), None, line.item_id)
+    answer = added_view(new_cart, line.item_id, {**(catalog or {}), product_id: product}, stock, now=now)
+    return Accepted(new_cart, (event,), answer, line.item_id)
 
 
 def update_item_quantity(
@@ -149,9 +153,12 @@ def update_item_quantity(
     catalog: Mapping[str, Product] | None = None,
     available: int | None = None,
     stock: StockView | None = None,
+    view: bool = True,
 ) -> Outcome:
     """Set a line's quantity. Zero is not a quantity: ``remove_item`` removes.
-    With ``available`` (see ``add_item``), the new quantity must fit in it."""
+    With ``available`` (see ``add_item``), the new quantity must fit in it.
+    Without ``view``, the answer's data is left for the caller to build when it
+    answers (a change that waits for the stock worker answers later)."""
     line = cart.line(item_id)
     if line is None:
         return item_not_found(item_id)
@@ -159,7 +166,7 @@ def update_item_quantity(
         return invalid_quantity(quantity, max_quantity)
     catalog = catalog or {}
     if quantity == line.quantity:
-        return Accepted(cart, (), updated_view(cart, item_id, catalog, stock, now=now), item_id)
+        return Accepted(cart, (), updated_view(cart, item_id, catalog, stock, now=now) if view else None, item_id)
     if available is not None and quantity > available:
         return not_enough_stock(available, quantity, line.size, item_id=item_id)
     updated = replace(line, quantity=quantity, updated_at=now)
@@ -172,7 +179,8 @@ def update_item_quantity(
         new_quantity=quantity,
     )
     new_cart = cart.with_line(updated, now)
-    return Accepted(new_cart, (event,), updated_view(new_cart, item_id, catalog, stock, now=now), item_id)
+    answer = updated_view(new_cart, item_id, catalog, stock, now=now) if view else None
+    return Accepted(new_cart, (event,), answer, item_id)
 
 
 def remove_item(

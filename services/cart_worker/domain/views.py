@@ -101,14 +101,13 @@ def added_view(
     cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *, now: datetime | None = None
 ) -> dict[str, Any]:
     """The answer to an add: the original app's ``message``, ``cart_item_id`` and
-    two-figure ``cart_summary``, beside the line and the whole cart."""
+    two-figure ``cart_summary``, beside the line (the whole cart is ``GetCart``'s)."""
     summary = cart_summary(cart, catalog, stock, now=now)
     return {
         "message": "Item added to cart successfully",
         "cart_item_id": item_id,
         "cart_summary": _brief(summary),
         **_line_in(summary, item_id),
-        "cart": summary,
     }
 
 
@@ -116,7 +115,8 @@ def updated_view(
     cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *, now: datetime | None = None
 ) -> dict[str, Any]:
     """The answer to a quantity change: the original app's ``message``,
-    ``new_quantity`` and ``new_subtotal``, beside the line and the whole cart."""
+    ``new_quantity`` and ``new_subtotal``, beside the line and the two-figure
+    ``cart_summary`` (the whole cart is ``GetCart``'s)."""
     summary = cart_summary(cart, catalog, stock, now=now)
     line = _line_in(summary, item_id)
     return {
@@ -124,8 +124,8 @@ def updated_view(
         "cart_item_id": item_id,
         "new_quantity": line["quantity"],
         "new_subtotal": line["line_total"],
+        "cart_summary": _brief(summary),
         **line,
-        "cart": summary,
     }
 
 
