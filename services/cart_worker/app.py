@@ -15,7 +15,7 @@ from contracts.topics import (
 from services.cart_worker import repository
 from services.cart_worker.handlers import CartLogic
 from services.cart_worker.sweeps import find_housekeeping_due, find_overdue
-from services.runtime.spec import Sweep, WorkerSpec, dedup_key
+from services.runtime.spec import Retention, Sweep, WorkerSpec, dedup_key
 
 SPEC = WorkerSpec(
     name="cart",
@@ -26,5 +26,8 @@ SPEC = WorkerSpec(
     sweeps=(
         Sweep(find_overdue, dedup_key, lambda settings: settings.cart_pending_sweep_seconds),
         Sweep(find_housekeeping_due, dedup_key, lambda settings: settings.cart_housekeeping_sweep_seconds),
+    ),
+    retention=(
+        Retention(repository.CARTS, lambda settings: settings.empty_cart_retention_hours, repository.empty_since),
     ),
 )

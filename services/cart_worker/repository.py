@@ -32,6 +32,13 @@ async def prepare(db: AsyncDatabase) -> None:
     # Housekeeping moments, for the sweep that finds carts whose time has come.
     for moment in ("check_at", "remind_at", "expire_at"):
         await db[CARTS].create_index(moment)
+    # Carts by last change, for pruning the empty ones.
+    await db[CARTS].create_index("updated_at")
+
+
+def empty_since(cutoff: datetime) -> dict[str, Any]:
+    """Carts with nothing in them, nothing pending or queued, unchanged since ``cutoff``."""
+    return {"items": {"$size": 0}, "pending": None, "queue": {"$size": 0}, "updated_at": {"$lt": cutoff}}
 
 
 def product_to_doc(product: Product) -> dict[str, Any]:

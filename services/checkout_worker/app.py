@@ -21,7 +21,7 @@ from services.runtime.clock import Clock
 from services.runtime.delayed import DelayedTopicConsumer
 from services.runtime.processing import BatchProcessor
 from services.runtime.settings import Settings
-from services.runtime.spec import Sweep, WorkerSpec, dedup_key
+from services.runtime.spec import Retention, Sweep, WorkerSpec, dedup_key
 
 
 async def fire_deadlines_when_due(
@@ -51,4 +51,7 @@ SPEC = WorkerSpec(
     background=(fire_deadlines_when_due,),
     extra_groups=(("checkout-timeouts", (CHECKOUT_TIMEOUTS,)),),
     figures=repository.figures,
+    retention=(
+        Retention(repository.SAGAS, lambda settings: settings.finished_checkout_retention_hours, repository.finished_since),
+    ),
 )

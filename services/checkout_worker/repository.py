@@ -11,7 +11,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.checkout_worker.domain import AWAITING_PAYMENT, HELD, Checkout, Order
+from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, HELD, PAID, Checkout, Order
 from services.runtime.mongo import find_by_ids, write_versioned
 
 SAGAS = "checkout.sagas"
@@ -24,6 +24,13 @@ async def prepare(db: AsyncDatabase) -> None:
     )
     # Stock answers find their saga by the command that caused them.
     await db[SAGAS].create_index("orders.stock_command_id", sparse=True)
+    # Finished checkouts by when they closed, for pruning.
+    await db[SAGAS].create_index([("state", ASCENDING), ("closed_at", ASCENDING)])
+
+
+def finished_since(cutoff: datetime) -> dict[str, Any]:
+    """Checkouts paid or cancelled before ``cutoff``."""
+    return {"state": {"$in": [PAID, CANCELLED]}, "closed_at": {"$lt": cutoff}}
 
 
 def _order_to_doc(o: Order) -> dict[str, Any]:

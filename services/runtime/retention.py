@@ -1,6 +1,8 @@
 """The dedup window: inbox entries older than ``CARTFLOW_INBOX_RETENTION_HOURS``
 are pruned, with the sent outbox chunks that held their replies, so both stay
-the size of the window, not of all history.
+the size of the window, not of all history. In the same rounds, each worker's
+finished aggregates (``WorkerSpec.retention``: paid or cancelled checkouts,
+closed reservations, empty carts) go once older than their own setting.
 
 A message redelivered or replayed after its entry was pruned is processed
 afresh; the README says so and ``cartflow replay`` warns about such ranges.
@@ -21,6 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.runtime.clock import Clock
 from services.runtime.processing import BatchProcessor
 from services.runtime.settings import Settings
+from services.runtime.spec import WorkerSpec
 
 #: Entries deleted per round trip.
 PRUNE_BATCH = 1000
@@ -50,12 +53,22 @@ async def prune_inbox(db: AsyncDatabase, worker: str, older_than: datetime, *, b
     return removed
 
 
-async def keep_dedup_window(
-    settings: Settings, processor: BatchProcessor, clock: Clock, beat: Callable[[], None]
+async def prune_finished(db: AsyncDatabase, spec: WorkerSpec, settings: Settings, now: datetime) -> int:
+    """Delete the worker's finished aggregates older than their retention; how many went."""
+    removed = 0
+    for rule in spec.retention:
+        cutoff = now - timedelta(hours=rule.hours(settings))
+        removed += await prune(db[rule.collection], rule.finished(cutoff))
+    return removed
+
+
+async def keep_windows(
+    spec: WorkerSpec, settings: Settings, processor: BatchProcessor, clock: Clock, beat: Callable[[], None]
 ) -> None:
-    """Forever: prune what is older than the window, then wait."""
+    """Forever: prune what is older than its window, then wait."""
     window = timedelta(hours=settings.inbox_retention_hours)
     while True:
         await prune_inbox(processor.db, processor.logic.name, clock.now() - window)
+        await prune_finished(processor.db, spec, settings, clock.now())
         beat()
         await asyncio.sleep(settings.inbox_prune_interval_seconds)

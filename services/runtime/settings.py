@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     #: seen again after that is processed afresh.
     inbox_retention_hours: float = Field(default=168, gt=0)
     inbox_prune_interval_seconds: float = Field(default=600, gt=0)
+    #: How long what is finished stays, for operators and late questions (pruned
+    #: with the inbox): paid or cancelled checkouts (``GetCheckout`` then answers
+    #: CHECKOUT_NOT_FOUND), released, expired or committed reservations (a late
+    #: command about one then gets RESERVATION_NOT_FOUND), and empty carts.
+    finished_checkout_retention_hours: float = Field(default=720, gt=0)
+    closed_reservation_retention_hours: float = Field(default=168, gt=0)
+    empty_cart_retention_hours: float = Field(default=168, gt=0)
     cart_item_max_quantity: int = Field(default=99, ge=1)
     #: The payment gateway of a checkout command that names none.
     checkout_default_gateway: str = Field(default="stripe", min_length=1, max_length=200)

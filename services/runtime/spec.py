@@ -27,6 +27,17 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Finished aggregates a worker keeps for a while, then prunes: documents of
+    ``collection`` that ``finished(cutoff)`` matches, where ``cutoff`` lies
+    ``hours(settings)`` before now."""
+
+    collection: str
+    hours: Callable[[Settings], float]
+    finished: Callable[[datetime], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
     name: str
     #: Topics consumed (without the deployment's prefix).
@@ -44,6 +55,8 @@ class WorkerSpec:
     background: tuple[Callable[[Settings, BatchProcessor, Clock, Callable[[], None]], Awaitable[None]], ...] = ()
     #: Worker-specific gauges for ``cartflow status`` and the metrics endpoint.
     figures: Callable[[AsyncDatabase, datetime], Awaitable[dict[str, float]]] | None = None
+    #: What grows with use and is pruned by age (beside the inbox and the outbox).
+    retention: tuple[Retention, ...] = ()
     #: Consumer groups of the background tasks, by name, with the topics they read.
     extra_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
 

@@ -32,7 +32,7 @@ from services.runtime.mongo import connect, round_trips
 from services.runtime.outbox import OutboxRelay, prepare_outbox
 from services.runtime.processing import BatchProcessor
 from services.runtime.records import Incoming
-from services.runtime.retention import keep_dedup_window
+from services.runtime.retention import keep_windows
 from services.runtime.settings import Settings
 from services.runtime.spec import Sweep, WorkerSpec
 from services.runtime.supervision import TaskHealth, backoff_seconds
@@ -145,10 +145,10 @@ class WorkerLifespan:
             max_message_bytes=settings.max_message_bytes,
         )
         health.start(relay_name, relay.run, every=settings.relay_poll_seconds)
-        pruning = f"{spec.name}-dedup-window"
+        pruning = f"{spec.name}-retention"
         health.start(
             pruning,
-            functools.partial(keep_dedup_window, settings, processor, clock, functools.partial(health.beat, pruning)),
+            functools.partial(keep_windows, spec, settings, processor, clock, functools.partial(health.beat, pruning)),
             every=settings.inbox_prune_interval_seconds,
         )
         for sweep in spec.sweeps:

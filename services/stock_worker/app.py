@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
-from services.runtime.spec import Sweep, WorkerSpec, dedup_key
+from services.runtime.spec import Retention, Sweep, WorkerSpec, dedup_key
 from services.stock_worker import repository
 from services.stock_worker.handlers import StockLogic, find_expired
 
@@ -15,4 +15,9 @@ SPEC = WorkerSpec(
     prepare=repository.prepare,
     sweeps=(Sweep(find_expired, dedup_key, lambda settings: settings.stock_expiry_sweep_seconds),),
     figures=repository.figures,
+    retention=(
+        Retention(
+            repository.RESERVATIONS, lambda settings: settings.closed_reservation_retention_hours, repository.closed_since
+        ),
+    ),
 )

@@ -17,7 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.mongo import LEGACY_VERSION, find_by_ids, write_versioned
-from services.stock_worker.domain import ACTIVE, Reservation, StockLevel
+from services.stock_worker.domain import ACTIVE, COMMITTED, EXPIRED, RELEASED, Reservation, StockLevel
 
 LEVELS = "stock.levels"
 RESERVATIONS = "stock.reservations"
@@ -29,8 +29,15 @@ async def prepare(db: AsyncDatabase) -> None:
         [("expires_at", ASCENDING)], name="active_by_expiry", partialFilterExpression={"state": ACTIVE}
     )
     await db[RESERVATIONS].create_index([("product_id", ASCENDING), ("size", ASCENDING)])
+    # Closed reservations by last change, for pruning.
+    await db[RESERVATIONS].create_index([("state", ASCENDING), ("updated_at", ASCENDING)])
     # Reservations written before they carried a version count as version 1.
     await db[RESERVATIONS].update_many({"version": {"$exists": False}}, {"$set": {"version": 1}})
+
+
+def closed_since(cutoff: datetime) -> dict[str, Any]:
+    """Reservations released, expired or committed, unchanged since ``cutoff``."""
+    return {"state": {"$in": [RELEASED, EXPIRED, COMMITTED]}, "updated_at": {"$lt": cutoff}}
 
 
 def level_to_doc(level: StockLevel) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The dedup window: inbox entries older than CARTFLOW_INBOX_RETENTION_HOURS are
 pruned on the real database, a message seen again after that is processed
-afresh (as documented), and `cartflow replay` warns about such ranges."""
+afresh (as documented), and `cartflow replay` warns about such ranges; finished
+aggregates go once older than their own retention."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ import pytest
 
 from harness.deployment import open_deployment
 from harness.support import ask, command, run_cli, stocked
-from services.runtime.retention import prune_inbox
+from services.cart_worker.app import SPEC as CART
+from services.checkout_worker.app import SPEC as CHECKOUT
+from services.runtime.retention import prune_finished, prune_inbox
+from services.runtime.settings import Settings
+from services.stock_worker.app import SPEC as STOCK
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-async def test_pruning_removes_only_entries_older_than_the_window_from_both_inboxes(backends):
+async def test_pruning_removes_only_entries_older_than_the_window_from_both_inboxes_and_the_outbox(backends):
     deployment = await open_deployment(backends)
     try:
         db = deployment.db
@@ -28,11 +33,52 @@ async def test_pruning_removes_only_entries_older_than_the_window_from_both_inbo
                 + [{"_id": f"new-{n}", "processed_at": NOW - timedelta(days=6)} for n in range(3)]
             )
 
+        await db["cart.outbox"].insert_many([
+            {"_id": 1, "sent": True, "written_at": NOW - timedelta(days=8)},
+            {"_id": 2, "sent": False, "written_at": NOW - timedelta(days=8)},  # never published: kept
+            {"_id": 3, "sent": True, "written_at": NOW - timedelta(days=6)},
+        ])
+
         removed = await prune_inbox(db, "cart", NOW - timedelta(days=7), batch=2)
 
         assert removed == 10
         for name in ("cart.inbox", "cart.internal-inbox"):
             assert sorted([doc["_id"] async for doc in db[name].find()]) == ["new-0", "new-1", "new-2"]
+        assert sorted(await db["cart.outbox"].distinct("_id")) == [2, 3], "sent chunks go with the window"
+    finally:
+        await deployment.close()
+
+
+async def test_finished_checkouts_closed_reservations_and_empty_carts_go_once_older_than_their_retention(backends):
+    deployment = await open_deployment(backends)
+    old, recent = NOW - timedelta(days=40), NOW - timedelta(hours=1)
+    try:
+        db = deployment.db
+        await db["checkout.sagas"].insert_many([
+            {"_id": "paid-long-ago", "state": "paid", "closed_at": old},
+            {"_id": "cancelled-long-ago", "state": "cancelled", "closed_at": old},
+            {"_id": "paid-recently", "state": "paid", "closed_at": recent},
+            {"_id": "still-open", "state": "awaiting_payment", "closed_at": None},
+        ])
+        await db["stock.reservations"].insert_many([
+            {"_id": f"{state}-long-ago", "state": state, "updated_at": old} for state in ("released", "expired", "committed")
+        ] + [
+            {"_id": "active-long-ago", "state": "active", "updated_at": old},
+            {"_id": "released-recently", "state": "released", "updated_at": recent},
+        ])
+        await db["cart.carts"].insert_many([
+            {"_id": "emptied-long-ago", "items": [], "pending": None, "queue": [], "updated_at": old},
+            {"_id": "full-long-ago", "items": [{"item_id": "i"}], "pending": None, "queue": [], "updated_at": old},
+            {"_id": "waiting-long-ago", "items": [], "pending": {"item_id": "i"}, "queue": [], "updated_at": old},
+            {"_id": "emptied-recently", "items": [], "pending": None, "queue": [], "updated_at": recent},
+        ])
+
+        removed = sum([await prune_finished(db, spec, Settings(), NOW) for spec in (CART, STOCK, CHECKOUT)])
+
+        assert removed == 6
+        assert sorted(await db["checkout.sagas"].distinct("_id")) == ["paid-recently", "still-open"]
+        assert sorted(await db["stock.reservations"].distinct("_id")) == ["active-long-ago", "released-recently"]
+        assert sorted(await db["cart.carts"].distinct("_id")) == ["emptied-recently", "full-long-ago", "waiting-long-ago"]
     finally:
         await deployment.close()
 
