@@ -128,6 +128,7 @@ async def deployment(backends, **env: str) -> tuple[str, dict[str, str]]:
         "CARTFLOW_MONGO_DB": f"bench_{prefix[:-1]}",
         "CARTFLOW_TOPIC_PREFIX": prefix,
         "CARTFLOW_TEST_BACKEND": "external",
+        "CARTFLOW_MONGO_MEASURE_WRITE_BYTES": "true",
         **env,
     }
 
@@ -203,7 +204,7 @@ class Costs:
         self.peak_rss_mb += int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
         worker.stop()
         figures = re.findall(
-            r"(\d+) messages processed, (\d+) MongoDB round trips, (\d+) documents written, (\d+) bytes written",
+            r"(\d+) messages processed, (\d+) MongoDB round trips, (\d+) write statements, (\d+) bytes written",
             worker.log_path.read_text(),
         )
         worker.log_path.unlink(missing_ok=True)
@@ -217,7 +218,7 @@ class Costs:
     def per_command(self, commands: int) -> str:
         return (
             f"per command: {self.round_trips / commands:.2f} MongoDB round trips, "
-            f"{self.statements / commands:.1f} documents and {self.bytes_written / commands / 1024:.1f} KiB written"
+            f"{self.statements / commands:.1f} write statements, {self.bytes_written / commands / 1024:.1f} KiB written"
         )
 
 

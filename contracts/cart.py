@@ -58,6 +58,9 @@ class AddItem(_Aliased):
     properties: Properties | None = Field(
         default=None, validation_alias=AliasChoices("properties", "product_properties")
     )
+    #: With true, the reply also carries the whole cart (``cart``, as ``GetCart``
+    #: answers it); by default it carries the line and the two-figure summary.
+    include_cart: bool = False
 
 
 class UpdateItemQuantity(_Aliased):
@@ -66,6 +69,8 @@ class UpdateItemQuantity(_Aliased):
     user_id: Identifier
     item_id: LooseIdentifier = _item_id()
     quantity: LooseInt
+    #: As ``AddItem``'s.
+    include_cart: bool = False
 
 
 class RemoveItem(_Aliased):

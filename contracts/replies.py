@@ -99,6 +99,8 @@ class ItemAddedReply(LineView):
     message: str
     cart_item_id: str
     cart_summary: CartSummary
+    #: Only when the command asked for it (``include_cart``).
+    cart: CartView | None = None
 
 
 class QuantityUpdatedReply(LineView):
@@ -110,6 +112,8 @@ class QuantityUpdatedReply(LineView):
     new_quantity: int
     new_subtotal: Total
     cart_summary: CartSummary
+    #: Only when the command asked for it (``include_cart``).
+    cart: CartView | None = None
 
 
 class ItemRemovedReply(ReplyData):

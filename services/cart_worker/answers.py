@@ -102,7 +102,8 @@ class CartSteps:
         if outcome.cart.line(item_id) is None:
             return outcome
         view = domain.added_view if isinstance(command, cart_contract.AddItem) else domain.updated_view
-        return replace(outcome, data=view(outcome.cart, item_id, unit.products, unit.stock, now=self.clock.now()))
+        data = view(outcome.cart, item_id, unit.products, unit.stock, now=self.clock.now(), include_cart=command.include_cart)
+        return replace(outcome, data=data)
 
     def _reserve(self, command: Any, line: domain.CartLine, reservation_id: str, expires_at: datetime) -> Outgoing:
         return self._stock_command(

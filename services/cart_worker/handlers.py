@@ -180,12 +180,14 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                 return stock_step
         if new_cart is not cart:
             unit.put_cart(new_cart)
-        if new_cart is not outcome.cart or outcome.data is None:
-            # Answered now (not after a stock step), or the stock step changed the
-            # line (a shrunk reservation): answer with the line as it is now.
+        if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity) and (
+            new_cart is not outcome.cart or outcome.data is None or command.include_cart
+        ):
+            # Answered now (not after a stock step), the stock step changed the line
+            # (a shrunk reservation), or the whole cart was asked for: answer with the line as it is now.
+            outcome = self._with_cart_view(unit, replace(outcome, cart=new_cart), command)
+        elif new_cart is not outcome.cart:
             outcome = replace(outcome, cart=new_cart)
-            if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity):
-                outcome = self._with_cart_view(unit, outcome, command)
         return [*self._answer(command, outcome, late=late), *stock_step]
 
     def _decide(self, unit: CartUnit, command: Any) -> domain.Outcome:

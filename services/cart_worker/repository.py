@@ -38,7 +38,7 @@ async def prepare(db: AsyncDatabase) -> None:
 
 def empty_since(cutoff: datetime) -> dict[str, Any]:
     """Carts with nothing in them, nothing pending or queued, unchanged since ``cutoff``."""
-    return {"items": {"$size": 0}, "pending": None, "queue": {"$size": 0}, "updated_at": {"$lt": cutoff}}
+    return {"items.0": {"$exists": False}, "pending": None, "queue.0": {"$exists": False}, "updated_at": {"$lt": cutoff}}
 
 
 def product_to_doc(product: Product) -> dict[str, Any]:

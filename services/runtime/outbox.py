@@ -56,7 +56,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
 )
-from pymongo import ASCENDING, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -104,7 +104,8 @@ def _chunked(messages: list[Outgoing]) -> list[list[Outgoing]]:
     parts: list[list[Outgoing]] = [[]]
     size = 0
     for message in messages:
-        weight = message.size + 64
+        # BSON spends some bytes on each record and on each header besides its text.
+        weight = message.size + 64 + 32 * len(message.headers)
         if parts[-1] and size + weight > CHUNK_BYTES:
             parts.append([])
             size = 0
@@ -137,14 +138,25 @@ def records_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
     return chunk["records"] if "records" in chunk else [chunk]
 
 
+def _still_to_go(chunk: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The records of an unsent chunk not yet out, with their index."""
+    out = set(chunk.get("delivered", ()))
+    return [(index, doc) for index, doc in enumerate(records_of(chunk)) if index not in out]
+
+
 async def find_records(db: AsyncDatabase, outbox: str, places: list[Place]) -> dict[Place, Outgoing]:
-    """The records at ``places`` that are still kept (one query)."""
-    wanted = sorted({number for number, _ in places})
+    """The records at ``places`` that are still kept (one query, a few chunks
+    in memory at a time, only the wanted records kept)."""
+    wanted: dict[int, set[int]] = {}
+    for number, index in places:
+        wanted.setdefault(number, set()).add(index)
     found: dict[Place, Outgoing] = {}
     if wanted:
-        async for chunk in db[outbox].find({"_id": {"$in": wanted}}):
-            for index, doc in enumerate(records_of(chunk)):
-                found[(chunk["_id"], index)] = Outgoing.from_doc(doc)
+        async for chunk in db[outbox].find({"_id": {"$in": sorted(wanted)}}).batch_size(2):
+            records = records_of(chunk)
+            for index in wanted[chunk["_id"]]:
+                if 0 <= index < len(records):
+                    found[(chunk["_id"], index)] = Outgoing.from_doc(records[index])
     return found
 
 
@@ -159,12 +171,13 @@ async def prepare_outbox(db: AsyncDatabase, outbox: str) -> None:
 
 async def unsent_records(db: AsyncDatabase, outbox: str) -> tuple[int, datetime | None]:
     """How many records wait in ``outbox``, and when the oldest of them was written."""
-    total = 0
-    oldest = None
-    async for chunk in db[outbox].find({"sent": False}, {"count": 1, "written_at": 1}).sort("_id", ASCENDING):
-        total += chunk.get("count", 1)
-        oldest = oldest or chunk.get("written_at")
-    return total, oldest
+    unsent = {"sent": {"$ne": True}}
+    totals = await (await db[outbox].aggregate([
+        {"$match": unsent},
+        {"$group": {"_id": None, "records": {"$sum": {"$ifNull": ["$count", 1]}}}},
+    ])).to_list()
+    oldest = await db[outbox].find_one(unsent, {"written_at": 1}, sort=[("_id", ASCENDING)])
+    return (totals[0]["records"] if totals else 0), (oldest or {}).get("written_at")
 
 
 class Lease:
@@ -251,16 +264,14 @@ class OutboxRelay:
         entries = [
             (chunk["_id"], index, Outgoing.from_doc(doc))
             for chunk in chunks
-            for index, doc in enumerate(records_of(chunk))
+            for index, doc in _still_to_go(chunk)
         ]
         missing = await self._missing_topics({m.topic for _, _, m in entries if is_topic_name(m.topic)})
         held: set[tuple[str, bytes | None]] = set()  # topic and key with an earlier record not yet out
-        unfinished: set[int] = set()  # chunks with a record that did not go out: sent again, whole
         sent: list[tuple[int, int, Outgoing, Any]] = []
         parked: list[tuple[int, int, Outgoing, str]] = []
         for number, index, message in entries:
             if (message.topic, message.key) in held:
-                unfinished.add(number)
                 continue
             reason = self._unpublishable(message, missing)
             if reason is not None:
@@ -275,50 +286,73 @@ class OutboxRelay:
                 continue
             except KafkaError:
                 held.add((message.topic, message.key))
-                unfinished.add(number)
                 continue
             sent.append((number, index, message, future))
 
         transient: BaseException | None = None
+        delivered: dict[int, list[int]] = {}  # by chunk: records out (or parked) in this round
         results = await asyncio.gather(*(future for *_, future in sent), return_exceptions=True)
         for (number, index, message, _), result in zip(sent, results, strict=True):
             if (message.topic, message.key) in held:
-                unfinished.add(number)  # an earlier record of this key failed: this one goes again after it
-            elif isinstance(result, UNPUBLISHABLE):
+                continue  # an earlier record of this key failed: this one goes again after it
+            if isinstance(result, UNPUBLISHABLE):
                 parked.append((number, index, message, f"{type(result).__name__}: {result}"))
             elif isinstance(result, BaseException):
                 transient = transient or result
                 held.add((message.topic, message.key))
-                unfinished.add(number)
+            else:
+                delivered.setdefault(number, []).append(index)
         if parked:
             await self._park(parked)
-        done = [chunk["_id"] for chunk in chunks if chunk["_id"] not in unfinished]
-        if done:
-            await self.outbox.update_many({"_id": {"$in": done}}, {"$set": {"sent": True}})
-        self.published += len(entries) - len(parked)
+            for number, index, _, _ in parked:
+                delivered.setdefault(number, []).append(index)
+        await self._mark(chunks, delivered)
+        self.published += sum(map(len, delivered.values())) - len(parked)
         if transient is not None:
             raise RuntimeError(f"publishing failed for a passing reason: {transient!r}") from transient
         return more
 
+    async def _mark(self, chunks: list[dict[str, Any]], delivered: dict[int, list[int]]) -> None:
+        """Chunks whose every record is out (or parked) are sent; a chunk with
+        records still to go keeps the ones that went, so they do not go again."""
+        done, partly = [], []
+        for chunk in chunks:
+            number = chunk["_id"]
+            out = set(chunk.get("delivered", ())) | set(delivered.get(number, ()))
+            if len(out) >= chunk.get("count", 1):
+                done.append(number)
+            elif delivered.get(number):
+                partly.append(UpdateOne({"_id": number}, {"$addToSet": {"delivered": {"$each": delivered[number]}}}))
+        if done:
+            await self.outbox.update_many({"_id": {"$in": done}}, {"$set": {"sent": True}, "$unset": {"delivered": ""}})
+        if partly:
+            await self.outbox.bulk_write(partly)
+
     async def _next_chunks(self) -> tuple[list[dict[str, Any]], bool]:
-        """Unsent chunks in order, up to about ``batch_size`` records, and
-        whether more may be waiting."""
-        query: dict[str, Any] = {"sent": False}
+        """Unsent chunks in order, up to about ``batch_size`` records still to
+        go, and whether more may be waiting. (Records written by an earlier
+        release carry no ``sent`` field: they are unsent too.)"""
+        query: dict[str, Any] = {"sent": {"$ne": True}}
         if not self._legacy_done:
             # Records written before outbox numbers were counters have string ids,
             # which sort after every number: they are older, so they go first.
-            legacy = {"sent": False, "_id": {"$type": "string"}}
+            legacy = {"sent": {"$ne": True}, "_id": {"$type": "string"}}
             if await self.outbox.find_one(legacy, {"_id": 1}):
                 query = legacy
             else:
                 self._legacy_done = True
         chunks: list[dict[str, Any]] = []
         records = 0
-        async for chunk in self.outbox.find(query).sort("_id", ASCENDING).limit(self.batch_size):
-            chunks.append(chunk)
-            records += chunk.get("count", 1)
-            if records >= self.batch_size:
-                return chunks, True
+        # A few chunks per round trip: each may hold megabytes.
+        cursor = self.outbox.find(query).sort("_id", ASCENDING).limit(self.batch_size).batch_size(4)
+        try:
+            async for chunk in cursor:
+                chunks.append(chunk)
+                records += chunk.get("count", 1) - len(chunk.get("delivered", ()))
+                if records >= self.batch_size:
+                    return chunks, True
+        finally:
+            await cursor.close()
         return chunks, len(chunks) == self.batch_size
 
     async def _missing_topics(self, topics: set[str]) -> set[str]:

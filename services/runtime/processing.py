@@ -282,6 +282,9 @@ class BatchProcessor:
         entries point at (entries of an earlier release hold copies instead)."""
         places = [tuple(ref) for doc in seen.values() for ref in doc.get("replies", ()) if isinstance(ref, list)]
         kept = await find_records(self.db, self.outbox_name, places)  # type: ignore[arg-type]
+        if lost := [place for place in places if place not in kept]:
+            # Pruned with the window while its entry was read: the repeat changes nothing, unanswered.
+            log.warning("%d stored repl(ies) no longer kept (first at %s); not sent again", len(lost), lost[0])
         return {
             ident: [
                 Outgoing.from_doc(ref) if isinstance(ref, dict) else kept[tuple(ref)]

@@ -27,6 +27,8 @@ from services.runtime.spec import WorkerSpec
 
 #: Entries deleted per round trip.
 PRUNE_BATCH = 1000
+#: Sent outbox chunks stay this much longer than the inbox entries pointing into them.
+OUTBOX_MARGIN = timedelta(hours=1)
 
 
 def inbox_collections(worker: str) -> tuple[str, str]:
@@ -40,7 +42,9 @@ async def prune(collection: AsyncCollection, query: dict[str, Any], *, batch: in
         ids = [doc["_id"] async for doc in collection.find(query, {"_id": 1}).limit(batch)]
         if not ids:
             return removed
-        removed += (await collection.delete_many({"_id": {"$in": ids}})).deleted_count
+        # The query again: a document that changed since it was found (a cart
+        # that got a line) no longer matches and stays.
+        removed += (await collection.delete_many({"_id": {"$in": ids}, **query})).deleted_count
 
 
 async def prune_inbox(db: AsyncDatabase, worker: str, older_than: datetime, *, batch: int = PRUNE_BATCH) -> int:
@@ -49,7 +53,9 @@ async def prune_inbox(db: AsyncDatabase, worker: str, older_than: datetime, *, b
     removed = 0
     for name in inbox_collections(worker):
         removed += await prune(db[name], {"processed_at": {"$lt": older_than}}, batch=batch)
-    await prune(db[f"{worker}.outbox"], {"sent": True, "written_at": {"$lt": older_than}}, batch=batch)
+    # An hour later than the entries, so that no entry outlives the replies it points at.
+    chunks_before = older_than - OUTBOX_MARGIN
+    await prune(db[f"{worker}.outbox"], {"sent": True, "written_at": {"$lt": chunks_before}}, batch=batch)
     return removed
 
 

@@ -87,8 +87,11 @@ class Settings(BaseSettings):
     inbox_prune_interval_seconds: float = Field(default=600, gt=0)
     #: How long what is finished stays, for operators and late questions (pruned
     #: with the inbox): paid or cancelled checkouts (``GetCheckout`` then answers
-    #: CHECKOUT_NOT_FOUND), released, expired or committed reservations (a late
-    #: command about one then gets RESERVATION_NOT_FOUND), and empty carts.
+    #: CHECKOUT_NOT_FOUND), released or expired reservations (a late command
+    #: about one then gets RESERVATION_NOT_FOUND), and empty carts.
+    #: Count the bytes of every MongoDB write (logged when the worker stops; the
+    #: benchmarks turn it on: it costs one more encoding of each write).
+    mongo_measure_write_bytes: bool = False
     finished_checkout_retention_hours: float = Field(default=720, gt=0)
     closed_reservation_retention_hours: float = Field(default=168, gt=0)
     empty_cart_retention_hours: float = Field(default=168, gt=0)

@@ -113,6 +113,7 @@ class WorkerLifespan:
         spec, settings, clock = self.spec, self.settings, self.clock
         bootstrap = settings.kafka_bootstrap or ""
         client = connect(settings.mongo_url or "")
+        round_trips.measure_bytes = settings.mongo_measure_write_bytes
         opened.push_async_callback(client.close)
         db = client[settings.mongo_db]
         await prepare_runtime_collections(db, spec.name)
@@ -184,7 +185,7 @@ class WorkerLifespan:
         await resources.client.close()
         log.info(
             "%s worker stopped: %d messages processed, %d MongoDB round trips, "
-            "%d documents written, %d bytes written",
+            "%d write statements, %d bytes written",
             self.spec.name,
             resources.processor.processed,
             round_trips.count,

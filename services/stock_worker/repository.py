@@ -17,7 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.mongo import LEGACY_VERSION, find_by_ids, write_versioned
-from services.stock_worker.domain import ACTIVE, COMMITTED, EXPIRED, RELEASED, Reservation, StockLevel
+from services.stock_worker.domain import ACTIVE, EXPIRED, RELEASED, Reservation, StockLevel
 
 LEVELS = "stock.levels"
 RESERVATIONS = "stock.reservations"
@@ -36,8 +36,9 @@ async def prepare(db: AsyncDatabase) -> None:
 
 
 def closed_since(cutoff: datetime) -> dict[str, Any]:
-    """Reservations released, expired or committed, unchanged since ``cutoff``."""
-    return {"state": {"$in": [RELEASED, EXPIRED, COMMITTED]}, "updated_at": {"$lt": cutoff}}
+    """Reservations released or expired, unchanged since ``cutoff``. Committed
+    ones stay: they are the record of what was sold, which the audit counts."""
+    return {"state": {"$in": [RELEASED, EXPIRED]}, "updated_at": {"$lt": cutoff}}
 
 
 def level_to_doc(level: StockLevel) -> dict[str, Any]:

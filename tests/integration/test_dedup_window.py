@@ -61,9 +61,10 @@ async def test_finished_checkouts_closed_reservations_and_empty_carts_go_once_ol
             {"_id": "still-open", "state": "awaiting_payment", "closed_at": None},
         ])
         await db["stock.reservations"].insert_many([
-            {"_id": f"{state}-long-ago", "state": state, "updated_at": old} for state in ("released", "expired", "committed")
+            {"_id": f"{state}-long-ago", "state": state, "updated_at": old} for state in ("released", "expired")
         ] + [
             {"_id": "active-long-ago", "state": "active", "updated_at": old},
+            {"_id": "committed-long-ago", "state": "committed", "updated_at": old},  # what was sold: the audit counts it
             {"_id": "released-recently", "state": "released", "updated_at": recent},
         ])
         await db["cart.carts"].insert_many([
@@ -71,13 +72,16 @@ async def test_finished_checkouts_closed_reservations_and_empty_carts_go_once_ol
             {"_id": "full-long-ago", "items": [{"item_id": "i"}], "pending": None, "queue": [], "updated_at": old},
             {"_id": "waiting-long-ago", "items": [], "pending": {"item_id": "i"}, "queue": [], "updated_at": old},
             {"_id": "emptied-recently", "items": [], "pending": None, "queue": [], "updated_at": recent},
+            {"_id": "older-release", "items": [], "updated_at": old},  # written before carts had a queue
         ])
 
         removed = sum([await prune_finished(db, spec, Settings(), NOW) for spec in (CART, STOCK, CHECKOUT)])
 
         assert removed == 6
         assert sorted(await db["checkout.sagas"].distinct("_id")) == ["paid-recently", "still-open"]
-        assert sorted(await db["stock.reservations"].distinct("_id")) == ["active-long-ago", "released-recently"]
+        assert sorted(await db["stock.reservations"].distinct("_id")) == [
+            "active-long-ago", "committed-long-ago", "released-recently"
+        ]
         assert sorted(await db["cart.carts"].distinct("_id")) == ["emptied-recently", "full-long-ago", "waiting-long-ago"]
     finally:
         await deployment.close()

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 from services.runtime.clock import ManualClock
 from services.runtime.kafka import ensure_topics, make_producer
@@ -100,3 +101,40 @@ async def test_cartflow_dlq_parked_lists_a_workers_unpublishable_records_and_unp
     async with asyncio.timeout(60):  # the running relay tries again and parks it again
         while not await db["cart.outbox.parked"].count_documents({}):
             await asyncio.sleep(0.1)
+
+
+class FlakyTopic:
+    """The real producer, except that records for one topic fail for a passing reason while ``down``."""
+
+    def __init__(self, producer, topic: str) -> None:
+        self.producer, self.topic, self.down = producer, topic, True
+        self.client = producer.client
+
+    async def partitions_for(self, topic: str):
+        return await self.producer.partitions_for(topic)
+
+    async def send(self, topic, value, key, headers):
+        if topic == self.topic and self.down:
+            failed = asyncio.get_running_loop().create_future()
+            failed.set_exception(KafkaTimeoutError("leader not available"))
+            return failed
+        return await self.producer.send(topic, value=value, key=key, headers=headers)
+
+
+async def test_a_record_held_back_by_a_passing_failure_goes_later_and_its_neighbours_go_exactly_once(relay_setup):
+    db, relay, tap, topic = relay_setup
+    flaky_topic = topic + ".flaky"
+    relay.producer = FlakyTopic(relay.producer, flaky_topic)
+    await write(db, Outgoing(topic, b"a", b"first"), Outgoing(flaky_topic, b"b", b"held"), Outgoing(".", b"c", b"never"))
+    await write(db, Outgoing(topic, b"a", b"second"))
+
+    for _ in range(3):  # the same chunks are tried again while the topic is down
+        with pytest.raises(RuntimeError, match="passing reason"):
+            await relay.relay_once()
+    relay.producer.down = False
+    await relay.relay_once()
+
+    await tap.wait_for(lambda r: r.value == b"second")
+    assert [r.value for r in tap.records] == [b"first", b"second"], "each record once, in order"
+    assert await db["w.outbox.parked"].count_documents({}) == 1, "parked once, not once per try"
+    assert await db["w.outbox"].count_documents({"sent": False}) == 0

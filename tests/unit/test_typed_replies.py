@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from contracts import cart as cart_contract
+from contracts import stock as stock_contract
 from contracts.checkout import CheckoutLine, GetCheckout, StartCheckout
 from contracts.replies import REJECTION_DATA, REPLY_DATA
 from contracts.reply_examples import REPLY_EXAMPLES
@@ -92,6 +93,38 @@ def test_the_reply_of_every_cart_command_fits_its_model():
     for reply in seen:
         assert_typed(reply)
     assert {reply["command_type"] for reply in seen} | {"CheckoutItem", "GetCheckout"} == set(REPLY_DATA)
+
+
+@pytest.mark.parametrize("reserving", [False, True])
+def test_add_and_update_answer_the_line_and_summary_and_the_whole_cart_only_when_asked(reserving):
+    logic, unit = CartLogic(Settings(cart_stock_reservation_enabled=reserving), ManualClock(NOW)), CartUnit()
+    unit.put_product(SHOE)
+    unit.stock.update({"shoe|": 10})
+
+    def answer(kind: str, message_id: str, **fields: Any) -> dict:
+        outputs = logic.handle(unit, command(kind, message_id, **fields))
+        for asked in [json.loads(o.value) for o in outputs if o.topic == "stock.commands"]:
+            # The stock worker says yes (only an add or a growth waits for it).
+            answer = {
+                "message_id": f"s-{message_id}", "occurred_at": NOW.isoformat(), "causation_id": asked["message_id"],
+                "reservation_id": asked["reservation_id"], "product_id": "shoe", "holder": asked["holder"],
+                "quantity": asked["quantity"], "available_after": 5,
+            }
+            if asked["type"] == "ReserveStock":
+                outputs = logic.handle(unit, stock_contract.StockReserved(**answer))
+            elif asked["type"] == "AdjustReservation" and asked["quantity"] == 3:
+                outputs = logic.handle(unit, stock_contract.ReservationAdjusted(**answer, old_quantity=2))
+        (reply,) = replies(outputs)
+        assert_typed(reply)
+        return reply["data"]
+
+    lean = answer("AddItem", "a1", product_id="shoe", quantity=2)
+    full = answer("AddItem", "a2", product_id="shoe", quantity=1, include_cart=True)
+    updated = answer("UpdateItemQuantity", "u1", item_id=lean["cart_item_id"], quantity=2, include_cart="true")
+
+    assert "cart" not in lean and lean["cart_summary"] == {"total_items": 2, "total_price": "149.98"}
+    assert full["cart"]["total_items"] == 3 and full["cart"]["items"][0]["quantity"] == 3
+    assert updated["cart"]["total_items"] == 2 and updated["cart_summary"]["total_items"] == 2
 
 
 def test_the_replies_of_the_checkout_worker_fit_their_models():

@@ -98,25 +98,29 @@ def cart_count(cart: Cart, catalog: Mapping[str, Product], stock: StockView | No
 
 
 def added_view(
-    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *, now: datetime | None = None
+    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *,
+    now: datetime | None = None, include_cart: bool = False,
 ) -> dict[str, Any]:
     """The answer to an add: the original app's ``message``, ``cart_item_id`` and
-    two-figure ``cart_summary``, beside the line (the whole cart is ``GetCart``'s)."""
+    two-figure ``cart_summary``, beside the line; the whole cart only when asked
+    for (it is ``GetCart``'s answer)."""
     summary = cart_summary(cart, catalog, stock, now=now)
     return {
         "message": "Item added to cart successfully",
         "cart_item_id": item_id,
         "cart_summary": _brief(summary),
         **_line_in(summary, item_id),
+        **({"cart": summary} if include_cart else {}),
     }
 
 
 def updated_view(
-    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *, now: datetime | None = None
+    cart: Cart, item_id: str, catalog: Mapping[str, Product], stock: StockView | None = None, *,
+    now: datetime | None = None, include_cart: bool = False,
 ) -> dict[str, Any]:
     """The answer to a quantity change: the original app's ``message``,
     ``new_quantity`` and ``new_subtotal``, beside the line and the two-figure
-    ``cart_summary`` (the whole cart is ``GetCart``'s)."""
+    ``cart_summary``; the whole cart only when asked for."""
     summary = cart_summary(cart, catalog, stock, now=now)
     line = _line_in(summary, item_id)
     return {
@@ -126,6 +130,7 @@ def updated_view(
         "new_subtotal": line["line_total"],
         "cart_summary": _brief(summary),
         **line,
+        **({"cart": summary} if include_cart else {}),
     }
 
 

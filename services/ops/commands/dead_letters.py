@@ -96,7 +96,8 @@ def dlq_parked(
             return [
                 (outbox, doc)
                 for outbox in _outboxes(worker)
-                async for doc in db[outbox + PARKED_SUFFIX].find({}, {"value": 0}).sort("_id", 1).limit(1000)
+                async for doc in db[outbox + PARKED_SUFFIX].find({}, {"value": 0})
+                .sort([("chunk", 1), ("index", 1), ("_id", 1)]).limit(1000)
             ]
 
     rows = asyncio.run(gather())
