@@ -96,6 +96,9 @@ async def next_sequences(db: AsyncDatabase, name: str, count: int, session: Asyn
 #: Bytes of records one chunk holds at most (a MongoDB document holds 16 MiB).
 CHUNK_BYTES = 4 << 20
 
+#: Most records the relay keeps in memory from the commits it was told of.
+FRESH_RECORDS = 20_000
+
 #: A record's place in the outbox: its chunk's number and its index in the chunk.
 Place = tuple[int, int]
 
@@ -115,22 +118,25 @@ def _chunked(messages: list[Outgoing]) -> list[list[Outgoing]]:
 
 
 async def write_outbox(
-    db: AsyncDatabase, outbox: str, messages: list[Outgoing], session: AsyncClientSession | None, now: datetime
+    db: AsyncDatabase, outbox: str, messages: list[Outgoing], session: AsyncClientSession | None, now: datetime,
+    written: dict[int, list[dict[str, Any]]] | None = None,
 ) -> list[Place]:
-    """Write ``messages`` as numbered chunks in ``session``'s transaction; the place of each, in order."""
+    """Write ``messages`` as numbered chunks in ``session``'s transaction; the
+    place of each, in order. The chunks' records are added to ``written``, by
+    number, for the relay to publish from memory once the transaction commits."""
     parts = _chunked(messages)
     numbers = await next_sequences(db, outbox, len(parts), session)
+    chunks = {number: [message.to_doc() for message in part] for number, part in zip(numbers, parts, strict=True)}
     await db[outbox].insert_many(
         [
-            {
-                "_id": number, "written_at": now, "sent": False, "count": len(part),
-                "records": [message.to_doc() for message in part],
-            }
-            for number, part in zip(numbers, parts, strict=True)
+            {"_id": number, "written_at": now, "sent": False, "count": len(records), "records": records}
+            for number, records in chunks.items()
         ],
         session=session,
     )
-    return [(number, index) for number, part in zip(numbers, parts, strict=True) for index in range(len(part))]
+    if written is not None:
+        written.update(chunks)
+    return [(number, index) for number, records in chunks.items() for index in range(len(records))]
 
 
 def records_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
@@ -234,11 +240,17 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = False
         self._legacy_done = False
+        #: Records of chunks this process wrote and has not published yet, by chunk.
+        self._fresh: dict[int, list[dict[str, Any]]] = {}
         self.published = 0
         self.parked_count = 0
 
-    def wake(self) -> None:
-        """Called after a commit so that fresh records leave without waiting for the poll."""
+    def wake(self, written: dict[int, list[dict[str, Any]]] | None = None) -> None:
+        """Called after a commit so that fresh records leave without waiting for
+        the poll; with the chunks that commit wrote, which the relay then
+        publishes from memory instead of reading them back (within a bound)."""
+        if written and sum(map(len, self._fresh.values())) < FRESH_RECORDS:
+            self._fresh.update(written)
         self._wake.set()
 
     async def run(self) -> None:
@@ -325,6 +337,8 @@ class OutboxRelay:
                 partly.append(UpdateOne({"_id": number}, {"$addToSet": {"delivered": {"$each": delivered[number]}}}))
         if done:
             await self.outbox.update_many({"_id": {"$in": done}}, {"$set": {"sent": True}, "$unset": {"delivered": ""}})
+            for number in done:
+                self._fresh.pop(number, None)
         if partly:
             await self.outbox.bulk_write(partly)
 
@@ -343,17 +357,35 @@ class OutboxRelay:
                 self._legacy_done = True
         chunks: list[dict[str, Any]] = []
         records = 0
-        # A few chunks per round trip: each may hold megabytes.
-        cursor = self.outbox.find(query).sort("_id", ASCENDING).limit(self.batch_size).batch_size(4)
-        try:
-            async for chunk in cursor:
-                chunks.append(chunk)
-                records += chunk.get("count", 1) - len(chunk.get("delivered", ()))
-                if records >= self.batch_size:
-                    return chunks, True
-        finally:
-            await cursor.close()
-        return chunks, len(chunks) == self.batch_size
+        more = False
+        known = set(self._fresh)  # committed before this query: sent unless it finds them
+        # Which chunks are next, without their records: those this process wrote
+        # are in memory, only the others (a crashed or another process's) are read.
+        heads = self.outbox.find(query, {"records": 0}).sort("_id", ASCENDING).limit(self.batch_size)
+        async for chunk in heads:
+            chunks.append(chunk)
+            records += chunk.get("count", 1) - len(chunk.get("delivered", ()))
+            if records >= self.batch_size:
+                more = True
+                break
+        await heads.close()
+        first = chunks[0]["_id"] if chunks else None
+        for number in known:
+            if first is None or (isinstance(number, int) and isinstance(first, int) and number < first):
+                self._fresh.pop(number, None)  # published (by this relay before, or by another)
+        for chunk in chunks:
+            if chunk["_id"] in self._fresh:
+                chunk["records"] = self._fresh[chunk["_id"]]
+        unread = [chunk["_id"] for chunk in chunks if "count" in chunk and "records" not in chunk]
+        if unread:
+            # A few chunks per round trip: each may hold megabytes.
+            full = self.outbox.find({"_id": {"$in": unread}}, {"records": 1}).batch_size(4)
+            stored = {doc["_id"]: doc.get("records", []) async for doc in full}
+            chunks = [chunk for chunk in chunks if chunk["_id"] in stored or chunk["_id"] not in unread]
+            for chunk in chunks:
+                if chunk["_id"] in stored:
+                    chunk["records"] = stored[chunk["_id"]]
+        return chunks, more or len(chunks) == self.batch_size
 
     async def _missing_topics(self, topics: set[str]) -> set[str]:
         """Topics the cluster does not know after one lookup of all of them at

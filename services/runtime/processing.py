@@ -155,7 +155,7 @@ class BatchProcessor:
         clock: Clock,
         *,
         retry_max_seconds: float = 30.0,
-        on_commit: Callable[[], None] | None = None,
+        on_commit: Callable[[dict[int, list[dict[str, Any]]]], None] | None = None,
         max_message_bytes: int | None = None,
     ) -> None:
         self.logic = logic
@@ -166,7 +166,9 @@ class BatchProcessor:
         self.outbox_name = f"{logic.name}.outbox"
         self.outbox = db[self.outbox_name]
         self.retry_max_seconds = retry_max_seconds
-        self.on_commit = on_commit or (lambda: None)
+        #: Told of each batch's commit, with the outbox chunks it wrote (see OutboxRelay.wake).
+        self.on_commit = on_commit or (lambda written: None)
+        self._written: dict[int, list[dict[str, Any]]] = {}
         self.max_message_bytes = max_message_bytes
         self.processed = 0
 
@@ -230,7 +232,8 @@ class BatchProcessor:
                 failed |= await self._commit_alone(work)
         self.processed += len(works)
         PROCESSED.labels(self.logic.name).inc(len(works))
-        self.on_commit()
+        written, self._written = self._written, {}
+        self.on_commit(written)
         return failed
 
     async def _commit_alone(self, work: Work) -> set[str]:
@@ -354,7 +357,8 @@ class BatchProcessor:
             async with await session.start_transaction(**transaction_options()):
                 if poisoned is None:
                     await self.logic.save(unit, self.db, session)
-                places = await write_outbox(self.db, self.outbox_name, outgoing, session, now) if outgoing else []
+                written: dict[int, list[dict[str, Any]]] = {}
+                places = await write_outbox(self.db, self.outbox_name, outgoing, session, now, written) if outgoing else []
                 for internal, collection in ((False, self.inbox), (True, self.internal_inbox)):
                     if entries[internal]:
                         await collection.insert_many(
@@ -369,6 +373,7 @@ class BatchProcessor:
                         ],
                         session=session,
                     )
+        self._written.update(written)  # committed
         return failed_internal
 
     def _dead(self, work: Work, error: Exception, now) -> list[Outgoing]:

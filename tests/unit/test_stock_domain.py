@@ -207,3 +207,28 @@ class TestWhoMayTouchAReservation:
         assert again.reservation is None and again.level is None, "nothing changes"
         (event,) = again.events
         assert isinstance(event, domain.ReservationTransferred) and event.holder == "order:o1"
+
+
+def test_a_batch_announces_each_level_it_changed_once_with_the_level_it_left():
+    import json
+
+    from contracts import stock as stock_contract
+    from services.runtime.clock import ManualClock
+    from services.runtime.settings import Settings
+    from services.stock_worker.handlers import StockLogic, StockUnit
+
+    logic, unit = StockLogic(Settings(), ManualClock(NOW)), StockUnit(levels={"shoe|": stocked(10)})
+    answers = []
+    for n, quantity in enumerate((2, 3, 20)):  # the last one is refused
+        command = stock_contract.ReserveStock(
+            message_id=f"c{n}", occurred_at=NOW, reservation_id=f"r{n}", product_id="shoe", quantity=quantity,
+            holder=f"cart:ada:i{n}", expires_at=LATER,
+        )
+        answers += [json.loads(record.value)["type"] for record in logic.handle(unit, command)]
+    announced = [json.loads(record.value) for record in logic.finish(unit)]
+
+    assert answers == ["StockReserved", "StockReserved", "StockReservationRejected"]
+    assert [(e["type"], e["reserved"], e["available"], e["causation_id"]) for e in announced] == [
+        ("StockLevelChanged", 5, 5, "c1")
+    ]
+    assert logic.finish(unit) == [], "announced once"
