@@ -63,22 +63,8 @@ def product_from_doc(doc: dict[str, Any]) -> Product:
     )
 
 
-#: Line fields stored only when they differ from these (every cart write rewrites
-#: the cart: a line that leaves out what it does not use is a third smaller).
-LINE_DEFAULTS: dict[str, Any] = {
-    "size": None,
-    "image_url": None,
-    "properties": {},
-    "has_product_changed": False,
-    "change_details": [],
-    "reservation_id": None,
-    "reserved_quantity": 0,
-    "reservation_state": UNTRACKED,
-}
-
-
 def _line_to_doc(line: CartLine) -> dict[str, Any]:
-    doc = {
+    return {
         "item_id": line.item_id,
         "product_id": line.product_id,
         "size": line.size,
@@ -95,7 +81,6 @@ def _line_to_doc(line: CartLine) -> dict[str, Any]:
         "reserved_quantity": line.reserved_quantity,
         "reservation_state": line.reservation_state,
     }
-    return {key: value for key, value in doc.items() if key not in LINE_DEFAULTS or value != LINE_DEFAULTS[key]}
 
 
 def _line_from_doc(doc: dict[str, Any]) -> CartLine:

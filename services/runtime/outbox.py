@@ -96,8 +96,8 @@ async def next_sequences(db: AsyncDatabase, name: str, count: int, session: Asyn
 #: Bytes of records one chunk holds at most (a MongoDB document holds 16 MiB).
 CHUNK_BYTES = 4 << 20
 
-#: Most records the relay keeps in memory from the commits it was told of.
-FRESH_RECORDS = 20_000
+#: Most bytes of records the relay keeps in memory from the commits it was told of.
+FRESH_BYTES = 64 << 20
 
 #: A record's place in the outbox: its chunk's number and its index in the chunk.
 Place = tuple[int, int]
@@ -177,7 +177,7 @@ async def prepare_outbox(db: AsyncDatabase, outbox: str) -> None:
 
 async def unsent_records(db: AsyncDatabase, outbox: str) -> tuple[int, datetime | None]:
     """How many records wait in ``outbox``, and when the oldest of them was written."""
-    unsent = {"sent": {"$ne": True}}
+    unsent = {"sent": False}
     totals = await (await db[outbox].aggregate([
         {"$match": unsent},
         {"$group": {"_id": None, "records": {"$sum": {"$ifNull": ["$count", 1]}}}},
@@ -195,6 +195,8 @@ class Lease:
         self.seconds = seconds
         self.clock = clock
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: Until when this process leads, as far as it knows (None: it does not).
+        self.until: datetime | None = None
 
     async def acquire(self) -> bool:
         now = self.clock.now()
@@ -204,9 +206,17 @@ class Lease:
                 {"$set": {"owner": self.owner, "expires_at": now + timedelta(seconds=self.seconds)}},
                 upsert=True,
             )
+            self.until = now + timedelta(seconds=self.seconds)
             return True
         except DuplicateKeyError:
+            self.until = None
             return False
+
+    async def keep(self) -> bool:
+        """Whether this process still leads, renewing the lease once half of it has run."""
+        if self.until is not None and self.clock.now() < self.until - timedelta(seconds=self.seconds / 2):
+            return True
+        return await self.acquire()
 
     async def release(self) -> None:
         await self.collection.delete_one({"_id": self.name, "owner": self.owner})
@@ -242,6 +252,7 @@ class OutboxRelay:
         self._legacy_done = False
         #: Records of chunks this process wrote and has not published yet, by chunk.
         self._fresh: dict[int, list[dict[str, Any]]] = {}
+        self._fresh_bytes = 0
         self.published = 0
         self.parked_count = 0
 
@@ -249,15 +260,23 @@ class OutboxRelay:
         """Called after a commit so that fresh records leave without waiting for
         the poll; with the chunks that commit wrote, which the relay then
         publishes from memory instead of reading them back (within a bound)."""
-        if written and sum(map(len, self._fresh.values())) < FRESH_RECORDS:
-            self._fresh.update(written)
+        if written and self.lease.until is not None:  # only the leading relay publishes
+            for number, records in written.items():
+                size = sum(len(doc["value"]) + len(doc["key"] or b"") for doc in records)
+                if self._fresh_bytes + size > FRESH_BYTES:
+                    break  # read back from MongoDB instead
+                self._fresh[number] = records
+                self._fresh_bytes += size
         self._wake.set()
 
     async def run(self) -> None:
         while not self._stopping:
             # Cleared before the round, not after: a commit during the round wakes the next one.
             self._wake.clear()
-            busy = await self.lease.acquire() and await self.relay_once()
+            leading = await self.lease.acquire()
+            if not leading and self._fresh:
+                self._fresh, self._fresh_bytes = {}, 0  # the leading process publishes them
+            busy = leading and await self.relay_once()
             self.beat()
             if not busy:
                 try:
@@ -279,6 +298,8 @@ class OutboxRelay:
             for index, doc in _still_to_go(chunk)
         ]
         missing = await self._missing_topics({m.topic for _, _, m in entries if is_topic_name(m.topic)})
+        if not await self.lease.keep():
+            return False  # another process leads now (the topic lookup took long): it publishes these
         held: set[tuple[str, bytes | None]] = set()  # topic and key with an earlier record not yet out
         sent: list[tuple[int, int, Outgoing, Any]] = []
         parked: list[tuple[int, int, Outgoing, str]] = []
@@ -338,19 +359,24 @@ class OutboxRelay:
         if done:
             await self.outbox.update_many({"_id": {"$in": done}}, {"$set": {"sent": True}, "$unset": {"delivered": ""}})
             for number in done:
-                self._fresh.pop(number, None)
+                self._forget(number)
         if partly:
             await self.outbox.bulk_write(partly)
 
+    def _forget(self, number: int) -> None:
+        records = self._fresh.pop(number, None)
+        if records is not None:
+            self._fresh_bytes -= sum(len(doc["value"]) + len(doc["key"] or b"") for doc in records)
+
     async def _next_chunks(self) -> tuple[list[dict[str, Any]], bool]:
         """Unsent chunks in order, up to about ``batch_size`` records still to
-        go, and whether more may be waiting. (Records written by an earlier
-        release carry no ``sent`` field: they are unsent too.)"""
-        query: dict[str, Any] = {"sent": {"$ne": True}}
+        go, and whether more may be waiting (``prepare_outbox`` gave records of
+        an earlier release their ``sent`` field: the query uses the index)."""
+        query: dict[str, Any] = {"sent": False}
         if not self._legacy_done:
             # Records written before outbox numbers were counters have string ids,
             # which sort after every number: they are older, so they go first.
-            legacy = {"sent": {"$ne": True}, "_id": {"$type": "string"}}
+            legacy = {"sent": False, "_id": {"$type": "string"}}
             if await self.outbox.find_one(legacy, {"_id": 1}):
                 query = legacy
             else:
@@ -372,7 +398,7 @@ class OutboxRelay:
         first = chunks[0]["_id"] if chunks else None
         for number in known:
             if first is None or (isinstance(number, int) and isinstance(first, int) and number < first):
-                self._fresh.pop(number, None)  # published (by this relay before, or by another)
+                self._forget(number)  # published (by this relay before, or by another)
         for chunk in chunks:
             if chunk["_id"] in self._fresh:
                 chunk["records"] = self._fresh[chunk["_id"]]
