@@ -1,22 +1,27 @@
 """A consumer that holds each record of a topic until it is due, then processes it.
 
-Used for delayed events (payment deadlines): a record whose due time is in the
-future pauses its partition, and the consumer seeks back to it, so it is fetched
-again when the partition resumes at that time. The consumer keeps polling the
-other partitions meanwhile and never sleeps in a handler, so the group never
-sees it as stuck. Because every record of such a topic carries the same delay,
-each partition is already in due order: holding its head holds the rest.
+Used for delayed events (payment deadlines). Fetched records wait in memory,
+per partition and in offset order, until their due time; whatever is due in
+all partitions is processed together, in one batch, and the offsets after it
+committed. Because every record of such a topic carries the same delay, each
+partition is already in due order: its head is the next one due. A partition
+whose waiting records pass a bound is paused (so memory stays bounded) and
+resumed once they are processed. The consumer keeps polling meanwhile and
+never sleeps in a handler, so the group never sees it as stuck.
 
 Offsets are committed only after the due records were processed, so a crash
 fires a deadline again (and the saga's state makes the repeat a no-op), never
-loses one. Any failure (the database away longer than the processor retries,
-a commit refused during a rebalance) ends ``run`` with the consumer closed;
-its supervisor starts it again, and the uncommitted records are read again.
+loses one; a partition taken away forgets what it held, and its new owner
+reads it again from the committed offset. Any failure (the database away
+longer than the processor retries, a commit refused during a rebalance) ends
+``run`` with the consumer closed; its supervisor starts it again, and the
+uncommitted records are read again.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -40,12 +45,12 @@ def due_at_field(record: Incoming) -> datetime | None:
 
 
 class _ForgetRevoked(ConsumerRebalanceListener):
-    def __init__(self, held: dict[TopicPartition, datetime]) -> None:
-        self.held = held
+    def __init__(self, waiting: dict[TopicPartition, deque[tuple[datetime | None, Incoming]]]) -> None:
+        self.waiting = waiting
 
     async def on_partitions_revoked(self, revoked) -> None:
         for partition in revoked:
-            self.held.pop(partition, None)
+            self.waiting.pop(partition, None)
 
     async def on_partitions_assigned(self, assigned) -> None:
         return None
@@ -75,7 +80,10 @@ class DelayedTopicConsumer:
         self.process = process
         self.clock = clock
         self.due_of = due_of
-        self.held: dict[TopicPartition, datetime] = {}
+        #: Fetched records not processed yet, with their due time (None: now), per partition.
+        self.waiting: dict[TopicPartition, deque[tuple[datetime | None, Incoming]]] = {}
+        #: Most records one partition keeps waiting before it is paused.
+        self.bound = 2 * settings.batch_max_records
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -86,8 +94,8 @@ class DelayedTopicConsumer:
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             **self.settings.kafka_client_options,
         )
-        self.held.clear()
-        consumer.subscribe([self.topic], listener=_ForgetRevoked(self.held))
+        self.waiting.clear()
+        consumer.subscribe([self.topic], listener=_ForgetRevoked(self.waiting))
         await consumer.start()
         try:
             while True:
@@ -97,29 +105,37 @@ class DelayedTopicConsumer:
             await consumer.stop()
 
     async def _round(self, consumer: AIOKafkaConsumer) -> None:
-        now = self.clock.now()
-        for partition, due in list(self.held.items()):
-            if due <= now:
-                del self.held[partition]
-                if partition in consumer.assignment():
-                    consumer.resume(partition)
         wait = MAX_WAIT_SECONDS
-        if self.held:
-            wait = max(0.0, min(wait, (min(self.held.values()) - now).total_seconds()))
+        heads = [queue[0][0] for queue in self.waiting.values() if queue]
+        if heads:
+            now = self.clock.now()
+            wait = min(wait, max(0.0, min((due - now).total_seconds() if due else 0.0 for due in heads)))
         batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=self.settings.batch_max_records)
-        ready: list[Incoming] = []
+        now = self.clock.now()
         for partition, records in batches.items():
+            if partition not in consumer.assignment():
+                continue
+            queue = self.waiting.setdefault(partition, deque())
             for record in records:
                 incoming = Incoming.from_record(record)
                 due = self.due_of(incoming)
                 if due is not None and self.max_delay is not None and due > now + self.max_delay:
                     due = None
-                if due is not None and due > now:
-                    consumer.seek(partition, record.offset)
-                    consumer.pause(partition)
-                    self.held[partition] = due
-                    break
+                queue.append((due, incoming))
+            if len(queue) >= self.bound:
+                consumer.pause(partition)
+        ready: list[Incoming] = []
+        done: dict[TopicPartition, int] = {}
+        for partition, queue in self.waiting.items():
+            while queue and len(ready) < self.settings.batch_max_records and (
+                queue[0][0] is None or queue[0][0] <= now
+            ):
+                _, incoming = queue.popleft()
                 ready.append(incoming)
+                done[partition] = incoming.offset + 1
         if ready:
             await self.process(ready)
-            await consumer.commit()
+            await consumer.commit({partition: offset for partition, offset in done.items()})
+        for partition, queue in self.waiting.items():
+            if len(queue) < self.bound and partition in consumer.paused() and partition in consumer.assignment():
+                consumer.resume(partition)
