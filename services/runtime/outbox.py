@@ -27,7 +27,8 @@ may not write) is copied to ``<worker>.outbox.parked`` with its reason, counted
 in ``cartflow status`` and the ``cartflow_outbox_parked`` gauge, and listed and
 sent again by ``cartflow dlq parked`` / ``cartflow dlq unpark``. A record that
 fails for a passing reason holds back every later record of the same topic and
-key; its chunk stays unsent and goes again, whole, after a backoff. The
+key; its chunk stays unsent, remembers which of its records went out, and the
+others go again after a backoff. The
 producer keeps one batch per partition in flight, so records of one key leave
 in order; only a batch refused for longer than the producer's request timeout
 can be overtaken by a later one (``CARTFLOW_KAFKA_IDEMPOTENT_PRODUCER`` closes
@@ -137,6 +138,11 @@ async def write_outbox(
     if written is not None:
         written.update(chunks)
     return [(number, index) for number, records in chunks.items() for index in range(len(records))]
+
+
+def _bytes_of(records: list[dict[str, Any]]) -> int:
+    """The bytes of stored records' keys and values: what keeping them in memory costs."""
+    return sum(len(doc["value"]) + len(doc["key"] or b"") for doc in records)
 
 
 def records_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
@@ -262,7 +268,7 @@ class OutboxRelay:
         publishes from memory instead of reading them back (within a bound)."""
         if written and self.lease.until is not None:  # only the leading relay publishes
             for number, records in written.items():
-                size = sum(len(doc["value"]) + len(doc["key"] or b"") for doc in records)
+                size = _bytes_of(records)
                 if self._fresh_bytes + size > FRESH_BYTES:
                     break  # read back from MongoDB instead
                 self._fresh[number] = records
@@ -366,7 +372,7 @@ class OutboxRelay:
     def _forget(self, number: int) -> None:
         records = self._fresh.pop(number, None)
         if records is not None:
-            self._fresh_bytes -= sum(len(doc["value"]) + len(doc["key"] or b"") for doc in records)
+            self._fresh_bytes -= _bytes_of(records)
 
     async def _next_chunks(self) -> tuple[list[dict[str, Any]], bool]:
         """Unsent chunks in order, up to about ``batch_size`` records still to

@@ -164,7 +164,6 @@ class BatchProcessor:
         self.inbox = db[f"{logic.name}.inbox"]
         self.internal_inbox = db[f"{logic.name}.internal-inbox"]
         self.outbox_name = f"{logic.name}.outbox"
-        self.outbox = db[self.outbox_name]
         self.retry_max_seconds = retry_max_seconds
         #: Told of each batch's commit, with the outbox chunks it wrote (see OutboxRelay.wake).
         self.on_commit = on_commit or (lambda written: None)
