@@ -8,13 +8,16 @@ overwrite each other's changes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from services.cart_worker.domain import UNTRACKED, Cart, CartLine, Change, PendingStock, Product, SizeOption
 from services.runtime.mongo import find_by_ids, replace_all, write_versioned
@@ -24,21 +27,57 @@ CATALOG = "cart.catalog"
 STOCK = "cart.stock"
 
 
+#: Indexes of earlier releases: one per housekeeping moment and one on the last
+#: change, all four kept up to date by every cart write. ``due_at`` and
+#: ``empty_since`` replace them with two that hold only the carts they apply to.
+LEGACY_INDEXES = ("check_at_1", "remind_at_1", "expire_at_1", "updated_at_1")
+
+
 async def prepare(db: AsyncDatabase) -> None:
     # Carts waiting on the stock worker, by deadline, for the timeout sweep.
     await db[CARTS].create_index("pending.deadline", sparse=True)
     # Carts holding a product, for releasing its reservations when it is deleted.
     await db[CARTS].create_index("items.product_id")
-    # Housekeeping moments, for the sweep that finds carts whose time has come.
-    for moment in ("check_at", "remind_at", "expire_at"):
-        await db[CARTS].create_index(moment)
-    # Carts by last change, for pruning the empty ones.
-    await db[CARTS].create_index("updated_at")
+    # The earliest housekeeping moment, for the sweep that finds carts whose time
+    # has come; and since when an empty cart is empty, for pruning. Both fields
+    # are left out where they do not apply, so these indexes hold only such carts.
+    await db[CARTS].create_index("due_at", sparse=True)
+    await db[CARTS].create_index("empty_since", sparse=True)
+    await _migrate_legacy_carts(db)
+
+
+async def _migrate_legacy_carts(db: AsyncDatabase) -> None:
+    """Give carts written by an earlier release their ``due_at`` and ``empty_since``,
+    then drop the indexes those fields replace. It runs while a legacy index
+    exists, so a start interrupted halfway migrates again at the next one."""
+    carts = db[CARTS]
+    legacy = [name for name in await carts.index_information() if name in LEGACY_INDEXES]
+    if not legacy:
+        return
+    batch: list[UpdateOne] = []
+    async for doc in carts.find({"due_at": {"$exists": False}, "empty_since": {"$exists": False}}):
+        derived = _derived_fields(doc)
+        if derived:
+            batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": derived}))
+        if len(batch) >= 500:
+            await carts.bulk_write(batch, ordered=False)
+            batch = []
+    if batch:
+        await carts.bulk_write(batch, ordered=False)
+    for name in legacy:
+        with contextlib.suppress(OperationFailure):  # another process starting dropped it first
+            await carts.drop_index(name)
 
 
 def empty_since(cutoff: datetime) -> dict[str, Any]:
-    """Carts with nothing in them, nothing pending or queued, unchanged since ``cutoff``."""
-    return {"items.0": {"$exists": False}, "pending": None, "queue.0": {"$exists": False}, "updated_at": {"$lt": cutoff}}
+    """Carts with nothing in them, nothing pending or queued, unchanged since ``cutoff``
+    (found through the ``empty_since`` index; the rest guards the delete)."""
+    return {
+        "empty_since": {"$lt": cutoff},
+        "items.0": {"$exists": False},
+        "pending": None,
+        "queue.0": {"$exists": False},
+    }
 
 
 def product_to_doc(product: Product) -> dict[str, Any]:
@@ -131,8 +170,20 @@ def _pending_from_doc(doc: dict[str, Any] | None) -> PendingStock | None:
     )
 
 
+def _derived_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The indexed fields a cart document carries only when they apply: the
+    earliest of its housekeeping moments, and since when it has been empty."""
+    derived: dict[str, Any] = {}
+    moments = [doc[moment] for moment in ("check_at", "remind_at", "expire_at") if doc.get(moment) is not None]
+    if moments:
+        derived["due_at"] = min(moments)
+    if not doc.get("items") and doc.get("pending") is None and not doc.get("queue") and doc.get("updated_at"):
+        derived["empty_since"] = doc["updated_at"]
+    return derived
+
+
 def cart_to_doc(cart: Cart) -> dict[str, Any]:
-    return {
+    doc = {
         "_id": cart.user_id,
         "version": cart.version,
         "updated_at": cart.updated_at,
@@ -144,6 +195,7 @@ def cart_to_doc(cart: Cart) -> dict[str, Any]:
         "remind_at": cart.remind_at,
         "expire_at": cart.expire_at,
     }
+    return {**doc, **_derived_fields(doc)}
 
 
 def cart_from_doc(doc: dict[str, Any]) -> Cart:
@@ -194,9 +246,9 @@ async def carts_past_deadline(db: AsyncDatabase, now: datetime, limit: int) -> l
     return [cart_from_doc(doc) async for doc in cursor]
 
 
-async def carts_due(db: AsyncDatabase, field: str, now: datetime, limit: int) -> list[Cart]:
-    """Carts whose housekeeping moment ``field`` (check_at, remind_at, expire_at) has come."""
-    cursor = db[CARTS].find({field: {"$lte": now}}).sort(field, 1).limit(limit)
+async def carts_due(db: AsyncDatabase, now: datetime, limit: int) -> list[Cart]:
+    """Carts whose earliest housekeeping moment (check_at, remind_at, expire_at) has come, earliest first."""
+    cursor = db[CARTS].find({"due_at": {"$lte": now}}).sort("due_at", 1).limit(limit)
     return [cart_from_doc(doc) async for doc in cursor]
 
 

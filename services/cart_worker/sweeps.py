@@ -22,8 +22,10 @@ async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limi
 
 
 async def find_housekeeping_due(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[HousekeepingDue]:
-    now, due = clock.now(), []
-    for task, moment in housekeeping.TASK_FIELDS.items():
-        for cart in await repository.carts_due(db, moment, now, limit):
-            due.append(HousekeepingDue(cart.user_id, task, getattr(cart, moment)))
-    return due
+    now = clock.now()
+    return [
+        HousekeepingDue(cart.user_id, task, at)
+        for cart in await repository.carts_due(db, now, limit)
+        for task, moment in housekeeping.TASK_FIELDS.items()
+        if (at := getattr(cart, moment)) is not None and at <= now
+    ]

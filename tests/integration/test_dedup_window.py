@@ -12,6 +12,7 @@ import pytest
 
 from harness.deployment import open_deployment
 from harness.support import ask, command, run_cli, stocked
+from services.cart_worker import repository as cart_repository
 from services.cart_worker.app import SPEC as CART
 from services.checkout_worker.app import SPEC as CHECKOUT
 from services.runtime.retention import prune_finished, prune_inbox
@@ -49,7 +50,7 @@ async def test_pruning_removes_only_entries_older_than_the_window_from_both_inbo
         await deployment.close()
 
 
-async def test_finished_checkouts_closed_reservations_and_empty_carts_go_once_older_than_their_retention(backends):
+async def test_finished_checkouts_closed_reservations_and_empty_carts_of_this_or_an_earlier_release_go_once_older_than_their_retention(backends):
     deployment = await open_deployment(backends)
     old, recent = NOW - timedelta(days=40), NOW - timedelta(hours=1)
     try:
@@ -74,6 +75,10 @@ async def test_finished_checkouts_closed_reservations_and_empty_carts_go_once_ol
             {"_id": "emptied-recently", "items": [], "pending": None, "queue": [], "updated_at": recent},
             {"_id": "older-release", "items": [], "updated_at": old},  # written before carts had a queue
         ])
+        # Written by a release that indexed every cart by its last change: the
+        # worker's start-up gives them the fields pruning looks for.
+        await db["cart.carts"].create_index("updated_at")
+        await cart_repository.prepare(db)
 
         removed = sum([await prune_finished(db, spec, Settings(), NOW) for spec in (CART, STOCK, CHECKOUT)])
 

@@ -1,0 +1,67 @@
+"""How carts are stored and found again on the real database: the housekeeping
+sweep finds carts by their earliest moment, and carts written by an earlier
+release are found the same way once a worker of this release has started."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from harness.deployment import open_deployment
+from services.cart_worker import repository
+from services.cart_worker.domain import Cart
+from services.cart_worker.sweeps import find_housekeeping_due
+from services.runtime.clock import ManualClock
+from services.runtime.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+async def test_the_sweep_finds_each_task_whose_moment_has_come_and_none_that_is_still_ahead(backends):
+    deployment = await open_deployment(backends)
+    try:
+        db = deployment.db
+        await repository.prepare(db)
+        hour = timedelta(hours=1)
+        carts = [
+            Cart("reminded-and-expired", updated_at=NOW, check_at=NOW + hour, remind_at=NOW - hour, expire_at=NOW),
+            Cart("checked", updated_at=NOW, check_at=NOW - hour, remind_at=NOW + hour, expire_at=NOW + hour),
+            Cart("not-yet", updated_at=NOW, check_at=NOW + hour, remind_at=NOW + hour, expire_at=NOW + 2 * hour),
+            Cart("nothing-scheduled", updated_at=NOW),
+        ]
+        await db[repository.CARTS].insert_many([repository.cart_to_doc(cart) for cart in carts])
+
+        due = await find_housekeeping_due(db, ManualClock(NOW), Settings(), 100)
+
+        assert sorted((item.user_id, item.task) for item in due) == [
+            ("checked", "check"), ("reminded-and-expired", "expire"), ("reminded-and-expired", "remind")
+        ]
+    finally:
+        await deployment.close()
+
+
+async def test_carts_of_an_earlier_release_are_found_by_the_sweep_after_start_up(backends):
+    deployment = await open_deployment(backends)
+    try:
+        db = deployment.db
+        # As an earlier release stored them: an index per moment, no due_at.
+        for moment in ("check_at", "remind_at", "expire_at", "updated_at"):
+            await db[repository.CARTS].create_index(moment)
+        await db[repository.CARTS].insert_many([
+            {"_id": "legacy-due", "items": [], "pending": None, "queue": [], "updated_at": NOW,
+             "check_at": None, "remind_at": NOW - timedelta(minutes=5), "expire_at": NOW + timedelta(days=1)},
+            {"_id": "legacy-later", "items": [], "updated_at": NOW, "expire_at": NOW + timedelta(days=1)},
+        ])
+
+        await repository.prepare(db)
+        await repository.prepare(db)  # a second start finds nothing left to do
+
+        due = await find_housekeeping_due(db, ManualClock(NOW), Settings(), 100)
+        assert [(item.user_id, item.task) for item in due] == [("legacy-due", "remind")]
+        indexes = await db[repository.CARTS].index_information()
+        assert not set(indexes) & set(repository.LEGACY_INDEXES), "the indexes every write kept up are gone"
+    finally:
+        await deployment.close()
