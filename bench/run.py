@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -447,6 +448,8 @@ async def deadlines(
                 sweep_ms = (time.perf_counter() - timer) * 1000
             await asyncio.sleep(0.1)
     collector.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await collector
     await client.close()
     await orders.stop()
     worker.stop()

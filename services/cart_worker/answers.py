@@ -63,6 +63,9 @@ class CartSteps:
     def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
         raise NotImplementedError  # the command dispatch, in handlers.CartLogic
 
+    def _decide(self, unit: CartUnit, command: Any, cart: domain.Cart | None = None) -> domain.Outcome:
+        raise NotImplementedError  # the cart rules applied, in handlers.CartLogic
+
     def _answer(self, command: Any, outcome: domain.Outcome, *, late: bool = False) -> list[Outgoing]:
         now = self.clock.now()
         envelope = causal_envelope(command.message_id, command.correlation_id, now)
@@ -102,7 +105,8 @@ class CartSteps:
         if outcome.cart.line(item_id) is None:
             return outcome
         view = domain.added_view if isinstance(command, cart_contract.AddItem) else domain.updated_view
-        data = view(outcome.cart, item_id, unit.products, unit.stock, now=self.clock.now(), include_cart=command.include_cart)
+        # Steps still in flight belong to later commands: the reply shows the cart without them.
+        data = view(domain.before_steps(outcome.cart), item_id, unit.products, unit.stock, now=self.clock.now(), include_cart=command.include_cart)
         return replace(outcome, data=data)
 
     def _reserve(self, command: Any, line: domain.CartLine, reservation_id: str, expires_at: datetime) -> Outgoing:

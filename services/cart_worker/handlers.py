@@ -153,8 +153,10 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
 
     def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
         cart = unit.cart(command.user_id)
-        if cart.pending is not None and not isinstance(command, cart_contract.ListProducts):
+        if cart.steps and not isinstance(command, cart_contract.ListProducts):
             # The catalog is no part of the cart: listing it waits for nothing.
+            if not cart.queue and (started := self._start_alongside(unit, cart, command)) is not None:
+                return started
             if len(cart.queue) >= MAX_QUEUED_COMMANDS:
                 busy = Rejected(
                     ErrorCode.CART_LIMIT_REACHED,
@@ -190,9 +192,9 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             outcome = replace(outcome, cart=new_cart)
         return [*self._answer(command, outcome, late=late), *stock_step]
 
-    def _decide(self, unit: CartUnit, command: Any) -> domain.Outcome:
+    def _decide(self, unit: CartUnit, command: Any, cart: domain.Cart | None = None) -> domain.Outcome:
         now = self.clock.now()
-        cart = unit.cart(command.user_id)
+        cart = cart or unit.cart(command.user_id)
         max_quantity = self.settings.cart_item_max_quantity
         catalog, stock = unit.products, unit.stock
         match command:

@@ -58,7 +58,8 @@ async def _migrate_legacy_carts(db: AsyncDatabase) -> None:
     async for doc in carts.find({"due_at": {"$exists": False}, "empty_since": {"$exists": False}}):
         derived = _derived_fields(doc)
         if derived:
-            batch.append(UpdateOne({"_id": doc["_id"]}, {"$set": derived}))
+            # Only as read: a process of this release that started first may have written it since.
+            batch.append(UpdateOne({"_id": doc["_id"], "version": doc.get("version")}, {"$set": derived}))
         if len(batch) >= 500:
             await carts.bulk_write(batch, ordered=False)
             batch = []
@@ -142,23 +143,22 @@ def _line_from_doc(doc: dict[str, Any]) -> CartLine:
     )
 
 
-def _pending_to_doc(pending: PendingStock | None) -> dict[str, Any] | None:
-    if pending is None:
-        return None
-    return {
-        "command": dict(pending.command),
-        "item_id": pending.item_id,
-        "reservation_id": pending.reservation_id,
-        "operation": pending.operation,
-        "previous": _line_to_doc(pending.previous) if pending.previous else None,
-        "deadline": pending.deadline,
-        "stock_command_id": pending.stock_command_id,
+def _step_to_doc(step: PendingStock) -> dict[str, Any]:
+    doc = {
+        "command": dict(step.command),
+        "item_id": step.item_id,
+        "reservation_id": step.reservation_id,
+        "operation": step.operation,
+        "previous": _line_to_doc(step.previous) if step.previous else None,
+        "deadline": step.deadline,
+        "stock_command_id": step.stock_command_id,
     }
+    if step.answer is not None:
+        doc["answer"] = dict(step.answer)
+    return doc
 
 
-def _pending_from_doc(doc: dict[str, Any] | None) -> PendingStock | None:
-    if not doc:
-        return None
+def _step_from_doc(doc: dict[str, Any]) -> PendingStock:
     return PendingStock(
         command=doc["command"],
         item_id=doc["item_id"],
@@ -167,7 +167,17 @@ def _pending_from_doc(doc: dict[str, Any] | None) -> PendingStock | None:
         previous=_line_from_doc(doc["previous"]) if doc.get("previous") else None,
         deadline=doc["deadline"],
         stock_command_id=doc.get("stock_command_id"),
+        answer=doc.get("answer"),
     )
+
+
+def _steps_from_doc(doc: list[dict[str, Any]] | dict[str, Any] | None) -> tuple[PendingStock, ...]:
+    """The steps in flight: a list of them, or (stored by an earlier release) one or none."""
+    if not doc:
+        return ()
+    if isinstance(doc, dict):
+        return (_step_from_doc(doc),)
+    return tuple(_step_from_doc(step) for step in doc)
 
 
 def _derived_fields(doc: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +187,7 @@ def _derived_fields(doc: dict[str, Any]) -> dict[str, Any]:
     moments = [doc[moment] for moment in ("check_at", "remind_at", "expire_at") if doc.get(moment) is not None]
     if moments:
         derived["due_at"] = min(moments)
-    if not doc.get("items") and doc.get("pending") is None and not doc.get("queue") and doc.get("updated_at"):
+    if not doc.get("items") and not doc.get("pending") and not doc.get("queue") and doc.get("updated_at"):
         derived["empty_since"] = doc["updated_at"]
     return derived
 
@@ -188,7 +198,8 @@ def cart_to_doc(cart: Cart) -> dict[str, Any]:
         "version": cart.version,
         "updated_at": cart.updated_at,
         "items": [_line_to_doc(line) for line in cart.lines],
-        "pending": _pending_to_doc(cart.pending),
+        # Kept under its earlier name (and null when none) for the index and the pruning query.
+        "pending": [_step_to_doc(step) for step in cart.steps] or None,
         "queue": [dict(command) for command in cart.queue],
         "active_at": cart.active_at,
         "check_at": cart.check_at,
@@ -204,7 +215,7 @@ def cart_from_doc(doc: dict[str, Any]) -> Cart:
         lines=tuple(_line_from_doc(line) for line in doc.get("items") or ()),
         version=doc.get("version", 0),
         updated_at=doc.get("updated_at"),
-        pending=_pending_from_doc(doc.get("pending")),
+        steps=_steps_from_doc(doc.get("pending")),
         queue=tuple(doc.get("queue") or ()),
         active_at=doc.get("active_at"),
         check_at=doc.get("check_at"),
@@ -242,7 +253,16 @@ async def save_stock(db: AsyncDatabase, stock: dict[str, int], session: AsyncCli
 
 
 async def carts_past_deadline(db: AsyncDatabase, now: datetime, limit: int) -> list[Cart]:
-    cursor = db[CARTS].find({"pending.deadline": {"$lte": now}}).limit(limit)
+    """Carts with a step in flight past its deadline whose answer has not come
+    (one that came waits for the steps before it, and needs no timeout)."""
+    overdue = {
+        "$or": [
+            {"pending": {"$elemMatch": {"deadline": {"$lte": now}, "answer": {"$exists": False}}}},
+            # No answer held at all; also the one step an earlier release stored as a document.
+            {"pending.deadline": {"$lte": now}, "pending.answer": {"$exists": False}},
+        ]
+    }
+    cursor = db[CARTS].find(overdue).limit(limit)
     return [cart_from_doc(doc) async for doc in cursor]
 
 

@@ -1,11 +1,20 @@
 """The cart's stock steps: with reservation at add-to-cart on, an add or an
 increase is confirmed only once the stock worker answered on ``stock.events``;
-the cart keeps the command pending, queues the user's later commands behind it,
-and answers when the stock answer arrives, or with ``RESERVATION_FAILED`` when
-it does not arrive in time."""
+the cart keeps the command pending and answers when the stock answer arrives,
+or with ``RESERVATION_FAILED`` when it does not arrive in time.
+
+Adds and increases of different lines run their steps at the same time; their
+answers are taken in the order the commands came, so each reply leaves after
+the replies to earlier commands and shows the cart as those left it. Any other
+command that comes while steps are in flight (a look at the cart, a removal, a
+checkout) waits in the cart's queue until none is left, and the commands after
+it wait behind it; a second change of a line in flight waits, at the head of the
+queue, only for that line's answer."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -19,6 +28,15 @@ from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import Accepted, Cart, PendingStock, Rejected
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue, stock_command_id
 from services.runtime.records import Outgoing
+
+
+#: How a held timeout is marked among held answers (stock events have a ``type``).
+OVERDUE = "overdue"
+#: Most stock steps one cart has in flight at once; later commands wait in its queue.
+MAX_STEPS_IN_FLIGHT = 20
+#: Largest answer a step holds as it came; one larger counts as its timeout.
+MAX_HELD_ANSWER_BYTES = 4096
+CHECKOUTS = ("CheckoutItem", "CheckoutCart")
 
 
 class StockSteps(CartSteps):
@@ -91,26 +109,45 @@ class StockSteps(CartSteps):
         holder = domain.parse_holder(getattr(event, "holder", None))
         if holder is None:
             return []
-        now = self.clock.now()
         cart = unit.cart(holder[0])
-        pending = cart.pending
         if isinstance(event, stock_contract.StockReleased):
             if not event.no_op:
-                unit.put_cart(domain.mark_released(cart, event.reservation_id, now=now))
+                unit.put_cart(domain.mark_released(cart, event.reservation_id, now=self.clock.now()))
             return []
-        if pending is None or not pending.is_answered_by(event.causation_id, event.reservation_id):
-            # Not the answer to the step in flight: a late one (the timeout already
+        index = next(
+            (n for n, step in enumerate(cart.steps) if step.is_answered_by(event.causation_id, event.reservation_id)),
+            None,
+        )
+        if index is None:
+            # Not the answer to a step in flight: a late one (the timeout already
             # compensated for it) or one to an earlier command on the same reservation.
             return []
+        if index > 0:
+            # An earlier step is still in flight: this answer waits its turn, so
+            # that the replies leave in the order the commands came.
+            if cart.steps[index].answer is None:
+                unit.put_cart(domain.hold_answer(cart, index, self._to_hold(cart, index, event)))
+            return []
+        return [*self._take_first(unit, cart, event), *self._drain(unit, cart.user_id)]
+
+    def _take_first(self, unit: CartUnit, cart: Cart, event: Any) -> list[Outgoing]:
+        """Resolve the cart's first step with ``event``, its answer (or its timeout)."""
+        if isinstance(event, StockAnswerOverdue):
+            return self._time_out_first(unit, cart, event)
+        now = self.clock.now()
+        pending = cart.pending
+        assert pending is not None
         command = cart_contract.cart_command_adapter.validate_python(pending.command)
         if isinstance(event, stock_contract.StockReserved | stock_contract.ReservationAdjusted):
             confirmed = domain.confirm_stock(cart, event.quantity, now=now)
+            given_back = self._release_if_deleted(unit, confirmed, command, pending)
+            confirmed = unit.cart(cart.user_id) if given_back else confirmed
             unit.put_cart(confirmed)
             if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
-                return [*self._on_command(unit, command, late=True), *self._drain(unit, cart.user_id)]
+                return [*self._on_command(unit, command, late=True), *given_back]
             confirmed_change = Accepted(confirmed, _events_of(command, pending, confirmed), None, pending.item_id)
             outcome = self._with_cart_view(unit, confirmed_change, command)
-            return [*self._answer(command, outcome, late=True), *self._drain(unit, cart.user_id)]
+            return [*self._answer(command, outcome, late=True), *given_back]
         if isinstance(event, stock_contract.StockReservationRejected):
             rejection = domain.insufficient_stock(pending, command.type, event.requested, event.available)
             if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
@@ -137,26 +174,60 @@ class StockSteps(CartSteps):
                 pending,
                 reservation_id=reservation_id,
                 operation="reserve",
+                deadline=now + timedelta(seconds=self.settings.stock_reply_timeout_seconds),
                 # The lapsed reservation holds nothing: a refusal leaves the line without one.
                 previous=domain.unreserved(pending.previous) if pending.previous else None,
                 stock_command_id=stock_command_id(command.message_id, "ReserveStock", reservation_id),
             )
-            unit.put_cart(domain.await_stock(replace(cart, pending=None), retry, now=now))
+            unit.put_cart(domain.retry_first(cart, retry, now=now))
             return [self._reserve(command, line, reservation_id, expires_at)]
         return self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending))
 
+    def _release_if_deleted(self, unit: CartUnit, cart: Cart, command: Any, pending: PendingStock) -> list[Outgoing]:
+        """The product was deleted while the step was in flight (its units were not
+        released then, the line held none yet): give them back now. The cart with
+        the line unreserved is put in ``unit``."""
+        line = cart.line(pending.item_id)
+        product = unit.products.get(line.product_id) if line else None
+        if line is None or product is None or not product.is_deleted or not line.reservation_id:
+            return []
+        unit.put_cart(domain.mark_released(cart, line.reservation_id, now=self.clock.now()))
+        release = self._stock_command(
+            stock_contract.ReleaseReservation,
+            f"{command.message_id}:product_deleted",
+            command.correlation_id,
+            reservation_id=line.reservation_id,
+            product_id=line.product_id,
+            reason="product_deleted",
+            holder=domain.holder_of(command.user_id, line.item_id),
+        )
+        return [release]
+
     def _resolve_refused(self, unit: CartUnit, cart: Cart, command: Any, rejection: Rejected) -> list[Outgoing]:
         unit.put_cart(domain.roll_back_stock(cart, now=self.clock.now()))
-        return [*self._answer(command, rejection, late=True), *self._drain(unit, cart.user_id)]
+        return self._answer(command, rejection, late=True)
 
     def _on_overdue(self, unit: CartUnit, overdue: StockAnswerOverdue) -> list[Outgoing]:
         cart = unit.cart(overdue.user_id)
-        pending = cart.pending
-        if pending is None or (pending.reservation_id, pending.command.get("message_id")) != (
-            overdue.reservation_id,
-            overdue.command_id,
-        ):
+        index = next(
+            (
+                n for n, step in enumerate(cart.steps)
+                if (step.reservation_id, step.command.get("message_id")) == (overdue.reservation_id, overdue.command_id)
+            ),
+            None,
+        )
+        if index is None or cart.steps[index].answer is not None:
+            return []  # answered (or answered already, waiting its turn)
+        if index > 0:
+            unit.put_cart(domain.hold_answer(cart, index, {OVERDUE: dataclasses.asdict(overdue)}))
             return []
+        return [*self._time_out_first(unit, cart, overdue), *self._drain(unit, cart.user_id)]
+
+    def _time_out_first(self, unit: CartUnit, cart: Cart, overdue: StockAnswerOverdue) -> list[Outgoing]:
+        """The first step's answer did not come in time: refuse its command and undo
+        whatever the stock worker may still do for it."""
+        pending = cart.pending
+        assert pending is not None
         command = cart_contract.cart_command_adapter.validate_python(pending.command)
         line = cart.line(pending.item_id)
         product_id = line.product_id if line else (pending.previous.product_id if pending.previous else "")
@@ -179,16 +250,74 @@ class StockSteps(CartSteps):
         )
         return [*self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending)), compensation]
 
+    @staticmethod
+    def _to_hold(cart: Cart, index: int, event: Any) -> dict[str, Any]:
+        """What the cart keeps of an answer that waits its turn: the event, or, when
+        it is larger than any the stock worker sends (a long free-text field),
+        the step's timeout, which undoes whatever the stock worker did for it."""
+        answer = event.model_dump(mode="json")
+        if len(json.dumps(answer)) <= MAX_HELD_ANSWER_BYTES:
+            return answer
+        step = cart.steps[index]
+        overdue = StockAnswerOverdue(cart.user_id, step.reservation_id, str(step.command.get("message_id")))
+        return {OVERDUE: dataclasses.asdict(overdue)}
+
+    def _held(self, user_id: str, step: PendingStock) -> Any:
+        """A held answer as it came: a stock event, or the timeout of its step. One
+        that no longer reads (stored by another release) counts as the timeout,
+        which undoes whatever the stock worker did for the step."""
+        answer = {key: value for key, value in (step.answer or {}).items() if key != domain.RELEASED_SINCE}
+        try:
+            if OVERDUE in answer:
+                return StockAnswerOverdue(**answer[OVERDUE])
+            return stock_contract.stock_event_adapter.validate_python(answer)
+        except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
+            return StockAnswerOverdue(user_id, step.reservation_id, str(step.command.get("message_id")))
+
+    def _start_alongside(self, unit: CartUnit, cart: Cart, command: Any) -> list[Outgoing] | None:
+        """Start ``command``'s own stock step while others are in flight, when it
+        is an add or an increase of a line none of them is about; None when it
+        must wait for them instead. ``cart`` is the cart as the command finds it."""
+        if not (self.reserving and isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity)):
+            return None
+        if len(cart.steps) >= MAX_STEPS_IN_FLIGHT or any(
+            step.command.get("type") in CHECKOUTS for step in cart.steps
+        ):
+            return None
+        outcome = self._decide(unit, command, cart)
+        if not isinstance(outcome, Accepted) or not outcome.events or cart.in_flight(outcome.item_id or ""):
+            return None
+        pending, stock_step, new_cart = self._stock_step(cart, outcome, command)
+        if pending is None:
+            return None  # answered at once: it would overtake the replies still to come
+        unit.put_cart(new_cart)
+        return stock_step
+
     def _drain(self, unit: CartUnit, user_id: str) -> list[Outgoing]:
-        """Run the commands that waited behind a resolved stock step, until one waits again."""
+        """After a step was resolved: resolve the next ones whose answers already
+        came, then run the commands that waited, until one waits again."""
         outputs: list[Outgoing] = []
         while True:
             cart = unit.cart(user_id)
-            if cart.pending is not None or not cart.queue:
+            first = cart.pending
+            if first is not None and first.answer is not None:
+                outputs.extend(self._take_first(unit, cart, self._held(user_id, first)))
+                if first.answer.get(domain.RELEASED_SINCE):
+                    now = self.clock.now()
+                    unit.put_cart(domain.mark_released(unit.cart(user_id), first.reservation_id, now=now))
+                continue
+            if not cart.queue:
                 return outputs
-            unit.put_cart(replace(cart, queue=cart.queue[1:]))
             command = cart_contract.cart_command_adapter.validate_python(cart.queue[0])
-            outputs.extend(self._on_command(unit, command, late=True))
+            rest = replace(cart, queue=cart.queue[1:])
+            if first is None:
+                unit.put_cart(rest)
+                outputs.extend(self._on_command(unit, command, late=True))
+                continue
+            started = self._start_alongside(unit, rest, command)
+            if started is None:
+                return outputs
+            outputs.extend(started)
 
 
 def _events_of(command: Any, pending: PendingStock, cart: Cart) -> tuple[domain.DomainEvent, ...]:

@@ -13,11 +13,12 @@ from services.runtime.settings import Settings
 
 
 async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[StockAnswerOverdue]:
-    carts = await repository.carts_past_deadline(db, clock.now(), limit)
+    now = clock.now()
     return [
-        StockAnswerOverdue(cart.user_id, cart.pending.reservation_id, str(cart.pending.command.get("message_id")))
-        for cart in carts
-        if cart.pending
+        StockAnswerOverdue(cart.user_id, step.reservation_id, str(step.command.get("message_id")))
+        for cart in await repository.carts_past_deadline(db, now, limit)
+        for step in cart.steps
+        if step.deadline <= now and step.answer is None
     ]
 
 

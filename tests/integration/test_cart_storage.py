@@ -10,8 +10,8 @@ import pytest
 
 from harness.deployment import open_deployment
 from services.cart_worker import repository
-from services.cart_worker.domain import Cart
-from services.cart_worker.sweeps import find_housekeeping_due
+from services.cart_worker.domain import Cart, PendingStock
+from services.cart_worker.sweeps import find_housekeeping_due, find_overdue
 from services.runtime.clock import ManualClock
 from services.runtime.settings import Settings
 
@@ -63,5 +63,40 @@ async def test_carts_of_an_earlier_release_are_found_by_the_sweep_after_start_up
         assert [(item.user_id, item.task) for item in due] == [("legacy-due", "remind")]
         indexes = await db[repository.CARTS].index_information()
         assert not set(indexes) & set(repository.LEGACY_INDEXES), "the indexes every write kept up are gone"
+    finally:
+        await deployment.close()
+
+
+def _step(name: str, deadline: datetime, answer: dict | None = None) -> PendingStock:
+    return PendingStock(
+        command={"type": "AddItem", "message_id": f"add-{name}"}, item_id=name, reservation_id=f"r-{name}",
+        operation="reserve", previous=None, deadline=deadline, answer=answer,
+    )
+
+
+async def test_the_overdue_sweep_times_out_each_unanswered_step_past_its_deadline_and_no_other(backends):
+    deployment = await open_deployment(backends)
+    try:
+        db = deployment.db
+        await repository.prepare(db)
+        minute = timedelta(minutes=1)
+        carts = [
+            # The first step is still within its time; the second's answer came and waits its turn.
+            Cart("waiting-its-turn", steps=(_step("cap", NOW + minute), _step("mug", NOW - minute, {"type": "x"}))),
+            Cart("two-late", steps=(_step("cap", NOW - minute), _step("mug", NOW - minute), _step("tee", NOW + minute))),
+            Cart("in-time", steps=(_step("cap", NOW + minute),)),
+        ]
+        await db[repository.CARTS].insert_many([repository.cart_to_doc(cart) for cart in carts])
+        # One step stored as a document of its own, as an earlier release did.
+        await db[repository.CARTS].insert_one({
+            "_id": "legacy", "items": [], "queue": [], "updated_at": NOW,
+            "pending": {**repository.cart_to_doc(Cart("x", steps=(_step("cap", NOW - minute),)))["pending"][0]},
+        })
+
+        overdue = await find_overdue(db, ManualClock(NOW), Settings(), 100)
+
+        assert sorted((item.user_id, item.reservation_id) for item in overdue) == [
+            ("legacy", "r-cap"), ("two-late", "r-cap"), ("two-late", "r-mug")
+        ]
     finally:
         await deployment.close()

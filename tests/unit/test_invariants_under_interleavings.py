@@ -12,6 +12,19 @@ After every step: for every product, reserved + sold <= on hand, and the
 counters equal the sums of the reservation records. Whenever no message is in
 flight: every paid order has its units committed, and every committed unit
 belongs to exactly one paid order.
+
+What every buyer sees is checked by a second machine (``Buyers``), with
+reservation at add-to-cart on and several stock steps of one cart in flight:
+on top of the same buyers, the catalog changes (products deleted, prices
+changed), buyers look at their carts, and the cart's overdue sweep finds the
+steps past their deadline in any order, or only some of them in one pass.
+After every step: each command has had at most one reply, and each buyer's
+replies from the cart worker came in the order the commands were sent (a
+checkout is answered by the checkout worker once it took it on, which may be
+after the cart worker answered later commands). At the end, once every message
+arrived and every deadline passed: every command was answered, no cart is left
+with steps in flight or commands queued, and the stock worker holds nothing for
+a cart line the cart does not know of.
 """
 
 from __future__ import annotations
@@ -200,9 +213,10 @@ class Shop(RuleBasedStateMachine):
             if r.state == ACTIVE and r.expires_at and r.expires_at <= now:
                 self.handle("stock", ExpireReservation(r.reservation_id, r.expires_at))
         for cart in list(self.units["cart"].carts.values()):
-            if cart.pending and cart.pending.deadline <= now:
-                command_id = str(cart.pending.command.get("message_id"))
-                self.handle("cart", StockAnswerOverdue(cart.user_id, cart.pending.reservation_id, command_id))
+            for step in cart.steps:  # as the sweep finds them: every step past its deadline, unanswered
+                if step.deadline <= now and step.answer is None:
+                    command_id = str(step.command.get("message_id"))
+                    self.handle("cart", StockAnswerOverdue(cart.user_id, step.reservation_id, command_id))
         for saga in list(self.units["checkout"].checkouts.values()):
             if saga.state == AWAITING_PAYMENT and saga.deadline <= now:
                 self.handle("checkout", OverdueDeadline(saga.payment_id, saga.deadline))
@@ -273,3 +287,106 @@ Shop.TestCase.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
 )
 TestStockAndMoneyInvariantsUnderInterleavings = Shop.TestCase
+
+
+class Buyers(Shop):
+    @initialize(reserve_at_add=st.just(True), seed=st.integers(0, 2**32))
+    def open_shop(self, reserve_at_add: bool, seed: int) -> None:
+        self.sent: dict[str, list[str]] = defaultdict(list)  # user -> command message_ids, as sent
+        self.answered: dict[str, list[str]] = defaultdict(list)  # user -> command_message_ids, as replied
+        #: Checkouts, answered by the checkout worker once it took them on: their
+        #: replies may come after those to later cart commands.
+        self.handed_over: set[str] = set()
+        super().open_shop(reserve_at_add, seed)
+
+    def publish(self, topic: str, key: str, body: dict[str, Any]) -> None:
+        super().publish(topic, key, body)
+        if topic == "cart.commands":
+            self.sent[body["user_id"]].append(f"m{self.number}")
+            if body["type"] in ("CheckoutItem", "CheckoutCart"):
+                self.handed_over.add(f"m{self.number}")
+
+    def route(self, outputs) -> None:
+        for output in outputs:
+            reply = json.loads(output.value)
+            if output.is_reply and reply.get("type") == "CommandResult":
+                self.answered[reply["user_id"]].append(reply["command_message_id"])
+        super().route(outputs)
+
+    # --- the catalog, the buyers' looks and the sweeps -------------------------------------
+
+    @rule(product=st.sampled_from(PRODUCTS[:6]))
+    def product_deleted(self, product):
+        self.publish("catalog.events", product, {"type": "ProductDeleted", "product_id": product})
+
+    @rule(product=st.sampled_from(PRODUCTS[:6]), price=st.sampled_from(["1.00", "2.50", "9.99"]))
+    def price_changed(self, product, price):
+        self.publish("catalog.events", product, {"type": "ProductUpserted", "product_id": product, "name": product, "price": price})
+
+    @rule(user=st.sampled_from(USERS))
+    def look(self, user):
+        self.command("GetCart", user)
+
+    @rule(seconds=st.sampled_from([5, 11, 61]), some=st.booleans())
+    def sweep_finds_steps_in_any_order(self, seconds, some):
+        """Time passes; the cart's sweep times out the overdue steps shuffled, or only some of them."""
+        self.clock.advance(seconds)
+        now = self.clock.now()
+        self.expire_reservations()
+        overdue = [
+            StockAnswerOverdue(cart.user_id, step.reservation_id, str(step.command.get("message_id")))
+            for cart in list(self.units["cart"].carts.values())
+            for step in cart.steps
+            if step.deadline <= now and step.answer is None
+        ]
+        self.rng.shuffle(overdue)
+        for item in overdue:
+            if not some or self.rng.random() < 0.5:
+                self.handle("cart", item)
+
+    @rule(seconds=st.sampled_from([55, 61]))
+    def reservations_expire_before_any_sweep(self, seconds):
+        self.clock.advance(seconds)
+        self.expire_reservations()
+
+    def expire_reservations(self) -> None:
+        now = self.clock.now()
+        for r in list(self.units["stock"].reservations.values()):
+            if r.state == ACTIVE and r.expires_at and r.expires_at <= now:
+                self.handle("stock", ExpireReservation(r.reservation_id, r.expires_at))
+
+    # --- what the buyers see ---------------------------------------------------------------
+
+    @invariant()
+    def each_buyer_gets_at_most_one_reply_per_command_in_the_order_sent(self):
+        for user, answered in getattr(self, "answered", {}).items():
+            assert len(answered) == len(set(answered)), ("a command answered twice", user, answered)
+            replied = set(answered) - self.handed_over
+            in_order = [m for m in self.sent[user] if m in replied]
+            assert [m for m in answered if m in replied] == in_order, ("replies out of order", user)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if not hasattr(self, "answered"):
+            return
+        for _ in range(3):  # what the last deadlines set going (queued commands) settles too
+            self.drain()
+            self.time_passes(121)
+        self.drain()
+        for user, sent in self.sent.items():
+            unanswered = [m for m in sent if m not in self.answered[user]]
+            assert not unanswered, ("commands never answered", user, unanswered, self.units["cart"].carts.get(user))
+        carts = self.units["cart"].carts
+        for cart in carts.values():
+            assert not cart.steps and not cart.queue, ("a cart left waiting", cart)
+        for r in self.units["stock"].reservations.values():
+            if r.state == ACTIVE and (r.holder or "").startswith("cart:"):
+                _, user, item_id = r.holder.split(":", 2)
+                line = carts[user].line(item_id) if user in carts else None
+                assert line is not None and line.reservation_id == r.reservation_id, ("units held for a forgotten line", r)
+
+
+Buyers.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck)
+)
+TestWhatEveryBuyerSeesUnderInterleavings = Buyers.TestCase

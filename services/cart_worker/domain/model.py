@@ -113,8 +113,8 @@ class CartLine:
 class PendingStock:
     """A command waiting for the stock worker's answer before it is confirmed.
 
-    While a cart has one, its later commands wait in the cart's queue, so a
-    user's commands still take effect in the order they were sent.
+    A cart may have several in flight, one per line, in the order their commands
+    came; they are answered in that order (see ``Cart.steps``).
     """
 
     command: Mapping[str, Any]  # the command as received (contract JSON)
@@ -127,6 +127,9 @@ class PendingStock:
     #: caused by it (``causation_id``) resolves the step: two commands about one
     #: reservation (a decrease, then an increase) can be in flight at once.
     stock_command_id: str | None = None
+    #: The answer (a stock event as contract JSON, or an ``overdue`` marker) that
+    #: came while an earlier step was still in flight: taken once this one is first.
+    answer: Mapping[str, Any] | None = None
 
     def is_answered_by(self, causation_id: str | None, reservation_id: str) -> bool:
         if self.stock_command_id is None:  # a step stored before answers were matched by cause
@@ -140,8 +143,12 @@ class Cart:
     lines: tuple[CartLine, ...] = ()
     version: int = 0
     updated_at: datetime | None = None
-    pending: PendingStock | None = None
-    #: Commands (contract JSON) received while ``pending`` was set, oldest first.
+    #: Stock steps in flight, in the order of their commands. Adds and increases
+    #: of different lines may run at once; their answers are taken in this order,
+    #: so the replies leave in the order the commands came.
+    steps: tuple[PendingStock, ...] = ()
+    #: Commands (contract JSON) that came while steps were in flight and could
+    #: not start one of their own, oldest first: they run once no step is left.
     queue: tuple[Mapping[str, Any], ...] = ()
     #: Last command of the buyer that touched the cart, and the housekeeping
     #: moments it scheduled (see ``housekeeping``).
@@ -153,6 +160,15 @@ class Cart:
     @property
     def is_empty(self) -> bool:
         return not self.lines
+
+    @property
+    def pending(self) -> PendingStock | None:
+        """The first step in flight: the one whose answer is taken next."""
+        return self.steps[0] if self.steps else None
+
+    def in_flight(self, item_id: str) -> bool:
+        """Whether a step in flight is about the line ``item_id``."""
+        return any(step.item_id == item_id for step in self.steps)
 
     def line(self, item_id: str) -> CartLine | None:
         return next((line for line in self.lines if line.item_id == item_id), None)

@@ -3,12 +3,18 @@ answer, confirming or rolling it back, and the rejections that follow."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from contracts.errors import ERROR_MESSAGES, ErrorCode
 from services.cart_worker.domain.model import PENDING, RESERVED, UNRESERVED, Cart, CartLine, PendingStock
 from services.cart_worker.domain.outcomes import Rejected, cannot_add_more, not_enough_stock
+
+
+#: Marks a held answer whose reservation the stock worker let go of since.
+RELEASED_SINCE = "released_since"
 
 
 def holder_of(user_id: str, item_id: str) -> str:
@@ -27,19 +33,37 @@ def parse_holder(holder: str | None) -> tuple[str, str] | None:
 def await_stock(
     cart: Cart, pending: PendingStock, *, now: datetime
 ) -> Cart:
-    """The cart with the pending line marked as waiting for the stock worker."""
+    """The cart with the pending line marked as waiting for the stock worker,
+    its step last in flight."""
+    return _waiting(replace(cart, steps=(*cart.steps, pending)), pending, now)
+
+
+def retry_first(cart: Cart, retry: PendingStock, *, now: datetime) -> Cart:
+    """The cart with ``retry`` in place of its first step (asked again differently):
+    whatever answer the first step held was the one that led to the retry."""
+    retry = replace(retry, answer=None)
+    return _waiting(replace(cart, steps=(retry, *cart.steps[1:])), retry, now)
+
+
+def _waiting(cart: Cart, pending: PendingStock, now: datetime) -> Cart:
     line = cart.line(pending.item_id)
     assert line is not None
-    waiting = replace(line, reservation_state=PENDING, reservation_id=pending.reservation_id)
-    return replace(cart.with_line(waiting, now), pending=pending)
+    return cart.with_line(replace(line, reservation_state=PENDING, reservation_id=pending.reservation_id), now)
+
+
+def hold_answer(cart: Cart, index: int, answer: Mapping[str, Any]) -> Cart:
+    """The cart with ``answer`` kept on its step ``index`` until the steps before it are answered."""
+    steps = list(cart.steps)
+    steps[index] = replace(steps[index], answer=answer)
+    return replace(cart, steps=tuple(steps))
 
 
 def confirm_stock(cart: Cart, quantity: int, *, now: datetime) -> Cart:
-    """The stock worker holds the units: the pending line is reserved."""
+    """The stock worker holds the units: the first step's line is reserved."""
     pending = cart.pending
     assert pending is not None
     line = cart.line(pending.item_id)
-    cart = replace(cart, pending=None)
+    cart = replace(cart, steps=cart.steps[1:])
     if line is None:
         return cart
     reserved = replace(line, reservation_state=RESERVED, reserved_quantity=quantity, reservation_id=pending.reservation_id)
@@ -47,21 +71,45 @@ def confirm_stock(cart: Cart, quantity: int, *, now: datetime) -> Cart:
 
 
 def roll_back_stock(cart: Cart, *, now: datetime) -> Cart:
-    """The units could not be had: the line is as it was before the command."""
+    """The units could not be had: the first step's line is as it was before its command."""
     pending = cart.pending
     assert pending is not None
-    cart = replace(cart, pending=None)
+    cart = replace(cart, steps=cart.steps[1:])
     if pending.previous is None:
         return cart.without([pending.item_id], now)
     return cart.with_line(pending.previous, now)
 
 
+def before_steps(cart: Cart) -> Cart:
+    """The cart as it was before the steps still in flight: what a reply to an
+    earlier command shows, since their commands came after it."""
+    for step in reversed(cart.steps):
+        if step.previous is None:
+            cart = replace(cart, lines=tuple(line for line in cart.lines if line.item_id != step.item_id))
+        else:
+            cart = replace(cart, lines=tuple(step.previous if line.item_id == step.item_id else line for line in cart.lines))
+    return replace(cart, steps=())
+
+
 def mark_released(cart: Cart, reservation_id: str, *, now: datetime) -> Cart:
     """The stock worker let go of a line's units (expiry, product deleted)."""
-    pending = cart.pending
-    if pending is not None and pending.previous is not None and pending.previous.reservation_id == reservation_id:
-        # Should the step in flight be refused, the line goes back to holding nothing.
-        cart = replace(cart, pending=replace(pending, previous=unreserved(pending.previous)))
+    steps = tuple(
+        # Should that step be refused, its line goes back to holding nothing.
+        replace(step, previous=unreserved(step.previous))
+        if step.previous is not None and step.previous.reservation_id == reservation_id
+        else step
+        for step in cart.steps
+    )
+    steps = tuple(
+        # Its answer came, and waits for the steps before it: the release is
+        # taken right after that answer, in the order the stock worker sent them.
+        replace(step, answer={**step.answer, RELEASED_SINCE: True})
+        if step.answer is not None and step.reservation_id == reservation_id
+        else step
+        for step in steps
+    )
+    if steps != cart.steps:
+        cart = replace(cart, steps=steps)
     for line in cart.lines:
         if line.reservation_id == reservation_id and line.reservation_state != PENDING:
             return cart.with_line(unreserved(line), now)
