@@ -60,6 +60,8 @@ class Results:
     quantiles: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: Deadline lateness in seconds, by how the checkouts were opened.
     lateness: dict[str, list[float]] = field(default_factory=dict)
+    #: Where each pipeline row's batches spent their time, per worker (see Costs.batches).
+    batch_times: list[tuple[str, tuple[str, int, float, float, float, float]]] = field(default_factory=list)
 
     def add(self, name: str, value: str, note: str = "") -> None:
         self.rows.append((name, value, note))
@@ -201,6 +203,8 @@ class Costs:
     statements: int = 0
     bytes_written: int = 0
     peak_rss_mb: float = 0.0
+    #: Each worker's batches: (worker, batches, mean size, ms reading, handling, writing per batch).
+    batches: list[tuple[str, int, float, float, float, float]] = field(default_factory=list)
 
     def read(self, worker: WorkerProcess) -> None:
         status = Path(f"/proc/{worker.process.pid}/status").read_text()
@@ -210,7 +214,15 @@ class Costs:
             r"(\d+) messages processed, (\d+) MongoDB round trips, (\d+) write statements, (\d+) bytes written",
             worker.log_path.read_text(),
         )
+        times = re.findall(
+            r"(\d+) batches of ([\d.]+) on average, per batch ([\d.]+) ms reading, ([\d.]+) ms handling, "
+            r"([\d.]+) ms writing",
+            worker.log_path.read_text(),
+        )
         worker.log_path.unlink(missing_ok=True)
+        if times:
+            batches, size, read, handle, write = times[-1]
+            self.batches.append((worker.name, int(batches), float(size), float(read), float(handle), float(write)))
         if figures:
             processed, trips, statements, written = map(int, figures[-1])
             self.processed += processed
@@ -267,6 +279,7 @@ async def pipeline(
     name = f"cart pipeline, {label}"
     results.latencies[label] = values
     results.quantiles[name] = (q[49], q[98])
+    results.batch_times.extend((label, times) for times in costs.batches)
     if pace is None:
         results.rates[name] = rate
         results.peak_rss_mb[name] = costs.peak_rss_mb
@@ -523,6 +536,22 @@ def report(results: Results, scale: int, kind: str) -> None:
         *(f"| {a} | {b} | {c} |" for a, b, c in results.rows),
         "",
     ]
+    if results.batch_times:
+        lines += [
+            "## Where the batches' time went",
+            "",
+            "Per pipeline row and worker, from the lines the workers log when they stop: reading (inbox",
+            "entries, stored replies, the state the messages touch), handling (the worker's rules) and",
+            "writing (the transaction: state, outbox, inbox), per batch on average.",
+            "",
+            "| row | worker | batches | records per batch | reading | handling | writing |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *(
+                f"| {label} | {worker} | {batches:,} | {size:.1f} | {read:.1f} ms | {handle:.1f} ms | {write:.1f} ms |"
+                for label, (worker, batches, size, read, handle, write) in results.batch_times
+            ),
+            "",
+        ]
     lines += ["## Goals", "", "| goal | measured | met |", "| --- | --- | --- |", *goals(results), ""]
     lines += [
         "Where a goal is not met, [analysis.md](analysis.md) gives the measured reason and the next step,",

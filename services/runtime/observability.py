@@ -153,6 +153,12 @@ SKIPPED = Counter("cartflow_records_skipped", "Records that could be neither pro
 TASK_FAILURES = Counter("cartflow_background_task_failures", "Exceptions caught in background tasks", ["task"])
 WORKER_GAUGE = Gauge("cartflow_worker_gauge", "Worker gauges: pending_sagas, oldest_overdue_seconds, active_reservations", ["name"])
 PROCESSED = Counter("cartflow_messages_processed", "Messages (and timer tasks) processed, replays included", ["worker"])
+BATCH_SECONDS = Histogram(
+    "cartflow_batch_seconds",
+    "Time a batch spent in each stage: read (inbox, state), handle (the worker's rules), write (the transaction)",
+    ["worker", "stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 DEADLINE_LATENESS = Histogram(
     "cartflow_deadline_lateness_seconds",
     "How long after its payment deadline a checkout was cancelled",

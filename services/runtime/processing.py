@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,7 +51,7 @@ from services.runtime.clock import Clock
 from services.runtime.codec import dead_letter
 from services.runtime.headers import REDRIVE_TOKEN
 from services.runtime.mongo import is_transient, transaction_options
-from services.runtime.observability import PROCESSED, SKIPPED, handling
+from services.runtime.observability import BATCH_SECONDS, PROCESSED, SKIPPED, handling
 from services.runtime.outbox import Place, find_records, write_outbox
 from services.runtime.records import Incoming, Outgoing
 
@@ -147,6 +148,31 @@ class WorkerLogic(Protocol):
         """Write what the unit of work changed, refusing to overwrite concurrent changes."""
 
 
+@dataclass
+class BatchTimes:
+    """Where the batches' time went, summed over the batches this process committed."""
+
+    batches: int = 0
+    read: float = 0.0  # inbox entries, stored replies, the state the messages touch
+    handle: float = 0.0  # the worker's rules
+    write: float = 0.0  # the transaction: state, outbox, inbox
+
+    def add(self, worker: str, read: float, handle: float, write: float) -> None:
+        self.batches += 1
+        self.read, self.handle, self.write = self.read + read, self.handle + handle, self.write + write
+        for stage, seconds in (("read", read), ("handle", handle), ("write", write)):
+            BATCH_SECONDS.labels(worker, stage).observe(seconds)
+
+    def summary(self, processed: int) -> str:
+        if not self.batches:
+            return "no batches"
+        per = 1000 / self.batches
+        return (
+            f"{self.batches} batches of {processed / self.batches:.1f} on average, per batch "
+            f"{self.read * per:.1f} ms reading, {self.handle * per:.1f} ms handling, {self.write * per:.1f} ms writing"
+        )
+
+
 class BatchProcessor:
     def __init__(
         self,
@@ -170,6 +196,7 @@ class BatchProcessor:
         self._written: dict[int, list[dict[str, Any]]] = {}
         self.max_message_bytes = max_message_bytes
         self.processed = 0
+        self.times = BatchTimes()
 
     async def process(self, records: list[Incoming]) -> None:
         redrives = await self._redrive_tokens(records)
@@ -297,6 +324,7 @@ class BatchProcessor:
         }
 
     async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> set[str]:
+        started = time.perf_counter()
         seen = await self._seen(works)
         fresh = [
             w.message for w in works if w.ident not in seen and w.message is not None and not w.skip and poisoned is None
@@ -310,6 +338,7 @@ class BatchProcessor:
         outgoing: list[Outgoing] = []
         failed_internal: set[str] = set()
         replies_of = await self._stored_replies(seen)
+        read = time.perf_counter()
         for work in works:
             if work.skip:
                 continue
@@ -352,6 +381,7 @@ class BatchProcessor:
         if finish is not None and poisoned is None:
             outgoing.extend(finish(unit))
 
+        handled = time.perf_counter()
         async with self.db.client.start_session() as session:
             async with await session.start_transaction(**transaction_options()):
                 if poisoned is None:
@@ -373,6 +403,7 @@ class BatchProcessor:
                         session=session,
                     )
         self._written.update(written)  # committed
+        self.times.add(self.logic.name, read - started, handled - read, time.perf_counter() - handled)
         return failed_internal
 
     def _dead(self, work: Work, error: Exception, now) -> list[Outgoing]:

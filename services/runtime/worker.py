@@ -185,12 +185,13 @@ class WorkerLifespan:
         await resources.client.close()
         log.info(
             "%s worker stopped: %d messages processed, %d MongoDB round trips, "
-            "%d write statements, %d bytes written",
+            "%d write statements, %d bytes written; %s",
             self.spec.name,
             resources.processor.processed,
             round_trips.count,
             round_trips.statements,
             round_trips.bytes_written,
+            resources.processor.times.summary(resources.processor.processed),
         )
 
     async def process(self, records: list[Incoming]) -> None:

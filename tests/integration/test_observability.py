@@ -77,6 +77,8 @@ async def test_the_metrics_endpoint_counts_messages_and_reports_lag_and_outbox(o
     assert processed and float(processed[0].split()[-1]) >= 2
     assert f'cartflow_consumer_lag{{group="{observed.prefix}cartflow-cart"}}' in text
     assert "cartflow_outbox_backlog " in text and "cartflow_dead_letters " in text
+    for stage in ("read", "handle", "write"):
+        assert f'cartflow_batch_seconds_count{{stage="{stage}",worker="cart"}}' in text, "where batches spend their time"
     assert "faststream_received_messages_total" in text, "FastStream's own consumer metrics are exported too"
 
 
