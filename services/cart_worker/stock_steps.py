@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,8 @@ from services.cart_worker.domain import Accepted, Cart, PendingStock, Rejected
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue, stock_command_id
 from services.runtime.records import Outgoing
 
+
+log = logging.getLogger(__name__)
 
 #: How a held timeout is marked among held answers (stock events have a ``type``).
 OVERDUE = "overdue"
@@ -228,7 +231,10 @@ class StockSteps(CartSteps):
         whatever the stock worker may still do for it."""
         pending = cart.pending
         assert pending is not None
-        command = cart_contract.cart_command_adapter.validate_python(pending.command)
+        try:
+            command = cart_contract.cart_command_adapter.validate_python(pending.command)
+        except ValueError:  # stored by an earlier release whose commands this one no longer reads
+            command = None
         line = cart.line(pending.item_id)
         product_id = line.product_id if line else (pending.previous.product_id if pending.previous else "")
         previous = pending.previous
@@ -242,12 +248,16 @@ class StockSteps(CartSteps):
         compensation = self._stock_command(
             kind,
             overdue.dedup_key,
-            command.correlation_id,
+            command.correlation_id if command else pending.command.get("correlation_id"),
             reservation_id=pending.reservation_id,
             product_id=product_id,
             holder=domain.holder_of(cart.user_id, pending.item_id),
             **undo,
         )
+        if command is None:
+            log.error("the command of step %s no longer reads; the step is undone unanswered", pending.reservation_id)
+            unit.put_cart(domain.roll_back_stock(cart, now=self.clock.now()))
+            return [compensation]
         return [*self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending)), compensation]
 
     @staticmethod
@@ -293,6 +303,24 @@ class StockSteps(CartSteps):
         unit.put_cart(new_cart)
         return stock_step
 
+    def _take_held(self, unit: CartUnit, cart: Cart, first: PendingStock) -> list[Outgoing]:
+        """Resolve the first step with the answer it held. Should that fail (a bug,
+        or what an earlier release stored), the step times out instead: the cart
+        moves on rather than failing every answer that comes after."""
+        assert first.answer is not None
+        try:
+            outputs = self._take_first(unit, cart, self._held(cart.user_id, first))
+        except Exception:
+            log.exception("taking the held answer of step %s failed; it times out instead", first.reservation_id)
+            unit.carts[cart.user_id] = cart  # as before the attempt (only this cart was touched)
+            unit.dirty_carts.add(cart.user_id)
+            overdue = StockAnswerOverdue(cart.user_id, first.reservation_id, str(first.command.get("message_id")))
+            return self._time_out_first(unit, cart, overdue)
+        if first.answer.get(domain.RELEASED_SINCE):
+            now = self.clock.now()
+            unit.put_cart(domain.mark_released(unit.cart(cart.user_id), first.reservation_id, now=now))
+        return outputs
+
     def _drain(self, unit: CartUnit, user_id: str) -> list[Outgoing]:
         """After a step was resolved: resolve the next ones whose answers already
         came, then run the commands that waited, until one waits again."""
@@ -301,15 +329,19 @@ class StockSteps(CartSteps):
             cart = unit.cart(user_id)
             first = cart.pending
             if first is not None and first.answer is not None:
-                outputs.extend(self._take_first(unit, cart, self._held(user_id, first)))
-                if first.answer.get(domain.RELEASED_SINCE):
-                    now = self.clock.now()
-                    unit.put_cart(domain.mark_released(unit.cart(user_id), first.reservation_id, now=now))
+                outputs.extend(self._take_held(unit, cart, first))
                 continue
             if not cart.queue:
                 return outputs
-            command = cart_contract.cart_command_adapter.validate_python(cart.queue[0])
             rest = replace(cart, queue=cart.queue[1:])
+            try:
+                command = cart_contract.cart_command_adapter.validate_python(cart.queue[0])
+            except ValueError:  # pydantic's ValidationError is one
+                # Queued by an earlier release whose commands this one no longer
+                # reads: set aside (logged), so the cart does not wait on it forever.
+                log.error("a command queued in the cart of %s no longer reads; dropped: %.500r", user_id, cart.queue[0])
+                unit.put_cart(rest)
+                continue
             if first is None:
                 unit.put_cart(rest)
                 outputs.extend(self._on_command(unit, command, late=True))

@@ -280,3 +280,53 @@ def test_an_oversized_answer_waiting_its_turn_counts_as_a_timeout_and_the_cart_s
     assert sent(outputs, "CommandResult")[1]["error_code"] == "RESERVATION_FAILED"
     (release,) = sent(outputs, "ReleaseReservation")
     assert release["reservation_id"] == second["reservation_id"]
+
+
+def stored_by_an_earlier_release(unit: CartUnit, change) -> None:
+    """Round-trip ada's cart through storage, with ``change`` made to the stored document."""
+    doc = cart_to_doc(unit.carts["ada"])
+    change(doc)
+    unit.carts["ada"] = cart_from_doc(doc)
+
+
+def test_a_queued_command_that_no_longer_reads_is_set_aside_and_the_commands_after_it_run():
+    logic, unit, _ = shop()
+    first = sent(logic.handle(unit, add("cap", "add-cap")), "ReserveStock")[0]
+    logic.handle(unit, look("look-1"))
+    logic.handle(unit, look("look-2"))
+    stored_by_an_earlier_release(unit, lambda doc: doc["queue"][0].update(type="GetCartV0"))
+
+    outputs = logic.handle(unit, reserved(first))
+
+    assert replies(outputs) == ["add-cap", "look-2"]
+    assert unit.carts["ada"].queue == () and unit.carts["ada"].steps == ()
+
+
+def test_a_step_whose_command_no_longer_reads_is_undone_unanswered_when_its_time_runs_out():
+    logic, unit, clock = shop()
+    first = sent(logic.handle(unit, add("cap", "add-cap")), "ReserveStock")[0]
+    stored_by_an_earlier_release(unit, lambda doc: doc["pending"][0]["command"].update(type="AddItemV0"))
+    clock.advance(11)
+
+    outputs = logic.handle(unit, StockAnswerOverdue("ada", first["reservation_id"], "add-cap"))
+
+    assert replies(outputs) == []
+    (release,) = sent(outputs, "ReleaseReservation")
+    assert release["reservation_id"] == first["reservation_id"]
+    assert unit.carts["ada"].steps == () and unit.carts["ada"].lines == ()
+
+
+def test_a_held_answer_that_cannot_be_taken_times_out_its_step_and_the_cart_moves_on():
+    logic, unit, _ = shop()
+    first = sent(logic.handle(unit, add("cap", "add-cap")), "ReserveStock")[0]
+    second = sent(logic.handle(unit, add("mug", "add-mug")), "ReserveStock")[0]
+    logic.handle(unit, look("look"))
+    logic.handle(unit, reserved(second))
+    stored_by_an_earlier_release(unit, lambda doc: doc["pending"][1]["command"].update(type="AddItemV0"))
+
+    outputs = logic.handle(unit, reserved(first))
+
+    assert replies(outputs) == ["add-cap", "look"], "the mug's add cannot be answered; the look after it is"
+    (release,) = sent(outputs, "ReleaseReservation")
+    assert release["reservation_id"] == second["reservation_id"]
+    assert [line.product_id for line in unit.carts["ada"].lines] == ["cap"] and unit.carts["ada"].steps == ()
