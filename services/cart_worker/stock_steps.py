@@ -184,7 +184,10 @@ class StockSteps(CartSteps):
             )
             unit.put_cart(domain.retry_first(cart, retry, now=now))
             return [self._reserve(command, line, reservation_id, expires_at)]
-        return self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending))
+        # Any other answer (a command refused for another reason, or an event that
+        # answers nothing a cart asks): refused as a timeout would be, and whatever
+        # the stock worker may have done for the step is undone.
+        return self._time_out_first(unit, cart, StockAnswerOverdue(cart.user_id, pending.reservation_id, command.message_id))
 
     def _release_if_deleted(self, unit: CartUnit, cart: Cart, command: Any, pending: PendingStock) -> list[Outgoing]:
         """The product was deleted while the step was in flight (its units were not

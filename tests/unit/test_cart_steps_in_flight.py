@@ -330,3 +330,20 @@ def test_a_held_answer_that_cannot_be_taken_times_out_its_step_and_the_cart_move
     (release,) = sent(outputs, "ReleaseReservation")
     assert release["reservation_id"] == second["reservation_id"]
     assert [line.product_id for line in unit.carts["ada"].lines] == ["cap"] and unit.carts["ada"].steps == ()
+
+
+def test_an_answer_that_is_neither_a_reservation_nor_a_refusal_for_stock_fails_the_add_and_undoes_the_step():
+    logic, unit, _ = shop()
+    first = sent(logic.handle(unit, add("cap", "add-cap")), "ReserveStock")[0]
+    refused_otherwise = stock_contract.StockCommandRejected(
+        message_id="other", occurred_at=NOW, causation_id=first["message_id"], reservation_id=first["reservation_id"],
+        product_id="cap", holder=first["holder"], command_type="ReserveStock",
+        error_code="PRODUCT_NOT_FOUND", error_message="no stock level",
+    )
+
+    outputs = logic.handle(unit, refused_otherwise)
+
+    assert sent(outputs, "CommandResult")[0]["error_code"] == "RESERVATION_FAILED"
+    (release,) = sent(outputs, "ReleaseReservation")
+    assert release["reservation_id"] == first["reservation_id"], "a reservation made anyway (a repeat) is given back"
+    assert unit.carts["ada"].lines == () and unit.carts["ada"].steps == ()
