@@ -465,8 +465,9 @@ async def deadlines(
         await collector
     await client.close()
     await orders.stop()
-    worker.stop()
-    worker.log_path.unlink(missing_ok=True)
+    costs = Costs()
+    costs.read(worker)
+    results.batch_times.extend((f"deadlines, {label}", times) for times in costs.batches)
     lateness = sorted((cancelled_at[p] - deadline_of[p]).total_seconds() for p in cancelled_at)
     q = statistics.quantiles(lateness, n=100)
     results.lateness[label] = lateness
@@ -540,7 +541,7 @@ def report(results: Results, scale: int, kind: str) -> None:
         lines += [
             "## Where the batches' time went",
             "",
-            "Per pipeline row and worker, from the lines the workers log when they stop: reading (inbox",
+            "Per pipeline or deadline row and worker, from the lines the workers log when they stop: reading (inbox",
             "entries, stored replies, the state the messages touch), handling (the worker's rules) and",
             "writing (the transaction: state, outbox, inbox), per batch on average.",
             "",

@@ -2,8 +2,8 @@
 
 Used for delayed events (payment deadlines). Fetched records wait in memory,
 per partition and in offset order, until their due time; whatever is due in
-all partitions is processed together, in one batch, and the offsets after it
-committed. Because every record of such a topic carries the same delay, each
+all partitions is processed together, in one batch, earliest due first across
+partitions, and the offsets after it committed. Because every record of such a topic carries the same delay, each
 partition is already in due order: its head is the next one due. A partition
 whose waiting records pass a bound is paused (so memory stays bounded) and
 resumed once they are processed. The consumer keeps polling meanwhile and
@@ -126,13 +126,21 @@ class DelayedTopicConsumer:
                 consumer.pause(partition)
         ready: list[Incoming] = []
         done: dict[TopicPartition, int] = {}
-        for partition, queue in self.waiting.items():
-            while queue and len(ready) < self.settings.batch_max_records and (
-                queue[0][0] is None or queue[0][0] <= now
-            ):
-                _, incoming = queue.popleft()
-                ready.append(incoming)
-                done[partition] = incoming.offset + 1
+        while len(ready) < self.settings.batch_max_records:
+            # The earliest due head of all partitions next (one with no due time
+            # first): with more due than a batch takes, no partition waits while
+            # another's later deadlines go before its earlier ones.
+            due_heads = [
+                (queue[0][0], partition)
+                for partition, queue in self.waiting.items()
+                if queue and (queue[0][0] is None or queue[0][0] <= now)
+            ]
+            if not due_heads:
+                break
+            _, partition = min(due_heads, key=lambda head: (head[0] is not None, head[0] or now))
+            _, incoming = self.waiting[partition].popleft()
+            ready.append(incoming)
+            done[partition] = incoming.offset + 1
         if ready:
             await self.process(ready)
             await consumer.commit({partition: offset for partition, offset in done.items()})
