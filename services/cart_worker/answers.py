@@ -9,7 +9,8 @@ from typing import Any
 
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
-from contracts.envelope import message_id_for
+from contracts.envelope import is_identifier, message_id_for
+from contracts.errors import ErrorCode
 from contracts.topics import (
     CART_EVENTS,
     CART_REPLIES,
@@ -99,6 +100,31 @@ class CartSteps:
         reply = Outgoing(reply_to, command.user_id.encode(), result.to_json_bytes(), is_reply=True, answers=answers)
         return [reply, *events]
 
+    def _answer_unreadable(self, stored: Any, code: ErrorCode, message: str) -> list[Outgoing]:
+        """The reply to a command kept in the cart that no longer reads (stored by
+        an earlier release) and so cannot be carried out: sent when what is left
+        of it still says who sent it."""
+        message_id, user_id = stored.get("message_id"), stored.get("user_id")
+        if not (is_identifier(message_id) and is_identifier(user_id)):
+            return []
+        correlation_id = stored.get("correlation_id")
+        result = cart_contract.CommandResult(
+            message_id=message_id_for(message_id, "CommandResult"),
+            occurred_at=self.clock.now(),
+            correlation_id=correlation_id if is_identifier(correlation_id) else message_id,
+            causation_id=message_id,
+            command_type=str(stored.get("type"))[:100],
+            command_message_id=message_id,
+            user_id=user_id,
+            success=False,
+            error_code=code,
+            error_message=message,
+            suggested_action="Send the command again with a new message_id",
+        )
+        reply_to = stored.get("reply_to")
+        topic = reply_to if self.settings.reply_topic_allowed(reply_to) else self.replies_topic
+        return [Outgoing(topic, user_id.encode(), result.to_json_bytes(), is_reply=True, answers=message_id)]
+
     def _with_cart_view(self, unit: CartUnit, outcome: Accepted, command: Any) -> Accepted:
         """The answer to an add or a quantity change, judged against the catalog and stock now."""
         item_id = outcome.item_id or ""
@@ -123,9 +149,12 @@ class CartSteps:
         )
 
     def _stock_command(self, kind: type, cause_id: str, correlation_id: str | None, **fields: Any) -> Outgoing:
+        # A cause derived from a long command id (a timeout's key, say) may not
+        # pass as an identifier itself: its digest stands in for it.
+        causation_id = cause_id if is_identifier(cause_id) else message_id_for(cause_id, "Cause")
         message = kind(
             message_id=stock_command_id(cause_id, kind.__name__, fields["reservation_id"]),
-            **causal_envelope(cause_id, correlation_id, self.clock.now()),
+            **causal_envelope(causation_id, correlation_id if is_identifier(correlation_id) else None, self.clock.now()),
             **fields,
         )
         return Outgoing(self.stock_commands_topic, fields["product_id"].encode(), message.to_json_bytes())

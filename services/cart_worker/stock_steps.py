@@ -218,7 +218,8 @@ class StockSteps(CartSteps):
         index = next(
             (
                 n for n, step in enumerate(cart.steps)
-                if (step.reservation_id, step.command.get("message_id")) == (overdue.reservation_id, overdue.command_id)
+                # As the sweep names it (a string, whatever was stored).
+                if (step.reservation_id, str(step.command.get("message_id"))) == (overdue.reservation_id, overdue.command_id)
             ),
             None,
         )
@@ -251,16 +252,17 @@ class StockSteps(CartSteps):
         compensation = self._stock_command(
             kind,
             overdue.dedup_key,
-            command.correlation_id if command else pending.command.get("correlation_id"),
+            command.correlation_id if command else pending.command.get("correlation_id"),  # checked there
             reservation_id=pending.reservation_id,
             product_id=product_id,
             holder=domain.holder_of(cart.user_id, pending.item_id),
             **undo,
         )
         if command is None:
-            log.error("the command of step %s no longer reads; the step is undone unanswered", pending.reservation_id)
+            log.error("the command of step %s no longer reads; the step is undone", pending.reservation_id)
             unit.put_cart(domain.roll_back_stock(cart, now=self.clock.now()))
-            return [compensation]
+            code = ErrorCode.RESERVATION_FAILED
+            return [*self._answer_unreadable(pending.command, code, ERROR_MESSAGES[code]), compensation]
         return [*self._resolve_refused(unit, cart, command, domain.reservation_timed_out(pending)), compensation]
 
     @staticmethod
@@ -318,7 +320,15 @@ class StockSteps(CartSteps):
             unit.carts[cart.user_id] = cart  # as before the attempt (only this cart was touched)
             unit.dirty_carts.add(cart.user_id)
             overdue = StockAnswerOverdue(cart.user_id, first.reservation_id, str(first.command.get("message_id")))
-            return self._time_out_first(unit, cart, overdue)
+            try:
+                return self._time_out_first(unit, cart, overdue)
+            except Exception:
+                # Not even that: the step is dropped, its line as before it, so that
+                # the cart goes on; its reservation, if any was made, lapses in time.
+                log.critical("timing out step %s failed too; dropped", first.reservation_id, exc_info=True)
+                unit.carts[cart.user_id] = cart
+                unit.put_cart(domain.roll_back_stock(cart, now=self.clock.now()))
+                return []
         if first.answer.get(domain.RELEASED_SINCE):
             now = self.clock.now()
             unit.put_cart(domain.mark_released(unit.cart(cart.user_id), first.reservation_id, now=now))
@@ -341,9 +351,12 @@ class StockSteps(CartSteps):
                 command = cart_contract.cart_command_adapter.validate_python(cart.queue[0])
             except ValueError:  # pydantic's ValidationError is one
                 # Queued by an earlier release whose commands this one no longer
-                # reads: set aside (logged), so the cart does not wait on it forever.
+                # reads: answered as not carried out, so the cart does not wait on it forever.
                 log.error("a command queued in the cart of %s no longer reads; dropped: %.500r", user_id, cart.queue[0])
                 unit.put_cart(rest)
+                outputs.extend(
+                    self._answer_unreadable(cart.queue[0], ErrorCode.INTERNAL_ERROR, "The command could not be carried out")
+                )
                 continue
             if first is None:
                 unit.put_cart(rest)

@@ -289,7 +289,7 @@ def stored_by_an_earlier_release(unit: CartUnit, change) -> None:
     unit.carts["ada"] = cart_from_doc(doc)
 
 
-def test_a_queued_command_that_no_longer_reads_is_set_aside_and_the_commands_after_it_run():
+def test_a_queued_command_that_no_longer_reads_is_answered_as_not_carried_out_and_the_commands_after_it_run():
     logic, unit, _ = shop()
     first = sent(logic.handle(unit, add("cap", "add-cap")), "ReserveStock")[0]
     logic.handle(unit, look("look-1"))
@@ -298,11 +298,14 @@ def test_a_queued_command_that_no_longer_reads_is_set_aside_and_the_commands_aft
 
     outputs = logic.handle(unit, reserved(first))
 
-    assert replies(outputs) == ["add-cap", "look-2"]
+    assert replies(outputs) == ["add-cap", "look-1", "look-2"]
+    assert (sent(outputs, "CommandResult")[1]["success"], sent(outputs, "CommandResult")[1]["error_code"]) == (
+        False, "INTERNAL_ERROR"
+    )
     assert unit.carts["ada"].queue == () and unit.carts["ada"].steps == ()
 
 
-def test_a_step_whose_command_no_longer_reads_is_undone_unanswered_when_its_time_runs_out():
+def test_a_step_whose_command_no_longer_reads_is_undone_and_refused_when_its_time_runs_out():
     logic, unit, clock = shop()
     first = sent(logic.handle(unit, add("cap", "add-cap")), "ReserveStock")[0]
     stored_by_an_earlier_release(unit, lambda doc: doc["pending"][0]["command"].update(type="AddItemV0"))
@@ -310,7 +313,7 @@ def test_a_step_whose_command_no_longer_reads_is_undone_unanswered_when_its_time
 
     outputs = logic.handle(unit, StockAnswerOverdue("ada", first["reservation_id"], "add-cap"))
 
-    assert replies(outputs) == []
+    assert replies(outputs) == ["add-cap"] and sent(outputs, "CommandResult")[0]["error_code"] == "RESERVATION_FAILED"
     (release,) = sent(outputs, "ReleaseReservation")
     assert release["reservation_id"] == first["reservation_id"]
     assert unit.carts["ada"].steps == () and unit.carts["ada"].lines == ()
@@ -326,7 +329,8 @@ def test_a_held_answer_that_cannot_be_taken_times_out_its_step_and_the_cart_move
 
     outputs = logic.handle(unit, reserved(first))
 
-    assert replies(outputs) == ["add-cap", "look"], "the mug's add cannot be answered; the look after it is"
+    assert replies(outputs) == ["add-cap", "add-mug", "look"]
+    assert sent(outputs, "CommandResult")[1]["error_code"] == "RESERVATION_FAILED"
     (release,) = sent(outputs, "ReleaseReservation")
     assert release["reservation_id"] == second["reservation_id"]
     assert [line.product_id for line in unit.carts["ada"].lines] == ["cap"] and unit.carts["ada"].steps == ()
@@ -347,3 +351,17 @@ def test_an_answer_that_is_neither_a_reservation_nor_a_refusal_for_stock_fails_t
     (release,) = sent(outputs, "ReleaseReservation")
     assert release["reservation_id"] == first["reservation_id"], "a reservation made anyway (a repeat) is given back"
     assert unit.carts["ada"].lines == () and unit.carts["ada"].steps == ()
+
+
+def test_an_add_with_the_longest_allowed_message_id_is_still_undone_when_its_answer_does_not_come():
+    logic, unit, clock = shop()
+    long_id = "a" * 200
+    first = sent(logic.handle(unit, add("cap", long_id)), "ReserveStock")[0]
+    clock.advance(11)
+
+    outputs = logic.handle(unit, StockAnswerOverdue("ada", first["reservation_id"], long_id))
+
+    assert replies(outputs) == [long_id] and sent(outputs, "CommandResult")[0]["error_code"] == "RESERVATION_FAILED"
+    (release,) = sent(outputs, "ReleaseReservation")
+    assert release["reservation_id"] == first["reservation_id"] and len(release["causation_id"]) <= 200
+    assert unit.carts["ada"].steps == () and unit.carts["ada"].lines == ()
