@@ -97,7 +97,20 @@ async def broker_ceiling(bootstrap: str, records: int, results: Results) -> None
                 f"({records:,} records; produce alone {records / (produced - started):,.0f}/s)")
 
 
-async def storage_ceiling(mongo_url: str, commands: int, batch: int, results: Results) -> None:
+async def storage_ceiling(mongo_url: str, commands: int, batch: int, results: Results, tries: int = 3) -> None:
+    """What the database durably writes per second, as a worker would (state, inbox
+    and outbox in one transaction per ``batch``): the best of ``tries`` runs, so
+    that a moment of noise on a shared machine does not lower the ceiling the
+    pipeline rows are held against."""
+    rates = [await _storage_rate(mongo_url, commands, batch) for _ in range(tries)]
+    name = f"storage, transactions of {batch}"
+    results.rates[name] = max(rates)
+    results.add(
+        name, f"{max(rates):,.0f} commands/s", f"({commands:,} commands, best of {tries}: {', '.join(f'{r:,.0f}' for r in rates)})"
+    )
+
+
+async def _storage_rate(mongo_url: str, commands: int, batch: int) -> float:
     client = connect(mongo_url)
     db = client[f"bench_storage_{uuid.uuid4().hex[:6]}"]
     started = time.perf_counter()
@@ -114,9 +127,7 @@ async def storage_ceiling(mongo_url: str, commands: int, batch: int, results: Re
     elapsed = time.perf_counter() - started
     await client.drop_database(db.name)
     await client.close()
-    name = f"storage, transactions of {batch}"
-    results.rates[name] = commands / elapsed
-    results.add(name, f"{commands / elapsed:,.0f} commands/s", f"({commands:,} commands)")
+    return commands / elapsed
 
 
 # --- the cart pipeline ---------------------------------------------------------------
