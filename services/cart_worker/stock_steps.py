@@ -187,7 +187,7 @@ class StockSteps(CartSteps):
         # Any other answer (a command refused for another reason, or an event that
         # answers nothing a cart asks): refused as a timeout would be, and whatever
         # the stock worker may have done for the step is undone.
-        return self._time_out_first(unit, cart, StockAnswerOverdue(cart.user_id, pending.reservation_id, command.message_id))
+        return self._time_out_first(unit, cart, StockAnswerOverdue.of(cart.user_id, pending))
 
     def _release_if_deleted(self, unit: CartUnit, cart: Cart, command: Any, pending: PendingStock) -> list[Outgoing]:
         """The product was deleted while the step was in flight (its units were not
@@ -215,14 +215,7 @@ class StockSteps(CartSteps):
 
     def _on_overdue(self, unit: CartUnit, overdue: StockAnswerOverdue) -> list[Outgoing]:
         cart = unit.cart(overdue.user_id)
-        index = next(
-            (
-                n for n, step in enumerate(cart.steps)
-                # As the sweep names it (a string, whatever was stored).
-                if (step.reservation_id, str(step.command.get("message_id"))) == (overdue.reservation_id, overdue.command_id)
-            ),
-            None,
-        )
+        index = next((n for n, step in enumerate(cart.steps) if StockAnswerOverdue.of(cart.user_id, step) == overdue), None)
         if index is None or cart.steps[index].answer is not None:
             return []  # answered (or answered already, waiting its turn)
         if index > 0:
@@ -273,9 +266,7 @@ class StockSteps(CartSteps):
         answer = event.model_dump(mode="json")
         if len(json.dumps(answer)) <= MAX_HELD_ANSWER_BYTES:
             return answer
-        step = cart.steps[index]
-        overdue = StockAnswerOverdue(cart.user_id, step.reservation_id, str(step.command.get("message_id")))
-        return {OVERDUE: dataclasses.asdict(overdue)}
+        return {OVERDUE: dataclasses.asdict(StockAnswerOverdue.of(cart.user_id, cart.steps[index]))}
 
     def _held(self, user_id: str, step: PendingStock) -> Any:
         """A held answer as it came: a stock event, or the timeout of its step. One
@@ -287,7 +278,7 @@ class StockSteps(CartSteps):
                 return StockAnswerOverdue(**answer[OVERDUE])
             return stock_contract.stock_event_adapter.validate_python(answer)
         except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
-            return StockAnswerOverdue(user_id, step.reservation_id, str(step.command.get("message_id")))
+            return StockAnswerOverdue.of(user_id, step)
 
     def _start_alongside(self, unit: CartUnit, cart: Cart, command: Any) -> list[Outgoing] | None:
         """Start ``command``'s own stock step while others are in flight, when it
@@ -319,7 +310,7 @@ class StockSteps(CartSteps):
             log.exception("taking the held answer of step %s failed; it times out instead", first.reservation_id)
             unit.carts[cart.user_id] = cart  # as before the attempt (only this cart was touched)
             unit.dirty_carts.add(cart.user_id)
-            overdue = StockAnswerOverdue(cart.user_id, first.reservation_id, str(first.command.get("message_id")))
+            overdue = StockAnswerOverdue.of(cart.user_id, first)
             try:
                 return self._time_out_first(unit, cart, overdue)
             except Exception:

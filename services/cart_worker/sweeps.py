@@ -15,7 +15,7 @@ from services.runtime.settings import Settings
 async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[StockAnswerOverdue]:
     now = clock.now()
     return [
-        StockAnswerOverdue(cart.user_id, step.reservation_id, str(step.command.get("message_id")))
+        StockAnswerOverdue.of(cart.user_id, step)
         for cart in await repository.carts_past_deadline(db, now, limit)
         for step in cart.steps
         if step.deadline <= now and step.answer is None

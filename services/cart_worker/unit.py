@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from contracts.envelope import message_id_for
-from services.cart_worker.domain import Cart, Product
+from services.cart_worker.domain import Cart, PendingStock, Product
 from services.runtime.processing import UnitOfWork
 
 
@@ -35,6 +35,11 @@ class StockAnswerOverdue:
     #: The message_id of the command whose stock step is overdue: two steps on
     #: one reservation (an increase, later another) time out separately.
     command_id: str
+
+    @classmethod
+    def of(cls, user_id: str, step: PendingStock) -> StockAnswerOverdue:
+        """The timeout of ``step`` of ``user_id``'s cart (its command's id as text, whatever was stored)."""
+        return cls(user_id, step.reservation_id, str(step.command.get("message_id")))
 
     @property
     def dedup_key(self) -> str:

@@ -215,8 +215,7 @@ class Shop(RuleBasedStateMachine):
         for cart in list(self.units["cart"].carts.values()):
             for step in cart.steps:  # as the sweep finds them: every step past its deadline, unanswered
                 if step.deadline <= now and step.answer is None:
-                    command_id = str(step.command.get("message_id"))
-                    self.handle("cart", StockAnswerOverdue(cart.user_id, step.reservation_id, command_id))
+                    self.handle("cart", StockAnswerOverdue.of(cart.user_id, step))
         for saga in list(self.units["checkout"].checkouts.values()):
             if saga.state == AWAITING_PAYMENT and saga.deadline <= now:
                 self.handle("checkout", OverdueDeadline(saga.payment_id, saga.deadline))
@@ -334,7 +333,7 @@ class Buyers(Shop):
         now = self.clock.now()
         self.expire_reservations()
         overdue = [
-            StockAnswerOverdue(cart.user_id, step.reservation_id, str(step.command.get("message_id")))
+            StockAnswerOverdue.of(cart.user_id, step)
             for cart in list(self.units["cart"].carts.values())
             for step in cart.steps
             if step.deadline <= now and step.answer is None
