@@ -221,14 +221,14 @@ class Costs:
         status = Path(f"/proc/{worker.process.pid}/status").read_text()
         self.peak_rss_mb += int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
         worker.stop()
+        log = worker.log_path.read_text()
         figures = re.findall(
-            r"(\d+) messages processed, (\d+) MongoDB round trips, (\d+) write statements, (\d+) bytes written",
-            worker.log_path.read_text(),
+            r"(\d+) messages processed, (\d+) MongoDB round trips, (\d+) write statements, (\d+) bytes written", log
         )
         times = re.findall(
             r"(\d+) batches of ([\d.]+) on average, per batch ([\d.]+) ms reading, ([\d.]+) ms handling, "
             r"([\d.]+) ms writing",
-            worker.log_path.read_text(),
+            log,
         )
         worker.log_path.unlink(missing_ok=True)
         if times:

@@ -3,11 +3,12 @@
 Used for delayed events (payment deadlines). Fetched records wait in memory,
 per partition and in offset order, until their due time; whatever is due in
 all partitions is processed together, in one batch, earliest due first across
-partitions, and the offsets after it committed. Because every record of such a topic carries the same delay, each
-partition is already in due order: its head is the next one due. A partition
-whose waiting records pass a bound is paused (so memory stays bounded) and
-resumed once they are processed. The consumer keeps polling meanwhile and
-never sleeps in a handler, so the group never sees it as stuck.
+partitions, and the offsets after it committed. Because every record of such
+a topic carries the same delay, each partition is already in due order: its
+head is the next one due. A partition whose waiting records pass a bound is
+paused (so memory stays bounded) and resumed once they are processed. The
+consumer keeps polling meanwhile and never sleeps in a handler, so the group
+never sees it as stuck.
 
 Offsets are committed only after the due records were processed, so a crash
 fires a deadline again (and the saga's state makes the repeat a no-op), never
