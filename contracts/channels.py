@@ -48,6 +48,11 @@ CHANNELS = (
         (checkout.StartCheckout,),
     ),
     Channel(
+        topics.CHECKOUT_HANDOVERS, "internal", "user_id",
+        "From the checkout worker to the cart worker: a StartCheckout was accepted (the cart drops the lines) or refused (the cart keeps them and answers the buyer).",
+        checkout.HANDOVER_ANSWER_TYPES,
+    ),
+    Channel(
         topics.CHECKOUT_TIMEOUTS, "internal", "payment_id",
         "Delayed payment deadlines: held by the checkout worker until due_at.",
         (checkout.PaymentDeadlineReached,),

@@ -1,6 +1,8 @@
-"""``checkout.commands`` (the cart's hand-over) and ``checkout.timeouts`` (delayed
-deadline events). Both are internal to cartflow and keyed by ``payment_id``:
-one checkout has one payment, so its id names the checkout too."""
+"""``checkout.commands`` (the cart's hand-over), ``checkout.handovers`` (the checkout
+worker's answer to it) and ``checkout.timeouts`` (delayed deadline events). All
+are internal to cartflow; commands and timeouts are keyed by ``payment_id`` (one
+checkout has one payment, so its id names the checkout too), hand-over answers
+by ``user_id``, so they reach the cart in order with the buyer's commands."""
 
 from __future__ import annotations
 
@@ -72,6 +74,39 @@ class PaymentDeadlineReached(Event):
     due_at: AwareDatetime
 
 
+class _HandoverAnswer(Event):
+    """Added to v1, on ``checkout.handovers`` (keyed by ``user_id``, written only by
+    the checkout worker, read only by the cart worker): the checkout worker's
+    answer to a ``StartCheckout``. The cart keeps the lines it hands over until
+    one of these arrives; ``causation_id`` is the ``StartCheckout``'s
+    ``message_id``."""
+
+    payment_id: Identifier
+    user_id: Identifier
+    #: The cart lines the hand-over carried.
+    item_ids: Annotated[list[Identifier], Field(max_length=500)] = Field(default_factory=list)
+
+
+class CheckoutAccepted(_HandoverAnswer):
+    """The checkout exists: the cart drops the lines it handed over."""
+
+    type: Literal["CheckoutAccepted"] = "CheckoutAccepted"
+
+
+class CheckoutRefused(_HandoverAnswer):
+    """The checkout worker could not take the hand-over (it failed validation or
+    could not be stored): the cart keeps its lines and their stock, and answers
+    the buyer's checkout command with ``error_code``."""
+
+    type: Literal["CheckoutRefused"] = "CheckoutRefused"
+    error_code: str
+    message: str = ""
+
+
+HANDOVER_ANSWER_TYPES = (CheckoutAccepted, CheckoutRefused)
+handover_answer_adapter: TypeAdapter[Any] = TypeAdapter(
+    Annotated[CheckoutAccepted | CheckoutRefused, Field(discriminator="type")]
+)
 start_checkout_adapter: TypeAdapter[Any] = TypeAdapter(StartCheckout)
 deadline_adapter: TypeAdapter[Any] = TypeAdapter(PaymentDeadlineReached)
 

@@ -89,6 +89,12 @@ def _examples() -> list[dict[str, Any]]:
             total_amount="149.98", payment_method="card", gateway_name="stripe", shipping_address=ADDRESS,
             command_type="CheckoutCart", command_message_id="7d1a0c6e-4b8f-4c57-9d0e-000000000012",
         ),
+        # checkout.handovers
+        envelope("CheckoutAccepted", 55, payment_id=PAYMENT, user_id=USER, item_ids=[ITEM], causation_id="7d1a0c6e-4b8f-4c57-9d0e-000000000035"),
+        envelope(
+            "CheckoutRefused", 56, payment_id=PAYMENT, user_id=USER, item_ids=[ITEM], causation_id="7d1a0c6e-4b8f-4c57-9d0e-000000000035",
+            error_code="INVALID_MESSAGE", message="The checkout could not be started",
+        ),
         envelope("PaymentDeadlineReached", 36, payment_id=PAYMENT, due_at=DUE),
         # checkout.queries
         envelope("GetCheckout", 53, user_id=USER, payment_id=PAYMENT, reply_to="storefront.replies"),

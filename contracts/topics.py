@@ -9,6 +9,7 @@ STOCK_EVENTS = "stock.events"  # out, key product_id
 CHECKOUT_COMMANDS = "checkout.commands"  # internal, key checkout id
 CHECKOUT_TIMEOUTS = "checkout.timeouts"  # internal, delayed deadline events
 CHECKOUT_QUERIES = "checkout.queries"  # in, key payment_id (added to v1)
+CHECKOUT_HANDOVERS = "checkout.handovers"  # internal, key user_id (added to v1)
 PAYMENT_EVENTS = "payment.events"  # in, key payment_id
 ORDER_EVENTS = "order.events"  # out, key payment_id (one checkout stays in order)
 NOTIFICATIONS_EVENTS = "notifications.events"  # out, key user_id
@@ -23,6 +24,7 @@ ALL_TOPICS = (
     CHECKOUT_COMMANDS,
     CHECKOUT_TIMEOUTS,
     CHECKOUT_QUERIES,
+    CHECKOUT_HANDOVERS,
     PAYMENT_EVENTS,
     ORDER_EVENTS,
     NOTIFICATIONS_EVENTS,
