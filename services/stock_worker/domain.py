@@ -4,9 +4,13 @@ Pure: no I/O and no framework. Each function takes the current level and
 reservation and returns a ``StockOutcome``: the new level, the new reservation
 and the events that happened. Invariants, by construction:
 
-- ``available = on_hand - reserved - sold``; a reservation is made or grown only
-  when ``available`` covers it, so no reservation ever takes ``available``
-  below zero (only ``set_stock`` can, and it says so);
+- ``reserved + sold <= on_hand``: a reservation is made or grown only when
+  ``available = on_hand - reserved - sold`` covers it; a commit turns reserved
+  units into sold ones and a transfer changes neither, so neither can oversell;
+  a ``set_stock`` below what is held releases the newest reservations until
+  what is held fits. The one exception is a recount below what was already
+  sold: every reservation is released, ``available`` stays negative and no
+  reservation fits until stock comes in;
 - ``reserved`` is the sum of the active reservations' quantities and ``sold`` the
   sum of the committed ones (``cartflow stock audit`` checks this on real data);
 - every command is idempotent on its reservation id.
@@ -14,6 +18,7 @@ and the events that happened. Invariants, by construction:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -177,6 +182,8 @@ class StockOutcome:
     level: StockLevel | None
     reservation: Reservation | None
     events: tuple[StockEvent, ...] = ()
+    #: Reservations a lowered level released (newest first), written with the level.
+    released: tuple[Reservation, ...] = ()
 
 
 def level_changed(level: StockLevel) -> StockLevelChanged:
@@ -250,13 +257,38 @@ def _invalid_quantity(reservation_id, product_id, size, holder, command_type, qu
 # --- commands --------------------------------------------------------------------
 
 
-def set_stock(level: StockLevel, on_hand: int) -> StockOutcome:
-    """Set the absolute level on hand. Below what is reserved or sold is accepted
-    and reported: ``available`` goes negative, and no new reservation fits."""
-    if on_hand == level.on_hand and level.version:
+#: Why a reservation was released by a ``SetStock`` that left too little for it.
+STOCK_REDUCED = "stock_reduced"
+
+
+def set_stock(
+    level: StockLevel, on_hand: int, *, active: Iterable[Reservation], now: datetime
+) -> StockOutcome:
+    """Set the absolute level on hand. ``active`` are the level's active
+    reservations; when what is held (reserved and sold) no longer fits on hand,
+    the newest are released, announced as ``StockReleased {reason:
+    "stock_reduced"}``, until it does, or until none is left (a recount below
+    what was sold: ``available`` stays negative and no reservation fits)."""
+    if on_hand == level.on_hand and level.version and not _over_held(level):
         return StockOutcome(None, None, ())
     new = replace(level, on_hand=on_hand)
-    return StockOutcome(new, None, (level_changed(new),))
+    held = [r for r in active if r.is_active and (r.product_id, r.size) == (level.product_id, level.size)]
+    released: list[Reservation] = []
+    announced: list[StockEvent] = []
+    for r in sorted(held, key=lambda r: (r.created_at, r.reservation_id), reverse=True):
+        if not _over_held(new):
+            break
+        outcome = release(new, r, reason=STOCK_REDUCED, now=now)
+        assert outcome.level is not None and outcome.reservation is not None
+        new = outcome.level
+        released.append(outcome.reservation)
+        announced.extend(e for e in outcome.events if isinstance(e, StockReleased))
+    return StockOutcome(new, None, (*announced, level_changed(new)), tuple(released))
+
+
+def _over_held(level: StockLevel) -> bool:
+    """Whether reservations hold units the level no longer has."""
+    return level.reserved > 0 and level.reserved + level.sold > level.on_hand
 
 
 def reserve(

@@ -56,9 +56,18 @@ class StockUnit(UnitOfWork):
         if outcome.level is not None:
             self.levels[outcome.level.key] = outcome.level
             self.dirty_levels.add(outcome.level.key)
-        if outcome.reservation is not None:
-            self.reservations[outcome.reservation.reservation_id] = outcome.reservation
-            self.dirty_reservations.add(outcome.reservation.reservation_id)
+        for reservation in (outcome.reservation, *outcome.released):
+            if reservation is not None:
+                self.reservations[reservation.reservation_id] = reservation
+                self.dirty_reservations.add(reservation.reservation_id)
+
+    def active_reservations(self, level: StockLevel) -> list[Reservation]:
+        """The level's active reservations this unit knows (``load`` brings in
+        all of them for a level a ``SetStock`` may lower)."""
+        return [
+            r for r in self.reservations.values()
+            if r.is_active and (r.product_id, r.size) == (level.product_id, level.size)
+        ]
 
 
 class StockLogic:
@@ -83,7 +92,11 @@ class StockLogic:
         )
         keys = {level_key(m.product_id, m.size) for m in messages if isinstance(m, stock_contract.SetStock | stock_contract.ReserveStock)}
         keys.update(level_key(r.product_id, r.size) for r in reservations.values())
-        return StockUnit(levels=await repository.load_levels(db, keys), reservations=reservations)
+        levels = await repository.load_levels(db, keys)
+        lowered = _levels_a_set_stock_may_lower(messages, levels, reservations)
+        for r in (await repository.load_active_reservations(db, [levels[k] for k in sorted(lowered)])).values():
+            reservations.setdefault(r.reservation_id, r)
+        return StockUnit(levels=levels, reservations=reservations)
 
     async def save(self, unit: StockUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
         await repository.save(
@@ -134,7 +147,8 @@ class StockLogic:
 
     def _decide(self, unit: StockUnit, message: Any, now: datetime) -> StockOutcome:
         if isinstance(message, stock_contract.SetStock):
-            return domain.set_stock(unit.level(message.product_id, message.size), message.on_hand)
+            level = unit.level(message.product_id, message.size)
+            return domain.set_stock(level, message.on_hand, active=unit.active_reservations(level), now=now)
         if isinstance(message, stock_contract.ReserveStock):
             return domain.reserve(
                 unit.level(message.product_id, message.size),
@@ -173,6 +187,30 @@ class StockLogic:
             case stock_contract.TransferReservation():
                 return domain.transfer(reservation, holder=message.holder, expires_at=message.expires_at, now=now)
         raise TypeError(f"no handler for {type(message).__name__}")
+
+
+def _levels_a_set_stock_may_lower(
+    messages: list[Any], levels: dict[str, StockLevel], reservations: dict[str, Reservation]
+) -> set[str]:
+    """The keys of the stored levels whose reservations a ``SetStock`` of this
+    batch may have to release: it sets less than the level holds, or the batch
+    also reserves or grows reservations of it. (Reservations made in the batch
+    are in the unit already; only stored ones need reading.)"""
+    growing = {level_key(m.product_id, m.size) for m in messages if isinstance(m, stock_contract.ReserveStock)}
+    growing.update(
+        level_key(r.product_id, r.size)
+        for m in messages
+        if isinstance(m, stock_contract.AdjustReservation) and (r := reservations.get(m.reservation_id)) is not None
+    )
+    keys = set()
+    for m in messages:
+        if not isinstance(m, stock_contract.SetStock):
+            continue
+        key = level_key(m.product_id, m.size)
+        level = levels.get(key)
+        if level is not None and level.reserved > 0 and (key in growing or m.on_hand < level.reserved + level.sold):
+            keys.add(key)
+    return keys
 
 
 async def find_expired(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[ExpireReservation]:

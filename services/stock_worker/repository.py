@@ -99,6 +99,15 @@ async def load_reservations(db: AsyncDatabase, ids: Iterable[str]) -> dict[str, 
     return await find_by_ids(db[RESERVATIONS], ids, reservation_from_doc)
 
 
+async def load_active_reservations(db: AsyncDatabase, levels: Iterable[StockLevel]) -> dict[str, Reservation]:
+    """Every active reservation of ``levels`` (through the product and size index)."""
+    wanted = [{"product_id": level.product_id, "size": level.size} for level in levels]
+    if not wanted:
+        return {}
+    cursor = db[RESERVATIONS].find({"state": ACTIVE, "$or": wanted})
+    return {doc["_id"]: reservation_from_doc(doc) async for doc in cursor}
+
+
 async def load_levels(db: AsyncDatabase, keys: Iterable[str]) -> dict[str, StockLevel]:
     return await find_by_ids(db[LEVELS], keys, level_from_doc)
 

@@ -1,5 +1,6 @@
 """Stock levels and reservations: every transition and every refusal, without servers."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from contracts.errors import ErrorCode
@@ -33,19 +34,62 @@ def reserved(level=None, quantity=3):
 
 class TestSetStock:
     def test_setting_stock_changes_on_hand_and_announces_the_level(self):
-        outcome = domain.set_stock(StockLevel("shoe"), 10)
+        outcome = domain.set_stock(StockLevel("shoe"), 10, active=(), now=NOW)
         assert outcome.level.on_hand == 10 and outcome.level.available == 10
         assert outcome.events == (domain.StockLevelChanged("shoe", None, 10, 0, 0, 10),)
 
     def test_setting_the_same_level_again_changes_nothing(self):
-        outcome = domain.set_stock(stocked(10), 10)
+        outcome = domain.set_stock(stocked(10), 10, active=(), now=NOW)
         assert outcome.level is None and outcome.events == ()
 
-    def test_setting_stock_below_what_is_reserved_is_accepted_and_available_goes_negative(self):
-        level, _ = reserved(stocked(10), 8)
-        outcome = domain.set_stock(level, 5)
-        assert outcome.level.available == -3
-        assert outcome.events[0].available == -3
+    def test_lowering_stock_below_what_is_held_releases_the_newest_reservations_until_what_is_held_fits(self):
+        level, held = stocked(10), []
+        for n, quantity in enumerate((2, 3, 2, 1)):
+            outcome = domain.reserve(
+                level, None, reservation_id=f"r{n}", quantity=quantity, holder=f"cart:ada:i{n}", expires_at=LATER,
+                now=NOW + timedelta(seconds=n),
+            )
+            level, held = outcome.level, [*held, outcome.reservation]
+        level = domain.commit(level, held[0], order_id="o1", now=NOW).level  # 2 sold, 6 reserved
+
+        outcome = domain.set_stock(level, 5, active=held[1:], now=LATER)
+
+        released = [event for event in outcome.events if isinstance(event, domain.StockReleased)]
+        assert [(e.reservation_id, e.holder, e.quantity, e.reason) for e in released] == [
+            ("r3", "cart:ada:i3", 1, "stock_reduced"),
+            ("r2", "cart:ada:i2", 2, "stock_reduced"),
+        ], "newest first, and no more than needed"
+        assert (outcome.level.on_hand, outcome.level.reserved, outcome.level.sold) == (5, 3, 2)
+        assert outcome.level.reserved + outcome.level.sold <= outcome.level.on_hand
+        assert [(r.reservation_id, r.state, r.reason) for r in outcome.released] == [
+            ("r3", RELEASED, "stock_reduced"), ("r2", RELEASED, "stock_reduced"),
+        ]
+        assert outcome.events[-1] == domain.StockLevelChanged("shoe", None, 5, 3, 2, 0), "one level, as left"
+
+    def test_a_recount_below_what_was_sold_releases_every_reservation_and_refuses_new_ones(self):
+        level, reservation = reserved(stocked(10), 4)
+        sold = domain.reserve(level, None, reservation_id="r2", quantity=6, holder="order:o1", expires_at=None, now=NOW)
+        level = domain.commit(sold.level, sold.reservation, order_id="o1", now=NOW).level
+
+        outcome = domain.set_stock(level, 5, active=[reservation], now=NOW)
+
+        assert (outcome.level.reserved, outcome.level.sold, outcome.level.available) == (0, 6, -1)
+        (rejected,) = reserve(outcome.level, 1, reservation_id="r3").events
+        assert rejected.error_code == ErrorCode.INSUFFICIENT_STOCK and rejected.available == 0
+
+    def test_raising_stock_or_setting_it_above_what_is_held_releases_nothing(self):
+        level, reservation = reserved(stocked(10), 8)
+        for on_hand in (8, 12):
+            outcome = domain.set_stock(level, on_hand, active=[reservation], now=NOW)
+            assert outcome.released == () and outcome.level.reserved == 8
+
+    def test_setting_the_same_level_again_sheds_what_an_earlier_release_left_held_beyond_it(self):
+        level, reservation = reserved(stocked(10), 8)
+        over_held = replace(level, on_hand=5)  # as a release before this rule left it
+
+        outcome = domain.set_stock(over_held, 5, active=[reservation], now=NOW)
+
+        assert [r.reservation_id for r in outcome.released] == ["r1"] and outcome.level.available == 5
 
 
 class TestReserve:
@@ -77,8 +121,9 @@ class TestReserve:
         assert refused.error_code == ErrorCode.INVALID_QUANTITY
 
     def test_a_negative_available_level_refuses_every_reservation(self):
-        level, _ = reserved(stocked(10), 8)
-        level = domain.set_stock(level, 5).level
+        level, reservation = reserved(stocked(10), 8)
+        level = domain.commit(level, reservation, order_id="o1", now=NOW).level
+        level = domain.set_stock(level, 5, active=(), now=NOW).level
         (rejected,) = reserve(level, 1, reservation_id="r2").events
         assert rejected.available == 0
 
@@ -232,3 +277,47 @@ def test_a_batch_announces_each_level_it_changed_once_with_the_level_it_left():
         ("StockLevelChanged", 5, 5, "c1")
     ]
     assert logic.finish(unit) == [], "announced once"
+
+
+def test_three_held_units_cut_to_one_sell_one_however_many_checkouts_commit():
+    """The review's case: 3 reserved of 3, ``SetStock {on_hand: 1}``, then every
+    holder's order is committed. Only the oldest reservation survives the recount."""
+    import json
+
+    from contracts import stock as stock_contract
+    from services.runtime.clock import ManualClock
+    from services.runtime.settings import Settings
+    from services.stock_worker.handlers import StockLogic, StockUnit
+
+    clock = ManualClock(NOW)
+    logic, unit = StockLogic(Settings(), clock), StockUnit(levels={"shoe|": stocked(3)})
+
+    def send(command) -> list[dict]:
+        return [json.loads(record.value) for record in (*logic.handle(unit, command), *logic.finish(unit))]
+
+    for n in range(3):
+        send(stock_contract.ReserveStock(
+            message_id=f"reserve-{n}", occurred_at=clock.now(), reservation_id=f"r{n}", product_id="shoe", quantity=1,
+            holder=f"cart:buyer{n}:i{n}", expires_at=LATER,
+        ))
+        clock.advance(1)
+
+    recount = send(stock_contract.SetStock(message_id="recount", occurred_at=clock.now(), product_id="shoe", on_hand=1))
+    answers = [
+        send(stock_contract.CommitReservation(
+            message_id=f"commit-{n}", occurred_at=clock.now(), reservation_id=f"r{n}", product_id="shoe",
+            order_id=f"o{n}", holder=f"cart:buyer{n}:i{n}",
+        ))[0]["type"]
+        for n in range(3)
+    ]
+
+    released = [event for event in recount if event["type"] == "StockReleased"]
+    assert [(e["reservation_id"], e["holder"], e["reason"], e["causation_id"]) for e in released] == [
+        ("r2", "cart:buyer2:i2", "stock_reduced", "recount"),
+        ("r1", "cart:buyer1:i1", "stock_reduced", "recount"),
+    ]
+    (level,) = [event for event in recount if event["type"] == "StockLevelChanged"]
+    assert (level["on_hand"], level["reserved"], level["available"]) == (1, 1, 0)
+    assert answers == ["StockCommitted", "StockCommandRejected", "StockCommandRejected"]
+    final = unit.levels["shoe|"]
+    assert (final.on_hand, final.reserved, final.sold) == (1, 0, 1), "never more sold than on hand"
