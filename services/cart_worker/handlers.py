@@ -84,7 +84,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
                 user_ids.add(holder[0])
         carts = await repository.load_carts(db, user_ids)
         deleted = [m.product_id for m in messages if isinstance(m, ProductDeleted)]
-        if self.reserving and deleted:
+        if deleted:
             carts.update(await repository.load_carts_holding(db, deleted))
         product_ids = {m.product_id for m in messages if isinstance(m, Command | ProductUpserted | ProductDeleted) and hasattr(m, "product_id")}
         product_ids.update(line.product_id for cart in carts.values() for line in cart.lines)

@@ -19,7 +19,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
-from services.cart_worker.domain import UNTRACKED, Cart, CartLine, Change, PendingStock, Product, SizeOption
+from services.cart_worker.domain import PENDING, RESERVED, UNTRACKED, Cart, CartLine, Change, PendingStock, Product, SizeOption
 from services.runtime.mongo import find_by_ids, replace_all, write_versioned
 
 CARTS = "cart.carts"
@@ -241,7 +241,13 @@ async def list_product_ids(db: AsyncDatabase, after: str | None, limit: int) -> 
 
 
 async def load_carts_holding(db: AsyncDatabase, product_ids: Iterable[str]) -> dict[str, Cart]:
-    return await find_by_ids(db[CARTS], product_ids, cart_from_doc, field="items.product_id")
+    """Carts with a line of one of ``product_ids`` that holds units or waits for
+    the stock worker (through the ``items.product_id`` index)."""
+    wanted = list(set(product_ids))
+    if not wanted:
+        return {}
+    holding = {"product_id": {"$in": wanted}, "reservation_state": {"$in": [RESERVED, PENDING]}}
+    return {doc["_id"]: cart_from_doc(doc) async for doc in db[CARTS].find({"items": {"$elemMatch": holding}})}
 
 
 async def load_stock(db: AsyncDatabase, keys: Iterable[str]) -> dict[str, int]:

@@ -43,21 +43,22 @@ class CatalogAndHousekeeping(CartSteps):
             if known
             else Product(event.product_id, name="", price=Decimal(0), is_deleted=True)
         )
-        return self._release_deleted_product(unit, event) if self.reserving else []
+        return self._release_deleted_product(unit, event)
 
     def _release_deleted_product(self, unit: CartUnit, event: ProductDeleted) -> list[Outgoing]:
-        """A product that is no longer sold gives back the units carts held for it."""
+        """A product that is no longer sold gives back the units carts held for it,
+        whether reserved at add-to-cart or by a checkout that did not go through."""
         now = self.clock.now()
         releases = []
         for cart in list(unit.carts.values()):
-            for line in cart.lines:
-                if line.product_id != event.product_id or not line.is_reserved or line.reservation_id is None:
-                    continue
-                cause = f"{event.message_id}:{cart.user_id}:{line.item_id}"
+            given_up, lines = domain.give_up_product(cart, event.product_id, now=now)
+            unit.put_cart(given_up)
+            for line in lines:
+                assert line.reservation_id is not None
                 releases.append(
                     self._stock_command(
                         stock_contract.ReleaseReservation,
-                        cause,
+                        f"{event.message_id}:{cart.user_id}:{line.item_id}",
                         event.correlation_id,
                         reservation_id=line.reservation_id,
                         product_id=line.product_id,
@@ -65,7 +66,6 @@ class CatalogAndHousekeeping(CartSteps):
                         holder=domain.holder_of(cart.user_id, line.item_id),
                     )
                 )
-                unit.put_cart(domain.mark_released(unit.cart(cart.user_id), line.reservation_id, now=now))
         return releases
 
     def _on_housekeeping(self, unit: CartUnit, due: HousekeepingDue) -> list[Outgoing]:

@@ -120,6 +120,25 @@ def mark_released(cart: Cart, reservation_id: str, *, now: datetime) -> Cart:
     return cart
 
 
+def give_up_product(cart: Cart, product_id: str, *, now: datetime) -> tuple[Cart, tuple[CartLine, ...]]:
+    """A product no longer sold: the cart with none of its units held, and the
+    lines whose reservations to release (as they held them). That is every line
+    of it that holds a reservation, and every one whose change is in flight
+    while it holds units from before (an increase waiting for the stock
+    worker): should that change be refused or time out, the line goes back to
+    holding nothing, not to the reservation it had."""
+    held = {line.reservation_id: line for line in cart.lines if line.product_id == product_id and line.is_reserved}
+    for step in cart.steps:
+        before = step.previous
+        if before is not None and before.product_id == product_id and before.is_reserved:
+            held.setdefault(before.reservation_id, before)
+    held.pop(None, None)
+    for reservation_id in held:
+        assert reservation_id is not None
+        cart = mark_released(cart, reservation_id, now=now)
+    return cart, tuple(held.values())
+
+
 def unreserved(line: CartLine) -> CartLine:
     """The line holding no reservation (its own lapsed)."""
     return replace(line, reservation_state=UNRESERVED, reserved_quantity=0, reservation_id=None)
