@@ -164,6 +164,51 @@ async def test_deleting_a_product_releases_what_carts_held_and_the_cart_shows_it
     assert summary["unavailable_items"][0]["reservation_state"] == "unreserved"
 
 
+async def test_a_recount_below_what_carts_hold_takes_back_the_newest_and_nothing_is_sold_beyond_it(shop):
+    pid = await stock_product(shop, 3)
+    buyers = [new_id("buyer") for _ in range(3)]
+    for buyer in buyers:  # one after the other: the last buyer's reservation is the newest
+        assert (await ask(shop, "AddItem", user_id=buyer, product_id=pid))["success"]
+    await settled_level(shop, pid, reserved=3, available=0)
+    stock_events = await shop.tap("stock.events")
+    reserved = {
+        e["holder"].split(":")[1]: e["reservation_id"]
+        for e in await stock_events.wait_json(type="StockReserved", product_id=pid, count=3)
+    }
+
+    recount = await shop.send("stock.commands", command("SetStock", product_id=pid, on_hand=1), "product_id")
+
+    released = await stock_events.wait_json(type="StockReleased", product_id=pid, reason="stock_reduced", count=2)
+    assert sorted(e["reservation_id"] for e in released) == sorted(reserved[b] for b in buyers[1:])
+    assert {e["causation_id"] for e in released} == {recount["message_id"]}
+    assert {e["holder"].split(":")[1] for e in released} == set(buyers[1:])
+    await settled_level(shop, pid, on_hand=1, reserved=1, sold=0, available=0)
+    async with asyncio.timeout(30):  # the cart reads the releases and the level after them
+        while (await ask(shop, "GetCart", user_id=buyers[2]))["data"]["items"]:
+            await asyncio.sleep(0.1)
+    (line,) = (await ask(shop, "GetCart", user_id=buyers[2]))["data"]["unavailable_items"]
+    assert (line["reservation_state"], line["is_available"]) == ("unreserved", False)
+    kept = (await ask(shop, "GetCart", user_id=buyers[0]))["data"]["items"]
+    assert [item["reservation_state"] for item in kept] == ["reserved"]
+
+    commits = [
+        command("CommitReservation", reservation_id=reserved[buyer], product_id=pid, order_id=new_id("order"))
+        for buyer in buyers
+    ]
+    for commit in commits:
+        await shop.send("stock.commands", commit, "product_id")
+    commit_ids = {c["message_id"] for c in commits}
+
+    def answers_a_commit(record) -> bool:
+        body = record.json or {}
+        return body.get("causation_id") in commit_ids and body.get("type") != "StockLevelChanged"
+
+    answers = {r.json["causation_id"]: r.json["type"] for r in await stock_events.wait_for(answers_a_commit, count=3)}
+    assert [answers[c["message_id"]] for c in commits] == ["StockCommitted", "StockCommandRejected", "StockCommandRejected"]
+    await settled_level(shop, pid, on_hand=1, reserved=0, sold=1, available=0)
+    await no_drift(shop)
+
+
 async def test_replaying_every_stock_and_cart_command_changes_no_level(shop):
     pid = await stock_product(shop, 4)
     buyers = [new_id("buyer") for _ in range(6)]
