@@ -21,7 +21,12 @@ Holder = Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class SetStock(Command):
-    """The absolute level on hand, from inventory or an operator. Idempotent."""
+    """The absolute level on hand, from inventory or an operator. Idempotent.
+
+    A level below what is reserved and sold releases reservations, newest
+    first, until what is held fits (or none is left, when more was sold than
+    the recount found): each is announced as ``StockReleased`` with reason
+    ``stock_reduced`` and this command's ``message_id`` as its ``causation_id``."""
 
     type: Literal["SetStock"] = "SetStock"
     product_id: Identifier
