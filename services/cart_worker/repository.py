@@ -19,7 +19,17 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
-from services.cart_worker.domain import PENDING, RESERVED, UNTRACKED, Cart, CartLine, Change, PendingStock, Product, SizeOption
+from services.cart_worker.domain import (
+    PENDING,
+    RESERVED,
+    UNTRACKED,
+    Cart,
+    CartLine,
+    Change,
+    PendingStock,
+    Product,
+    SizeOption,
+)
 from services.runtime.mongo import find_by_ids, replace_all, write_versioned
 
 CARTS = "cart.carts"

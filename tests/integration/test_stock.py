@@ -204,7 +204,9 @@ async def test_a_recount_below_what_carts_hold_takes_back_the_newest_and_nothing
         return body.get("causation_id") in commit_ids and body.get("type") != "StockLevelChanged"
 
     answers = {r.json["causation_id"]: r.json["type"] for r in await stock_events.wait_for(answers_a_commit, count=3)}
-    assert [answers[c["message_id"]] for c in commits] == ["StockCommitted", "StockCommandRejected", "StockCommandRejected"]
+    assert [answers[c["message_id"]] for c in commits] == [
+        "StockCommitted", "StockCommandRejected", "StockCommandRejected"
+    ], "only the reservation the recount left can be sold"
     await settled_level(shop, pid, on_hand=1, reserved=0, sold=1, available=0)
     await no_drift(shop)
 

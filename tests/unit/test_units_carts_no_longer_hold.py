@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 from collections import deque
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from services.cart_worker.domain import RESERVED, Cart, CartLine, Product
+from services.cart_worker.domain import RESERVED, Cart, CartLine
 from services.cart_worker.handlers import CartLogic
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue
 from services.runtime.clock import ManualClock
@@ -42,7 +41,8 @@ class Shop:
     def publish(self, topic: str, **body: Any) -> str:
         self.number += 1
         message_id = f"m{self.number}"
-        self.queue.append((topic, json.dumps({"message_id": message_id, "occurred_at": self.clock.now().isoformat(), **body}).encode()))
+        envelope = {"message_id": message_id, "occurred_at": self.clock.now().isoformat()}
+        self.queue.append((topic, json.dumps({**envelope, **body}).encode()))
         return message_id
 
     def command(self, kind: str, user: str, **fields: Any) -> str:
@@ -86,7 +86,8 @@ class Shop:
         return line
 
     def stock(self, product_id: str, on_hand: int, price: str = "20.00") -> None:
-        self.publish("catalog.events", type="ProductUpserted", product_id=product_id, name=product_id.title(), price=price)
+        name = product_id.title()
+        self.publish("catalog.events", type="ProductUpserted", product_id=product_id, name=name, price=price)
         self.publish("stock.commands", type="SetStock", product_id=product_id, on_hand=on_hand)
         self.drain()
 
