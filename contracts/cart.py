@@ -7,11 +7,14 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AliasChoices, BeforeValidator, Field, TypeAdapter, model_validator
 
 from contracts.envelope import Command, Event, Identifier, LooseIdentifier, LooseInt, Money
+from contracts.free_form import BoundedFreeFormObject
 
-Properties = Annotated[dict[str, Any], Field(max_length=50)]
+#: Free-form objects: keys as ``contracts.free_form`` allows them (sizes and
+#: nesting are held to the deployment's limits at decoding).
+Properties = BoundedFreeFormObject
 ItemIds = Annotated[list[LooseIdentifier], Field(min_length=1, max_length=500)]
 #: A shipping address as an object of fields, or as one line of text.
-Address = Annotated[dict[str, Any], Field(max_length=50)] | Annotated[str, Field(min_length=1, max_length=1000)]
+Address = BoundedFreeFormObject | Annotated[str, Field(min_length=1, max_length=1000)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 #: A size; an empty string (what a form without a size sends) means none.
 Size = Annotated[Identifier | None, BeforeValidator(lambda value: None if value == "" else value)]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from contracts.envelope import Command, Event, Identifier, Money
+from contracts.free_form import FreeFormObject
 
 
 class CheckoutLine(BaseModel):
@@ -54,7 +55,7 @@ class StartCheckout(Command):
     total_amount: Money
     payment_method: str
     gateway_name: str
-    shipping_address: dict[str, Any] | str | None = None
+    shipping_address: FreeFormObject | str | None = None
     #: The upstream command this checkout answers.
     command_type: str
     command_message_id: str

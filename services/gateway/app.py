@@ -158,8 +158,13 @@ class Gateway:
     ) -> tuple[dict[str, Any], str] | JSONResponse:
         """The ``CommandResult`` of one command and the idempotency key it was sent
         under, or the response that answers for its absence (400, 503, 504). The
-        user was proven by the authentication middleware."""
+        user was proven by the authentication middleware. Free-form fields are
+        held to the workers' limits (``contracts.free_form``) before anything is sent."""
         user_id: str = request.state.user_id
+        if (problem := self.settings.free_form_limits.first_problem(fields)) is not None:
+            # The workers' own limits: refused here at once rather than by them after a round trip.
+            body = api.problem("INVALID_MESSAGE", f"Invalid request: {problem}", "Send smaller or flatter values")
+            return JSONResponse(body, status_code=400)
         try:
             message_id, idempotency_key = await self.message_id(request, user_id)
         except IdempotencyKeyInvalid:

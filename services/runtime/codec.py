@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import bson
+from bson.errors import InvalidDocument
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.envelope import SCHEMA_VERSION, is_identifier
@@ -33,15 +35,12 @@ class Malformed:
         return value if is_identifier(value) else None
 
 
-#: Fields that hold free-form objects a producer fills as it likes.
-FREE_FORM_FIELDS = ("properties", "shipping_address")
-
-
 def parse(
     record: Incoming, adapter: TypeAdapter[Any], known_types: frozenset[str], settings: Settings | None = None
 ) -> Any | Malformed:
-    """The contract message in ``record``, or why it is not one. With ``settings``,
-    also the deployment's limits: an allowed ``reply_to`` and bounded free-form objects."""
+    """The contract message in ``record``, or why it is not one: also when what
+    it holds could not be stored. With ``settings``, also the deployment's
+    limits: an allowed ``reply_to`` and bounded free-form objects."""
     if not record.value:
         return Malformed("empty record")
     try:
@@ -62,46 +61,41 @@ def parse(
         message = adapter.validate_json(record.value)
     except ValidationError as exc:
         return Malformed(describe(exc), fields)
-    problem = beyond_limits(message, settings) if settings is not None else None
-    if problem is not None:
-        # Answered on the default reply topic: the one asked for may be the problem.
+    if settings is not None and (problem := unusable_reply_to(message, settings)) is not None:
+        # Answered on the default reply topic: the one asked for is the problem.
         return Malformed(problem, {name: value for name, value in fields.items() if name != "reply_to"})
+    problem = settings.free_form_limits.first_problem(message) if settings is not None else None
+    if problem is None:
+        problem = unstorable(message)
+    if problem is not None:
+        return Malformed(problem, fields)
     return message
 
 
-def beyond_limits(message: Any, settings: Settings) -> str | None:
-    """Why a valid message still exceeds what this deployment accepts, if it does."""
+def unusable_reply_to(message: Any, settings: Settings) -> str | None:
+    """Why a valid message's ``reply_to`` is not one this deployment answers on, if it is not."""
     reply_to = getattr(message, "reply_to", None)
     if reply_to is not None and not settings.reply_topic_allowed(reply_to):
         return (
             f"reply_to {reply_to[:260]!r} is not an allowed reply topic "
             f"(a topic name matching {settings.reply_topic_regex.pattern!r})"
         )
-    for name in FREE_FORM_FIELDS:
-        value = getattr(message, name, None)
-        if value is None:
-            continue
-        if isinstance(value, dict) and len(value) > settings.properties_max_keys:
-            return f"{name}: more than {settings.properties_max_keys} keys"
-        if nesting_depth(value) > settings.properties_max_depth:
-            return f"{name}: nested deeper than {settings.properties_max_depth} levels"
-        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode())
-        if size > settings.properties_max_bytes:
-            return f"{name}: {size} bytes as JSON, more than {settings.properties_max_bytes}"
     return None
 
 
-def nesting_depth(value: Any) -> int:
-    """Levels of objects and arrays in a JSON value (a scalar is 0), without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+def unstorable(message: Any) -> str | None:
+    """Why what ``message`` holds could not be written to the database, if it could not.
+
+    Checked once per record at decoding, on the message as the workers keep it
+    (the JSON form a cart stores a queued command in): a batch's transaction
+    then never fails on what a producer sent, and the one record is refused
+    alone instead of sending its whole batch one message per transaction.
+    """
+    try:
+        bson.encode(message.model_dump(mode="json"), check_keys=True)
+    except (InvalidDocument, UnicodeEncodeError, OverflowError) as exc:
+        return f"not storable: {exc}"[:MAX_REASON]
+    return None
 
 
 def describe(exc: ValidationError) -> str:

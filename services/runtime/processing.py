@@ -12,6 +12,8 @@ Per batch of consumed records:
 Offsets are committed by the caller only after ``process`` returns, so a crash
 at any point replays the batch, and step 2 turns the replay into a no-op.
 
+What a record holds is checked to be storable when it is decoded
+(``codec.unstorable``), so nothing a producer sends can fail a batch's write.
 A message whose handling raises is answered with an internal-error reply where
 it can be and dead-lettered; its neighbours go on. A batch whose write fails
 for a reason that is not passing is split and written one message at a time,

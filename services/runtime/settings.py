@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts import free_form
+
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -75,10 +77,11 @@ class Settings(BaseSettings):
     #: refused with INVALID_MESSAGE on the default reply topic.
     reply_topic_pattern: str | None = None
     #: Free-form objects (an item's ``properties``, a shipping address): at most
-    #: this many keys, this many bytes as JSON and this much nesting.
-    properties_max_keys: int = Field(default=50, ge=1)
-    properties_max_bytes: int = Field(default=1024, ge=64)
-    properties_max_depth: int = Field(default=5, ge=1, le=50)
+    #: this many keys, this many bytes as JSON and this much nesting. The
+    #: gateway holds requests to the same limits (see contracts.free_form).
+    properties_max_keys: int = Field(default=free_form.MAX_KEYS, ge=1)
+    properties_max_bytes: int = Field(default=free_form.MAX_BYTES, ge=64)
+    properties_max_depth: int = Field(default=free_form.MAX_DEPTH, ge=1, le=50)
 
     # Cart rules.
     #: The dedup window: inbox entries older than this are pruned, and a message
@@ -183,6 +186,10 @@ class Settings(BaseSettings):
     def reply_topic_allowed(self, name: object) -> bool:
         """Whether a producer may have its answers sent to topic ``name``."""
         return is_topic_name(name) and self.reply_topic_regex.fullmatch(name) is not None  # type: ignore[arg-type]
+
+    @cached_property
+    def free_form_limits(self) -> free_form.FreeFormLimits:
+        return free_form.FreeFormLimits(self.properties_max_keys, self.properties_max_bytes, self.properties_max_depth)
 
     def group_id(self, worker: str) -> str:
         return f"{self.topic_prefix}cartflow-{worker}{self.consumer_group_suffix}"

@@ -232,3 +232,20 @@ async def test_the_catalog_and_the_api_documentation_are_served(shop):
     assert pid in [product["product_id"] for product in products.json()["products"]]
     assert docs.status_code == 200
     assert "/api/carts/checkout/single/" in schema["paths"] and "/api/cart/update_item/" in schema["paths"]
+
+
+async def test_a_body_beyond_the_workers_limits_is_answered_400_at_once_and_changes_nothing(shop):
+    deployment, http = shop
+    pid = await stocked(deployment, 5, "10.00", "Scarf")
+    auth = bearer(buyer())
+
+    properties = await http.post("/api/carts/add/", json={"product_id": pid, "product_properties": {"note": "x" * 1100}},
+                                 headers=auth)
+    nul_key = await http.post("/api/carts/add/", json={"product_id": pid, "product_properties": {"col\u0000or": "red"}},
+                              headers=auth)
+    await http.post("/api/carts/add/", json={"product_id": pid}, headers=auth)
+    address = await http.post("/api/carts/checkout/full/", json={"shipping_address": "\u00e9" * 600}, headers=auth)
+
+    for response in (properties, nul_key, address):
+        assert response.status_code == 400 and response.json()["error_code"] == "INVALID_MESSAGE", response.text
+    assert (await http.get("/api/carts/count/", headers=auth)).json()["count"] == 1

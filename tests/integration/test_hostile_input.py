@@ -114,6 +114,9 @@ async def test_a_record_larger_than_the_limit_is_dead_lettered_unread_and_the_wo
         ({"note": "x" * 3000}, "bytes"),
         ({f"k{i}": i for i in range(60)}, "50"),
         ({"a": {"b": {"c": {"d": {"e": {"f": {"g": 1}}}}}}}, "nested"),
+        ({"col\u0000or": "red"}, "NUL"),
+        ({"$where": "1"}, "'$'"),
+        ({"size": {"eu.de": 42}}, "'.'"),
     ],
 )
 async def test_properties_beyond_the_limits_are_refused_as_invalid(system, properties, problem):
@@ -122,6 +125,23 @@ async def test_properties_beyond_the_limits_are_refused_as_invalid(system, prope
     refusal = await ask(system, "AddItem", user_id=buyer, product_id=pid, properties=properties)
 
     assert refusal["error_code"] == "INVALID_MESSAGE" and problem in refusal["error_message"]
+
+
+async def test_a_command_beyond_the_limits_is_refused_on_its_own_reply_topic(system):
+    pid, buyer = await stocked(system, 10), new_id("buyer")
+    await system.create_topics("storefront.replies")
+    own = await system.tap("storefront.replies")
+    reply_to = system.topic("storefront.replies")
+    over = await system.send(
+        "cart.commands", command("AddItem", user_id=buyer, product_id=pid, properties={"note": "x" * 1100}, reply_to=reply_to)
+    )
+    address = await system.send(
+        "cart.commands", command("CheckoutCart", user_id=buyer, shipping_address="\u00e9" * 600, reply_to=reply_to)
+    )
+
+    for message in (over, address):
+        refusal = await own.reply(message, timeout=30)
+        assert refusal["success"] is False and refusal["error_code"] == "INVALID_MESSAGE"
 
 
 async def test_properties_nested_deeper_than_any_json_reader_allows_get_an_answer_not_a_stall(system):

@@ -164,3 +164,40 @@ async def test_outbox_records_are_numbered_in_commit_order_whatever_the_writers_
 
     outbox = [json.loads(doc["value"])["amount"] for doc in await written(db)]
     assert outbox == [1, 2, 3]
+
+
+def cart_record(offset: int, fields: dict) -> Incoming:
+    topic = "cart.commands" if fields["type"] != "ProductUpserted" else "catalog.events"
+    return Incoming(topic, 0, offset, b"k", json.dumps(fields).encode())
+
+
+async def test_one_command_with_an_unstorable_property_key_is_refused_alone_and_its_batch_is_written_once(db):
+    from services.cart_worker.handlers import CartLogic
+    from services.runtime.settings import Settings
+
+    settings = Settings(cart_stock_reservation_enabled=False)
+    processor = BatchProcessor(CartLogic(settings, ManualClock()), db, ManualClock())
+
+    def add(user: str, properties: dict) -> dict:
+        return {"message_id": f"m-{uuid.uuid4().hex}", "type": "AddItem", "occurred_at": "2026-12-01T10:00:00Z",
+                "user_id": user, "product_id": "p-1", "properties": properties, "reply_to": "storefront.replies"}
+
+    product = {"message_id": f"m-{uuid.uuid4().hex}", "type": "ProductUpserted", "occurred_at": "2026-12-01T09:00:00Z",
+               "product_id": "p-1", "name": "Shoe", "price": "74.99"}
+    commands = [add(f"buyer-{n}", {"color": "red"}) for n in range(24)]
+    commands.insert(12, add("buyer-nul", {"col\u0000or": "red"}))
+    batch = [cart_record(0, product), *(cart_record(n + 1, c) for n, c in enumerate(commands))]
+
+    await processor.process(batch)
+
+    assert processor.times.batches == 1, "the batch is written in one transaction"
+    replies = {json.loads(r["value"])["correlation_id"]: json.loads(r["value"])
+               for r in await written_to(db, "cart.outbox") if r["topic"] == "storefront.replies"}
+    refused = replies[commands[12]["message_id"]]
+    assert refused["success"] is False and refused["error_code"] == "INVALID_MESSAGE"
+    assert all(replies[c["message_id"]]["success"] for i, c in enumerate(commands) if i != 12)
+    assert await db["cart.carts"].count_documents({}) == 24
+
+
+async def written_to(db, outbox: str) -> list[dict]:
+    return [record for chunk in await db[outbox].find().sort("_id").to_list() for record in records_of(chunk)]

@@ -133,3 +133,42 @@ def test_the_development_secret_never_serves_beyond_this_machine_and_a_short_sec
     with pytest.raises(RuntimeError, match="at least 32 bytes"):
         verifier(Settings(gateway_jwt_secret="short"))
     assert verifier(Settings(data_dir=str(tmp_path))).development is True
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/api/carts/add/", {"product_id": "p", "product_properties": {"note": "x" * 1100}}),
+        ("/api/carts/add/", {"product_id": "p", "product_properties": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}}),
+        ("/api/cart/", {"product_id": "p", "product_properties": {"k" + str(i): i for i in range(51)}}),
+        ("/api/carts/checkout/full/", {"shipping_address": "é" * 600}),
+        ("/api/carts/checkout/single/", {"cart_item_id": "i", "shipping_address": {"street": "é" * 600}}),
+        ("/api/carts/add/", {"product_id": "p", "product_properties": {"col\u0000or": "red"}}),
+        ("/api/carts/add/", {"product_id": "p", "product_properties": {"$where": "1"}}),
+        ("/api/carts/add/", {"product_id": "p", "product_properties": {"a.b": 1}}),
+        ("/api/carts/checkout/full/", {"shipping_address": {"city": {"$ne": None}}}),
+    ],
+    ids=["over-1-KiB", "deeper-than-5", "51-keys", "600-e-acute", "600-e-acute-field", "nul-key", "dollar-key",
+         "dotted-key", "nested-dollar-key"],
+)
+async def test_a_body_the_workers_would_refuse_is_answered_400_at_once_without_asking_them(tmp_path, path, body):
+    import httpx
+
+    from services.gateway.exchange import Exchange
+
+    asked = []
+
+    async def ask(self, topic, command, key):
+        asked.append(command)
+        return {"success": True, "data": {}}
+
+    app = app_without_kafka(tmp_path, gateway_jwt_secret=SECRET, gateway_reply_timeout_seconds=0.5)
+    plain = jwt.encode({"sub": "ada", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Exchange, "ask", ask)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            response = await client.post(path, json=body, headers={"Authorization": f"Bearer {plain}"})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["success"] is False and response.json()["error_code"] == "INVALID_MESSAGE"
+    assert asked == []

@@ -10,10 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from contracts import free_form
+
 DEFAULT_MAX_QUANTITY = 99
 DEFAULT_MAX_LINES = 100
-DEFAULT_MAX_PROPERTY_KEYS = 50
-DEFAULT_MAX_PROPERTY_BYTES = 1024
+DEFAULT_MAX_PROPERTY_KEYS = free_form.MAX_KEYS
+DEFAULT_MAX_PROPERTY_BYTES = free_form.MAX_BYTES
 
 
 @dataclass(frozen=True)
