@@ -57,6 +57,9 @@ class LatePaymentReceived(Event):
     payment_id: str
     amount: Money
     received_at: AwareDatetime
+    #: Added to v1: the charge to refund (the payment's ``gateway_reference``,
+    #: else its ``message_id``); each charge is announced once.
+    gateway_reference: str | None = None
 
 
 class PaymentAmountMismatch(Event):
@@ -66,6 +69,8 @@ class PaymentAmountMismatch(Event):
     payment_id: str
     expected: Money
     received: Money
+    #: Added to v1: the charge of the wrong amount (as for ``LatePaymentReceived``).
+    gateway_reference: str | None = None
 
 
 class PaymentAttemptFailed(Event):

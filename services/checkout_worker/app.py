@@ -53,5 +53,6 @@ SPEC = WorkerSpec(
     figures=repository.figures,
     retention=(
         Retention(repository.SAGAS, lambda settings: settings.finished_checkout_retention_hours, repository.finished_since),
+        Retention(repository.CHARGES, lambda settings: settings.charge_retention_hours, repository.charges_answered_before),
     ),
 )

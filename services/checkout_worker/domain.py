@@ -97,6 +97,10 @@ class Checkout:
     #: The payment that paid: its gateway reference (or message id), to tell a
     #: repeat of it from a second charge.
     paid_reference: str | None = None
+    #: Every other charge already answered (refunded late, as a duplicate, or
+    #: as a wrong amount), newest last: a charge is answered once, however
+    #: often the payment provider announces it.
+    answered_charges: tuple[str, ...] = ()
 
 
 # --- events and effects ------------------------------------------------------------
@@ -147,6 +151,7 @@ class LatePaymentReceived:
     payment_id: str
     amount: Decimal
     received_at: datetime
+    gateway_reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,7 @@ class PaymentAmountMismatch:
     payment_id: str
     expected: Decimal
     received: Decimal
+    gateway_reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -350,31 +356,56 @@ def stock_answered(checkout: Checkout, answer: StockAnswer, *, now: datetime) ->
     return Step(updated, (), effects)
 
 
+#: How many answered charges a checkout remembers besides the one that paid
+#: (only the payment provider writes payment events: a bound, not a quota).
+MAX_ANSWERED_CHARGES = 200
+
+
 def payment_succeeded(checkout: Checkout, amount: Decimal, *, now: datetime, reference: str | None = None) -> Step:
     """A payment for this checkout. ``reference`` names the charge (the gateway's
-    reference, else the message id): the same charge again is a repeat, another
-    one on a paid checkout is a double charge to refund."""
+    reference, else the message id): a charge already answered changes nothing,
+    in whatever state the saga is; another one on a paid checkout is a double
+    charge to refund."""
+    if reference is not None and charge_answered(checkout, reference):
+        return Step(checkout)  # a repeat of a charge already answered, whatever came of it
     if checkout.state == AWAITING_PAYMENT and now >= checkout.deadline:
         # The deadline passed before the payment was seen: the timeout wins,
         # whether or not its timer has fired yet.
         expired = deadline_reached(checkout, now=now)
         late = payment_succeeded(expired.checkout, amount, now=now, reference=reference)
         return Step(late.checkout, expired.events + late.events, expired.effects + late.effects)
-    if reference is not None and reference == checkout.paid_reference:
-        return Step(checkout)  # a repeat of the payment already applied, whatever came of it
     if checkout.state == CANCELLED:
-        return Step(checkout, (LatePaymentReceived(checkout.payment_id, amount, now),))
+        late_payment = LatePaymentReceived(checkout.payment_id, amount, now, reference)
+        return Step(_answered(checkout, reference), (late_payment,))
     if checkout.state in (PAID, PAYMENT_RECEIVED):
         if reference is None or checkout.paid_reference is None:
             return Step(checkout)  # paid before charges were told apart: take it as the same one
         refund = PaymentRefundRequired(checkout.payment_id, amount, DUPLICATE_PAYMENT, [], reference)
-        return Step(checkout, (refund,))
+        return Step(_answered(checkout, reference), (refund,))
     if amount != checkout.total_amount:
-        return Step(checkout, (PaymentAmountMismatch(checkout.payment_id, checkout.total_amount, amount),))
+        mismatch = PaymentAmountMismatch(checkout.payment_id, checkout.total_amount, amount, reference)
+        return Step(_answered(checkout, reference), (mismatch,))
     received = replace(checkout, state=PAYMENT_RECEIVED, paid_reference=reference)
     if all(o.settled for o in received.orders):
         return _settle(received, now)
     return Step(received)
+
+
+def charge_answered(checkout: Checkout, reference: str) -> bool:
+    """Whether the charge ``reference`` was already answered for this checkout."""
+    return reference == checkout.paid_reference or reference in checkout.answered_charges
+
+
+def charges_of(checkout: Checkout) -> tuple[str, ...]:
+    """Every charge this checkout answered, the one that paid first."""
+    paid = (checkout.paid_reference,) if checkout.paid_reference else ()
+    return (*paid, *checkout.answered_charges)
+
+
+def _answered(checkout: Checkout, reference: str | None) -> Checkout:
+    if reference is None:
+        return checkout
+    return replace(checkout, answered_charges=(*checkout.answered_charges, reference)[-MAX_ANSWERED_CHARGES:])
 
 
 def _settle(checkout: Checkout, now: datetime) -> Step:

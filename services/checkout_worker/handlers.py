@@ -86,6 +86,8 @@ class OverdueDeadline:
 class CheckoutUnit(UnitOfWork):
     checkouts: dict[str, Checkout] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
+    #: Charges answered for checkouts no longer stored: reference -> payment id.
+    charges: dict[str, str] = field(default_factory=dict)
 
     def put(self, checkout: Checkout) -> None:
         self.checkouts[checkout.payment_id] = checkout
@@ -153,10 +155,14 @@ class CheckoutLogic:
         answers = [m.causation_id for m in messages if _is_stock_answer(m) and m.causation_id]
         checkouts = await repository.load(db, [m.payment_id for m in messages if not _is_stock_answer(m)])
         checkouts.update(await repository.load_waiting_on(db, answers))
-        return CheckoutUnit(checkouts)
+        # Only a charge whose checkout is gone needs the longer memory.
+        orphans = [_charge(m) for m in messages if isinstance(m, PaymentSucceeded) and m.payment_id not in checkouts]
+        return CheckoutUnit(checkouts, charges=await repository.load_charges(db, orphans))
 
     async def save(self, unit: CheckoutUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
-        await repository.save(db, [unit.checkouts[p] for p in sorted(unit.dirty)], session)
+        dirty = [unit.checkouts[p] for p in sorted(unit.dirty)]
+        await repository.save(db, dirty, session)
+        await repository.save_charges(db, dirty, self.clock.now(), session)
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         message = work.message
@@ -183,13 +189,14 @@ class CheckoutLogic:
             return [self._status(unit, message, now)]
         checkout = unit.checkouts.get(message.payment_id)
         if checkout is None:
+            if isinstance(message, PaymentSucceeded) and unit.charges.get(_charge(message)) == message.payment_id:
+                return []  # answered before its checkout was pruned: answered once
             if isinstance(message, PaymentSucceeded | PaymentFailed):
                 raise UnknownPayment(f"no checkout has payment id {message.payment_id}")
             return []
         match message:
             case PaymentSucceeded():
-                reference = message.gateway_reference or message.message_id
-                step = domain.payment_succeeded(checkout, message.amount, now=now, reference=reference)
+                step = domain.payment_succeeded(checkout, message.amount, now=now, reference=_charge(message))
             case PaymentFailed():
                 cancel = self.settings.checkout_cancel_on_payment_failure
                 step = domain.payment_failed(checkout, message.reason, now=now, cancel=cancel)
@@ -319,6 +326,11 @@ class CheckoutLogic:
             key = getattr(effect, "product_id", payment_id)
             outputs.append(Outgoing(topic, key.encode(), message.to_json_bytes()))
         return outputs
+
+
+def _charge(payment: PaymentSucceeded) -> str:
+    """What names a charge: the gateway's reference, else the announcement's id."""
+    return payment.gateway_reference or payment.message_id
 
 
 def _is_stock_answer(message: Any) -> bool:

@@ -7,14 +7,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, HELD, PAID, Checkout, Order
+from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, HELD, PAID, Checkout, Order, charges_of
 from services.runtime.mongo import find_by_ids, write_versioned
 
 SAGAS = "checkout.sagas"
+#: Every charge a checkout answered, by its reference, kept longer than the
+#: checkouts themselves: a charge announced again after its checkout was pruned
+#: is recognised as answered, not taken for a payment nobody asked for.
+CHARGES = "checkout.charges"
 
 
 async def prepare(db: AsyncDatabase) -> None:
@@ -26,6 +30,12 @@ async def prepare(db: AsyncDatabase) -> None:
     await db[SAGAS].create_index("orders.stock_command_id", sparse=True)
     # Finished checkouts by when they closed, for pruning.
     await db[SAGAS].create_index([("state", ASCENDING), ("closed_at", ASCENDING)])
+    await db[CHARGES].create_index("answered_at")
+
+
+def charges_answered_before(cutoff: datetime) -> dict[str, Any]:
+    """Charges answered before ``cutoff``."""
+    return {"answered_at": {"$lt": cutoff}}
 
 
 def finished_since(cutoff: datetime) -> dict[str, Any]:
@@ -86,6 +96,7 @@ def checkout_to_doc(c: Checkout) -> dict[str, Any]:
         "failed_attempts": c.failed_attempts,
         "version": c.version,
         "paid_reference": c.paid_reference,
+        "answered_charges": list(c.answered_charges),
     }
 
 
@@ -108,11 +119,37 @@ def checkout_from_doc(d: dict[str, Any]) -> Checkout:
         failed_attempts=d.get("failed_attempts", 0),
         version=d.get("version", 0),
         paid_reference=d.get("paid_reference"),
+        answered_charges=tuple(d.get("answered_charges") or ()),
     )
 
 
 async def load(db: AsyncDatabase, payment_ids: Iterable[str]) -> dict[str, Checkout]:
     return await find_by_ids(db[SAGAS], payment_ids, checkout_from_doc)
+
+
+async def load_charges(db: AsyncDatabase, references: Iterable[str]) -> dict[str, str]:
+    """The checkout (its payment id) each of ``references`` was answered for."""
+    wanted = sorted(set(references))
+    if not wanted:
+        return {}
+    return {doc["_id"]: doc["payment_id"] async for doc in db[CHARGES].find({"_id": {"$in": wanted}})}
+
+
+async def save_charges(
+    db: AsyncDatabase, checkouts: Iterable[Checkout], now: datetime, session: AsyncClientSession
+) -> None:
+    """Remember every charge of these checkouts (first answer wins)."""
+    writes = [
+        UpdateOne(
+            {"_id": reference},
+            {"$setOnInsert": {"payment_id": checkout.payment_id, "answered_at": now}},
+            upsert=True,
+        )
+        for checkout in checkouts
+        for reference in charges_of(checkout)
+    ]
+    if writes:
+        await db[CHARGES].bulk_write(writes, ordered=False, session=session)
 
 
 async def load_waiting_on(db: AsyncDatabase, command_ids: Iterable[str]) -> dict[str, Checkout]:

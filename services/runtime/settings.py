@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     #: benchmarks turn it on: it costs one more encoding of each write).
     mongo_measure_write_bytes: bool = False
     finished_checkout_retention_hours: float = Field(default=720, gt=0)
+    #: How long a charge is remembered as answered (a year by default): well
+    #: beyond the checkouts, so a charge the payment provider announces again
+    #: after its checkout was pruned is not refunded a second time.
+    charge_retention_hours: float = Field(default=8760, gt=0)
     closed_reservation_retention_hours: float = Field(default=168, gt=0)
     empty_cart_retention_hours: float = Field(default=168, gt=0)
     cart_item_max_quantity: int = Field(default=99, ge=1)

@@ -131,3 +131,48 @@ async def test_replay_warns_when_its_range_starts_beyond_the_dedup_window(backen
 
     assert old.returncode == 0 and "beyond the dedup window" in old.stderr
     assert fresh.returncode == 0 and "dedup window" not in fresh.stderr
+
+
+async def test_a_charge_announced_again_after_its_paid_checkout_was_pruned_is_not_taken_for_an_unmatched_payment(backends):
+    from decimal import Decimal
+
+    from contracts.payment import PaymentSucceeded
+    from services.checkout_worker import domain
+    from services.checkout_worker import repository as checkout_repository
+    from services.checkout_worker.handlers import CheckoutLogic, UnknownPayment
+    from services.runtime.clock import ManualClock
+    from services.runtime.mongo import transaction_options
+
+    deployment = await open_deployment(backends)
+    clock = ManualClock(NOW)
+    logic = CheckoutLogic(Settings(), clock)
+    order = domain.Order("o1", "i1", "p1", "Thing", None, 1, Decimal("5.00"), Decimal("5.00"), "r1")
+    saga = domain.Checkout(
+        "pay-pruned", "h", "ada", "single_item", (order,), Decimal("5.00"), "card", "gw", None, NOW, NOW + timedelta(minutes=15)
+    )
+
+    def charge(message_id: str, payment_id: str = "pay-pruned") -> PaymentSucceeded:
+        return PaymentSucceeded(
+            message_id=message_id, occurred_at=clock.now(), payment_id=payment_id, amount=Decimal("5.00"), gateway_reference="ch_kept"
+        )
+
+    async def process(message) -> list:
+        unit = await logic.load(deployment.db, [message])
+        out = logic.handle(unit, message)
+        async with deployment.db.client.start_session() as session:
+            async with await session.start_transaction(**transaction_options()):
+                await logic.save(unit, deployment.db, session)
+        return out
+
+    try:
+        await checkout_repository.prepare(deployment.db)
+        await checkout_repository.save(deployment.db, [saga], None)
+        assert [b'"OrderPaid"' in out.value for out in await process(charge("announce-1"))] == [True, False]
+        clock.advance(40 * 86400)
+        assert await prune_finished(deployment.db, CHECKOUT, Settings(), clock.now()) == 1
+
+        assert await process(charge("announce-2")) == [], "the same charge, announced again, is answered once"
+        with pytest.raises(UnknownPayment):  # a charge nobody answered still goes to the payments team
+            await process(charge("announce-3", payment_id="pay-never"))
+    finally:
+        await deployment.close()

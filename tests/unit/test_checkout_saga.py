@@ -233,3 +233,40 @@ def test_the_same_charge_again_changes_nothing_even_after_an_out_of_stock_cancel
     again = domain.payment_succeeded(cancelled, Decimal("20.00"), now=NOW, reference="ch_1")
 
     assert cancelled.state == CANCELLED and not again.changed, "one refund, not two"
+
+
+def refunds(step) -> list[str]:
+    """What a step asks the payments team to give back, by kind."""
+    kinds = ("LatePaymentReceived", "PaymentRefundRequired", "PaymentAmountMismatch")
+    return [type(event).__name__ for event in step.events if type(event).__name__ in kinds]
+
+
+def test_a_late_charge_announced_again_is_refunded_once():
+    cancelled = domain.deadline_reached(checkout(1), now=DEADLINE).checkout
+    first = domain.payment_succeeded(cancelled, Decimal("20.00"), now=DEADLINE, reference="ch_1")
+    again = domain.payment_succeeded(first.checkout, Decimal("20.00"), now=DEADLINE, reference="ch_1")
+    assert refunds(first) == ["LatePaymentReceived"] and first.events[0].gateway_reference == "ch_1"
+    assert refunds(again) == [] and again.checkout == first.checkout
+
+
+def test_a_charge_arriving_exactly_at_the_deadline_and_announced_again_is_refunded_once():
+    saga = checkout(1)
+    first = domain.payment_succeeded(saga, Decimal("20.00"), now=DEADLINE, reference="ch_1")
+    again = domain.payment_succeeded(first.checkout, Decimal("20.00"), now=DEADLINE, reference="ch_1")
+    assert first.checkout.state == CANCELLED and refunds(first) == ["LatePaymentReceived"]
+    assert refunds(again) == []
+
+
+def test_a_second_charge_on_a_paid_checkout_announced_again_is_refunded_once():
+    paid = domain.payment_succeeded(checkout(1), Decimal("20.00"), now=NOW, reference="ch_1").checkout
+    second = domain.payment_succeeded(paid, Decimal("20.00"), now=NOW, reference="ch_2")
+    again = domain.payment_succeeded(second.checkout, Decimal("20.00"), now=NOW, reference="ch_2")
+    assert refunds(second) == ["PaymentRefundRequired"] and refunds(again) == []
+
+
+def test_a_wrong_amount_announced_again_is_reported_once_and_the_right_one_still_pays():
+    first = domain.payment_succeeded(checkout(1), Decimal("2.00"), now=NOW, reference="ch_1")
+    again = domain.payment_succeeded(first.checkout, Decimal("2.00"), now=NOW, reference="ch_1")
+    right = domain.payment_succeeded(again.checkout, Decimal("20.00"), now=NOW, reference="ch_2")
+    assert refunds(first) == ["PaymentAmountMismatch"] and refunds(again) == []
+    assert right.checkout.state == PAID
