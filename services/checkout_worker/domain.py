@@ -8,6 +8,8 @@ state and the incoming message only:
     awaiting_payment --deadline reached------------------------> cancelled (payment_timeout)
     awaiting_payment --PaymentFailed (when failures cancel)----> cancelled (payment_failed)
     payment_received --last order's stock settled--------------> paid (its lost orders cancelled, refunded)
+    any state        --an order's units taken back by a recount--> that order cancelled (out_of_stock),
+                                                                 refunded if paid; cancelled once none is left
     cancelled        --PaymentSucceeded-------------------------> cancelled, LatePaymentReceived
     paid             --another, distinct PaymentSucceeded-------> paid, PaymentRefundRequired
 
@@ -421,7 +423,8 @@ def _settle(checkout: Checkout, now: datetime) -> Step:
         cancel_reason=None if held else OUT_OF_STOCK,
     )
     events: list[Event] = [OrderPaid(o.order_id, checkout.payment_id) for o in held]
-    events += [OrderCancelled(o.order_id, checkout.payment_id, OUT_OF_STOCK) for o in lost]
+    # An order whose units a recount took back was cancelled then already.
+    events += [OrderCancelled(o.order_id, checkout.payment_id, OUT_OF_STOCK) for o in lost if o.status != CANCELLED]
     if lost:
         amount = sum((o.total_price for o in lost), Decimal(0))
         events.append(
@@ -431,6 +434,34 @@ def _settle(checkout: Checkout, now: datetime) -> Step:
         )
     effects = tuple(CommitStock(o.reservation_id, o.product_id, o.order_id, o.holder) for o in held if o.reservation_id)
     return Step(settled, tuple(events), effects)
+
+
+def units_taken_back(checkout: Checkout, reservation_id: str, *, now: datetime) -> Step:
+    """The stock worker gave an order's units back because the stock was counted
+    lower than what was held (``stock_reduced``): that order is lost. It is
+    cancelled (``out_of_stock``) at once; the payment, when it comes, pays only
+    the orders that kept their units and refunds the rest. On a paid checkout
+    (the recount overtook the commit), the order is cancelled and refunded now.
+    When no order is left, the checkout is cancelled."""
+    order = next((o for o in checkout.orders if o.reservation_id == reservation_id and o.status != CANCELLED), None)
+    if order is None or checkout.state == CANCELLED:
+        return Step(checkout)  # not one of ours any more, or a repeat
+    lost = replace(order, stock=LOST, status=CANCELLED, stock_command_id=None)
+    orders = tuple(lost if o.order_id == order.order_id else o for o in checkout.orders)
+    updated = replace(checkout, orders=orders)
+    events: list[Event] = [OrderCancelled(order.order_id, checkout.payment_id, OUT_OF_STOCK)]
+    if checkout.state == PAID:
+        events.append(
+            PaymentRefundRequired(
+                checkout.payment_id, order.total_price, OUT_OF_STOCK, [order.order_id], checkout.paid_reference
+            )
+        )
+    elif checkout.state == PAYMENT_RECEIVED and all(o.settled for o in orders):
+        settled = _settle(updated, now)
+        return Step(settled.checkout, (*events, *settled.events), settled.effects)
+    if all(o.status == CANCELLED for o in orders):
+        updated = replace(updated, state=CANCELLED, closed_at=now, cancel_reason=OUT_OF_STOCK)
+    return Step(updated, tuple(events))
 
 
 def payment_failed(checkout: Checkout, reason: str, *, now: datetime, cancel: bool) -> Step:
@@ -452,7 +483,12 @@ def deadline_reached(checkout: Checkout, *, now: datetime) -> Step:
 def _cancel(checkout: Checkout, reason: str, now: datetime) -> Step:
     orders = tuple(replace(o, status=CANCELLED) for o in checkout.orders)
     cancelled = replace(checkout, orders=orders, state=CANCELLED, closed_at=now, cancel_reason=reason)
-    events = tuple(OrderCancelled(o.order_id, checkout.payment_id, reason) for o in orders)
+    # An order whose units a recount took back was cancelled then already.
+    events = tuple(
+        OrderCancelled(o.order_id, checkout.payment_id, reason)
+        for o, before in zip(orders, checkout.orders, strict=True)
+        if before.status != CANCELLED
+    )
     # Compensations, one per order whose units are (or may soon be) held, in
     # reverse order. A take-over still on its way is released after it lands:
     # both travel on the product's partition, in order.

@@ -152,9 +152,10 @@ class CheckoutLogic:
         return works
 
     async def load(self, db: AsyncDatabase, messages: list[Any]) -> CheckoutUnit:
-        answers = [m.causation_id for m in messages if _is_stock_answer(m) and m.causation_id]
+        answers = [m.causation_id for m in messages if _is_stock_answer(m) and m.causation_id and not _takes_units_back(m)]
         checkouts = await repository.load(db, [m.payment_id for m in messages if not _is_stock_answer(m)])
         checkouts.update(await repository.load_waiting_on(db, answers))
+        checkouts.update(await repository.load_holding(db, [m.reservation_id for m in messages if _takes_units_back(m)]))
         # Only a charge whose checkout is gone needs the longer memory.
         orphans = [_charge(m) for m in messages if isinstance(m, PaymentSucceeded) and m.payment_id not in checkouts]
         return CheckoutUnit(checkouts, charges=await repository.load_charges(db, orphans))
@@ -213,6 +214,8 @@ class CheckoutLogic:
         return self._outputs(step, cause_id, correlation_id, now)
 
     def _on_stock_answer(self, unit: CheckoutUnit, event: Any, now: datetime) -> list[Outgoing]:
+        if _takes_units_back(event):
+            return self._on_units_taken_back(unit, event, now)
         checkout = next(
             (c for c in unit.checkouts.values() if any(o.stock_command_id == event.causation_id for o in c.orders)),
             None,
@@ -228,6 +231,18 @@ class CheckoutLogic:
             quantity=event.quantity if granted else None,
         )
         step = domain.stock_answered(checkout, answer, now=now)
+        if step.checkout is not checkout:
+            unit.put(step.checkout)
+        return self._outputs(step, event.message_id, event.correlation_id, now)
+
+    def _on_units_taken_back(self, unit: CheckoutUnit, event: Any, now: datetime) -> list[Outgoing]:
+        checkout = next(
+            (c for c in unit.checkouts.values() if any(o.reservation_id == event.reservation_id for o in c.orders)),
+            None,
+        )
+        if checkout is None:
+            return []
+        step = domain.units_taken_back(checkout, event.reservation_id, now=now)
         if step.checkout is not checkout:
             unit.put(step.checkout)
         return self._outputs(step, event.message_id, event.correlation_id, now)
@@ -342,13 +357,25 @@ STOCK_ANSWERS = (
     stock_contract.StockReserved,
     stock_contract.StockReservationRejected,
     stock_contract.StockCommandRejected,
+    stock_contract.StockReleased,
 )
+#: Why the stock worker gives back units it was not asked to (a recount below
+#: what is held): the saga loses the order that held them.
+STOCK_REDUCED = "stock_reduced"
+
+
+def _takes_units_back(event: Any) -> bool:
+    return isinstance(event, stock_contract.StockReleased) and event.reason == STOCK_REDUCED and not event.no_op
 
 
 def _may_answer_a_saga(event: Any) -> bool:
     """Cheap, without the database: could this event answer one of a saga's commands?"""
     if not isinstance(event, STOCK_ANSWERS) or not event.causation_id:
         return False
+    if isinstance(event, stock_contract.StockReleased):
+        # Releases answer the saga's own cancellations, which need no answer;
+        # only units taken back by a recount change a saga.
+        return _takes_units_back(event) and (event.holder or "").startswith("order:")
     if isinstance(event, stock_contract.StockCommandRejected):
         return event.command_type == "TransferReservation"
     return (event.holder or "").startswith("order:")

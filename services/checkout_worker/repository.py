@@ -31,6 +31,8 @@ async def prepare(db: AsyncDatabase) -> None:
     # Finished checkouts by when they closed, for pruning.
     await db[SAGAS].create_index([("state", ASCENDING), ("closed_at", ASCENDING)])
     await db[CHARGES].create_index("answered_at")
+    # Units a recount takes back find their saga by the order's reservation.
+    await db[SAGAS].create_index("orders.reservation_id", sparse=True)
 
 
 def charges_answered_before(cutoff: datetime) -> dict[str, Any]:
@@ -125,6 +127,11 @@ def checkout_from_doc(d: dict[str, Any]) -> Checkout:
 
 async def load(db: AsyncDatabase, payment_ids: Iterable[str]) -> dict[str, Checkout]:
     return await find_by_ids(db[SAGAS], payment_ids, checkout_from_doc)
+
+
+async def load_holding(db: AsyncDatabase, reservation_ids: Iterable[str]) -> dict[str, Checkout]:
+    """The checkouts with an order holding one of ``reservation_ids``."""
+    return await find_by_ids(db[SAGAS], reservation_ids, checkout_from_doc, field="orders.reservation_id")
 
 
 async def load_charges(db: AsyncDatabase, references: Iterable[str]) -> dict[str, str]:

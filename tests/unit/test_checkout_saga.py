@@ -270,3 +270,55 @@ def test_a_wrong_amount_announced_again_is_reported_once_and_the_right_one_still
     right = domain.payment_succeeded(again.checkout, Decimal("20.00"), now=NOW, reference="ch_2")
     assert refunds(first) == ["PaymentAmountMismatch"] and refunds(again) == []
     assert right.checkout.state == PAID
+
+
+def names(step) -> list[str]:
+    return [type(event).__name__ for event in step.events]
+
+
+def test_an_order_whose_units_a_recount_took_back_is_cancelled_and_the_payment_refunds_its_share():
+    saga = domain.start(checkout(2)).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, True), now=NOW).checkout
+    saga = domain.stock_answered(saga, answer(saga, 1, True), now=NOW).checkout
+    taken = domain.units_taken_back(saga, saga.orders[1].reservation_id, now=NOW)
+    assert names(taken) == ["OrderCancelled"] and taken.events[0].reason == "out_of_stock"
+    assert taken.checkout.state == AWAITING_PAYMENT
+
+    paid = domain.payment_succeeded(taken.checkout, Decimal("40.00"), now=NOW, reference="ch_1")
+    assert names(paid) == ["OrderPaid", "PaymentRefundRequired"], "the lost order is cancelled once"
+    assert paid.events[1].amount == Decimal("20.00") and paid.events[1].order_ids == ["o1"]
+    assert paid.effects == (CommitStock(saga.orders[0].reservation_id, "p0", "o0", "order:o0"),)
+    assert domain.units_taken_back(paid.checkout, saga.orders[1].reservation_id, now=NOW).events == ()
+
+
+def test_a_checkout_whose_every_order_a_recount_took_back_is_cancelled_and_a_later_payment_is_late():
+    saga = domain.start(checkout(1)).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, True), now=NOW).checkout
+    taken = domain.units_taken_back(saga, saga.orders[0].reservation_id, now=NOW)
+    assert taken.checkout.state == CANCELLED and taken.effects == ()
+    late = domain.payment_succeeded(taken.checkout, Decimal("20.00"), now=NOW, reference="ch_1")
+    assert names(late) == ["LatePaymentReceived"]
+    assert names(domain.deadline_reached(taken.checkout, now=DEADLINE)) == []
+
+
+def test_a_recount_that_overtakes_the_commit_of_a_paid_order_cancels_and_refunds_that_order():
+    saga = domain.start(checkout(2)).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, True), now=NOW).checkout
+    saga = domain.stock_answered(saga, answer(saga, 1, True), now=NOW).checkout
+    paid = domain.payment_succeeded(saga, Decimal("40.00"), now=NOW, reference="ch_1").checkout
+    taken = domain.units_taken_back(paid, saga.orders[0].reservation_id, now=NOW)
+    assert names(taken) == ["OrderCancelled", "PaymentRefundRequired"]
+    assert taken.events[1].amount == Decimal("20.00") and taken.events[1].gateway_reference == "ch_1"
+    assert taken.checkout.state == PAID
+    rest = domain.units_taken_back(taken.checkout, saga.orders[1].reservation_id, now=NOW)
+    assert rest.checkout.state == CANCELLED
+
+
+def test_a_deadline_after_a_recount_took_an_order_back_cancels_each_order_once():
+    saga = domain.start(checkout(2)).checkout
+    saga = domain.stock_answered(saga, answer(saga, 0, True), now=NOW).checkout
+    saga = domain.stock_answered(saga, answer(saga, 1, True), now=NOW).checkout
+    taken = domain.units_taken_back(saga, saga.orders[0].reservation_id, now=NOW).checkout
+    expired = domain.deadline_reached(taken, now=DEADLINE)
+    assert [e.order_id for e in expired.events] == ["o1"]
+    assert [e.reservation_id for e in expired.effects] == [saga.orders[1].reservation_id]
