@@ -1,9 +1,11 @@
 """Fault injection: a mixed workload while workers and the database are killed,
 then the invariants that must hold whatever happened.
 
-The workload: catalog price changes and stock top-ups, many buyers adding,
-updating, removing and reading, both kinds of checkout, and payments on time,
-late and never. The faults, at random moments: SIGKILL of a random worker
+The workload: catalog price changes, stock top-ups and recounts (often below
+what is reserved or sold), many buyers adding, updating, removing and reading,
+both kinds of checkout, and payments on time, late and never, some charged
+twice, some announced again by the payment provider (same
+``gateway_reference``, new ``message_id``). The faults, at random moments: SIGKILL of a random worker
 (restarted after a pause), SIGKILL of the MongoDB server (restarted on the same
 data), and the loss of the payment-deadline timer messages (the timer group is
 moved past them while the checkout worker is down). Carts grow to 30 lines,
@@ -16,13 +18,19 @@ Then, once everything settled, the invariants:
 1. every command got exactly one reply (redeliveries repeat it byte for byte);
 2. no message id was ever published with two different contents;
 3. every checkout ended exactly once: each order paid xor cancelled;
-4. on_hand = available + reserved + sold for every stock level;
+4. on_hand = available + reserved + sold for every stock level, and
+   reserved + sold <= on_hand (unless a recount went below what was sold, and
+   then nothing is reserved), at the end and in every level published during
+   the run;
 5. the stock audit finds no drift between counters and reservation records;
 6. no cart change was lost: every cart equals the fold of its events;
 7. every paid order has exactly its units committed, and every committed unit
    belongs to one paid order;
 8. every outbox drained and nothing was parked;
-9. no background task died: every worker's /healthz answers 200.
+9. no background task died: every worker's /healthz answers 200;
+10. per distinct charge (its ``gateway_reference``, else its ``message_id``),
+    the money its orders keep plus the refunds announced for it equal what was
+    charged: no charge refunded twice, kept and refunded, or forgotten.
 
 ``python -m harness.chaos --duration 300`` (``make chaos``) runs it on its own
 servers and writes docs/chaos/report.md; a short run is part of ``make test``.
@@ -39,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +66,8 @@ WATCHED = ("cart.replies", "cart.events", "stock.events", "order.events", "stock
 WORKERS = ("cart", "stock", "checkout")
 HOSTILE_KEY = b"hostile"
 PAYMENT = {"payment_method": "card", "gateway_name": "chaos-pay", "shipping_address": {"city": "Lyon"}}
+#: order.events that give money back: the amount of each, and the charge it belongs to.
+REFUNDS = ("PaymentRefundRequired", "LatePaymentReceived", "UnmatchedPaymentReceived", "PaymentAmountMismatch")
 
 
 @dataclass
@@ -177,6 +188,10 @@ class Chaos:
         self.faults: dict[str, int] = defaultdict(int)
         self.sent: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, int] = defaultdict(int)
+        #: Each distinct charge (gateway_reference, else message_id): its checkout and amount.
+        self.charges: dict[str, tuple[str, Decimal]] = {}
+        #: The charge each PaymentSucceeded we sent announced, by its message_id.
+        self.charge_of: dict[str, str] = {}
         self.checkouts = 0
         self.late_payments: list[asyncio.Task] = []
         self.stop_at = 0.0
@@ -208,7 +223,8 @@ class Chaos:
             faults = asyncio.create_task(self.inject_faults())
             hostile = asyncio.create_task(self.hostile_producer())
             await asyncio.gather(*buyers, shop, faults, hostile)
-            await asyncio.gather(*self.late_payments)
+            while waiting := [task for task in self.late_payments if not task.done()]:
+                await asyncio.gather(*waiting)  # a late payment may announce its charge again, later still
             self.echo("chaos: workload over; settling")
             await self.settle()
             invariants = await self.check()
@@ -283,31 +299,74 @@ class Chaos:
         payment_id = reply["data"]["payment_id"]
         requested = await self.payment_requests.find(payment_id, self.config.reply_timeout)
         amount = requested["total_amount"]
-        fate = rng.choices(("on_time", "late", "never"), weights=(5, 2, 3))[0]
+        fate = rng.choices(("on_time", "late", "never", "twice"), weights=(5, 2, 3, 1))[0]
         self.payments[fate] += 1
-        if fate == "on_time":
-            await self.pay(payment_id, amount)
+        if fate in ("on_time", "twice"):
+            await self.pay(rng, payment_id, amount, f"{payment_id}/1")
+        if fate == "twice":
+            # A second, distinct charge of the same checkout: refunded once.
+            await self.pay(rng, payment_id, amount, f"{payment_id}/2")
         elif fate == "late":
-            self.late_payments.append(asyncio.create_task(self.pay(payment_id, amount, after=self.config.deadline_seconds + 3)))
+            self.late_payments.append(
+                asyncio.create_task(self.pay(rng, payment_id, amount, f"{payment_id}/1", after=self.config.deadline_seconds + 3))
+            )
 
-    async def pay(self, payment_id: str, amount: str, after: float = 0.0) -> None:
+    async def pay(self, rng: random.Random, payment_id: str, amount: str, reference: str, after: float = 0.0) -> None:
+        """One charge; now and then the payment provider announces it again (same
+        ``gateway_reference``, a new ``message_id``), soon or after the deadline."""
         await asyncio.sleep(after)
-        payment = command("PaymentSucceeded", payment_id=payment_id, amount=amount)
+        await self.announce(payment_id, amount, reference)
+        if rng.random() < 0.3:
+            delay = rng.choice((0.0, 0.5, self.config.deadline_seconds + 2))
+            self.late_payments.append(asyncio.create_task(self.announce(payment_id, amount, reference, after=delay)))
+            self.payments["announced again"] += 1
+
+    async def announce(self, payment_id: str, amount: str, reference: str, after: float = 0.0) -> None:
+        await asyncio.sleep(after)
+        payment = command("PaymentSucceeded", payment_id=payment_id, amount=amount, gateway_reference=reference)
+        self.charges.setdefault(reference, (payment_id, Decimal(amount)))
+        self.charge_of[payment["message_id"]] = reference
         await self.publisher.send(self.topic("payment.events"), payment, "payment_id")
 
     async def shopkeeper(self) -> None:
-        """Price changes and stock top-ups while buyers shop."""
+        """Price changes, stock top-ups and recounts while buyers shop. Buyers
+        want the first 8 products most: recounts of those often go below what
+        is reserved, sometimes below what was sold."""
         while time.monotonic() < self.stop_at:
             await asyncio.sleep(self.rng.uniform(1.0, 3.0))
-            pid = self.rng.choice(self.products)
-            if self.rng.random() < 0.5:
+            roll = self.rng.random()
+            if roll < 0.4:
+                pid = self.rng.choice(self.products)
                 price = f"{self.rng.randint(4, 12)}.{self.rng.randint(0, 99):02d}"
                 message = command("ProductUpserted", product_id=pid, name=f"Thing {pid}", price=price)
                 await self.publisher.send(self.topic("catalog.events"), message, "product_id")
-            else:
+            elif roll < 0.7:
+                pid = self.rng.choice(self.products)
                 self.on_hand[pid] += 5
                 message = command("SetStock", product_id=pid, on_hand=self.on_hand[pid])
                 await self.publisher.send(self.topic("stock.commands"), message, "product_id")
+            else:
+                pid = self.rng.choice(self.products[:8])
+                held = self.last_level(pid)
+                if held is not None and held["reserved"] and self.rng.random() < 0.7:
+                    # Below what the last published level holds: some reservations must go.
+                    below = held["reserved"] + held["sold"] - self.rng.randint(1, max(1, held["reserved"]))
+                    self.on_hand[pid] = max(0, below)
+                else:
+                    self.on_hand[pid] = max(0, self.on_hand[pid] - self.rng.randint(1, 30))
+                message = command("SetStock", product_id=pid, on_hand=self.on_hand[pid])
+                await self.publisher.send(self.topic("stock.commands"), message, "product_id")
+                self.faults["stock recounts down"] += 1
+
+    def last_level(self, product_id: str) -> dict[str, Any] | None:
+        """The stock worker's latest published level of a product, as seen so far."""
+        for record in reversed(self.taps["stock.events"].records):
+            if record.key == HOSTILE_KEY:
+                continue
+            event = record.json
+            if isinstance(event, dict) and event.get("type") == "StockLevelChanged" and event.get("product_id") == product_id:
+                return event
+        return None
 
     async def hostile_producer(self) -> None:
         """A buggy or hostile producer on every input topic, all along."""
@@ -384,11 +443,13 @@ class Chaos:
                 self.one_content_per_message_id(records),
                 await self.checkouts_end_once(records["order.events"], db),
                 await self.stock_conserved(db),
+                self.no_level_ever_promised_more_than_on_hand(records["stock.events"]),
                 await self.audit_clean(db),
                 await self.carts_match_their_events(records["cart.events"], db),
                 await self.paid_orders_have_their_units(records["order.events"], db),
                 await self.outboxes_drained(db),
                 await self.background_tasks_alive(),
+                await self.every_charge_kept_or_refunded_once(records["order.events"], db),
             ]
         finally:
             await client.close()
@@ -430,10 +491,31 @@ class Chaos:
 
     async def stock_conserved(self, db: Any) -> Invariant:
         levels = [level async for level in db["stock.levels"].find()]
-        invariant = Invariant("on_hand = available + reserved + sold", len(levels))
+        invariant = Invariant(
+            "on_hand = available + reserved + sold; reserved + sold <= on_hand (nothing reserved after a recount below sold)",
+            len(levels),
+        )
         for level in levels:
-            if level["on_hand"] != level["available"] + level["reserved"] + level["sold"] or level["available"] < 0:
-                invariant.violations.append(f"{level['_id']}: {level}")
+            if level["on_hand"] != level["available"] + level["reserved"] + level["sold"]:
+                invariant.violations.append(f"{level['_id']}: counters do not add up: {level}")
+            elif level["reserved"] + level["sold"] > level["on_hand"] and level["reserved"] > 0:
+                invariant.violations.append(f"{level['_id']}: more promised than on hand: {level}")
+        return invariant
+
+    def no_level_ever_promised_more_than_on_hand(self, events: list[Any]) -> Invariant:
+        """Every level the stock worker published all along (one per level per
+        batch, as the batch left it): reserved + sold <= on_hand, unless a
+        recount went below what was sold, and then nothing is reserved."""
+        levels = [
+            r.json for r in events
+            if r.key != HOSTILE_KEY and isinstance(r.json, dict) and r.json.get("type") == "StockLevelChanged"
+        ]
+        invariant = Invariant("every published level: reserved + sold <= on_hand (or nothing reserved)", len(levels))
+        for level in levels:
+            if level["reserved"] + level["sold"] > level["on_hand"] and level["reserved"] > 0:
+                invariant.violations.append(
+                    f"{level['product_id']}: on_hand {level['on_hand']}, reserved {level['reserved']}, sold {level['sold']}"
+                )
         return invariant
 
     async def audit_clean(self, db: Any) -> Invariant:
@@ -484,6 +566,42 @@ class Chaos:
                 invariant.violations.append(f"paid order {order_id}: ordered {placed.get(order_id)}, committed {by_order.get(order_id)}")
         for order_id in sorted(set(by_order) - paid):
             invariant.violations.append(f"committed for {order_id}, which was not paid")
+        return invariant
+
+    async def every_charge_kept_or_refunded_once(self, orders: list[Any], db: Any) -> Invariant:
+        """Per distinct charge, what its orders keep plus what is refunded for it
+        equals what was charged, counting each order event once by message_id
+        (as a downstream that dedups on it does)."""
+        events = {r.json["message_id"]: r.json for r in orders if isinstance(r.json, dict) and r.json.get("message_id")}
+        price = {e["order_id"]: Decimal(e["total_price"]) for e in events.values() if e.get("type") == "OrderPlaced"}
+        paid_by = {
+            doc["_id"]: doc["paid_reference"]
+            async for doc in db["checkout.sagas"].find({"paid_reference": {"$ne": None}}, {"paid_reference": 1})
+        }
+        kept: dict[str, Decimal] = defaultdict(Decimal)
+        refunded: dict[str, list[str]] = defaultdict(list)
+        back: dict[str, Decimal] = defaultdict(Decimal)
+        invariant = Invariant("per distinct charge, money kept + refunded = charged", len(self.charges))
+        for event in events.values():
+            kind = event.get("type")
+            if kind == "OrderPaid":
+                charge = paid_by.get(event["payment_id"])
+                if charge is None:
+                    invariant.violations.append(f"order {event['order_id']} paid, but its checkout names no charge")
+                    continue
+                kept[charge] += price.get(event["order_id"], Decimal(0))
+            elif kind in REFUNDS:
+                charge = event.get("gateway_reference") or self.charge_of.get(event.get("causation_id") or "")
+                if charge not in self.charges:
+                    continue  # a hostile producer's payment, not one of ours
+                amount = Decimal(event["received"] if kind == "PaymentAmountMismatch" else event["amount"])
+                back[charge] += amount
+                refunded[charge].append(f"{kind} {amount}")
+        for charge, (payment_id, amount) in sorted(self.charges.items()):
+            if kept[charge] + back[charge] != amount:
+                invariant.violations.append(
+                    f"charge {charge} of {payment_id}: charged {amount}, kept {kept[charge]}, refunded {refunded[charge] or 'nothing'}"
+                )
         return invariant
 
     async def outboxes_drained(self, db: Any) -> Invariant:

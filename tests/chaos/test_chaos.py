@@ -31,5 +31,7 @@ async def test_every_invariant_holds_after_workers_and_the_database_are_killed_u
     # Enough happened for the invariants to mean something; how much happens in
     # 60 s with the database killed every few seconds depends on the machine.
     assert report.checkouts > 0 and report.commands >= 30, (report.checkouts, report.commands)
+    charges = next(i for i in report.invariants if i.name.startswith("per distinct charge"))
+    assert charges.checked > 0, "no charge was made: the money invariant saw nothing"
     for invariant in report.invariants:
         assert invariant.holds, (invariant.name, invariant.violations[:5])
