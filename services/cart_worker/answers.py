@@ -67,6 +67,9 @@ class CartSteps:
     def _decide(self, unit: CartUnit, command: Any, cart: domain.Cart | None = None) -> domain.Outcome:
         raise NotImplementedError  # the cart rules applied, in handlers.CartLogic
 
+    def _checkout(self, unit: CartUnit, command: Any, *, late: bool, reserved: str | None = None) -> list[Outgoing]:
+        raise NotImplementedError  # the hand-over, in checkout.CheckoutHandover
+
     def _answer(self, command: Any, outcome: domain.Outcome, *, late: bool = False) -> list[Outgoing]:
         now = self.clock.now()
         envelope = causal_envelope(command.message_id, command.correlation_id, now)

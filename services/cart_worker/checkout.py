@@ -25,7 +25,7 @@ class CheckoutHandover(CartSteps):
     """Checkout from the cart's side: validate, make sure every line holds its
     stock, hand the lines over."""
 
-    def _checkout(self, unit: CartUnit, command: Any, *, late: bool) -> list[Outgoing]:
+    def _checkout(self, unit: CartUnit, command: Any, *, late: bool, reserved: str | None = None) -> list[Outgoing]:
         """Validate, make sure every line holds its stock, then hand the lines over
         to the checkout worker, which answers the upstream once the orders exist."""
         now = self.clock.now()
@@ -44,12 +44,18 @@ class CheckoutHandover(CartSteps):
             )
             return self._answer(command, rejection, late=late)
         lines = [line for line in cart.lines if item_ids is None or line.item_id in item_ids]
-        for line in lines:
+        # Lines are reserved one after the other, in the cart's order, each at
+        # most once per checkout: after the answer for ``reserved``, only the
+        # lines after it are looked at. One whose reservation lapsed while later
+        # ones were reserved is handed over without one (the checkout worker
+        # reserves it afresh), so a checkout ends in at most one round trip per
+        # line, however short the reservations' TTL.
+        order = [line.item_id for line in lines]
+        start = order.index(reserved) + 1 if reserved in order else 0
+        for line in lines[start:]:
             if not line.is_reserved:
                 # Reserve first (the cart reservation expired, or reservation at
                 # add-to-cart is off); the checkout runs again once stock answered.
-                # The checkout runs again after each answer, at a new cart version:
-                # a line whose reservation lapsed meanwhile gets a new one.
                 reservation_id = message_id_for(command.message_id, "Reservation", f"{line.item_id}@{cart.version}")
                 expires_at = now + timedelta(seconds=self.settings.cart_reservation_ttl)
                 reserve = self._reserve(command, line, reservation_id, expires_at)

@@ -147,7 +147,9 @@ class StockSteps(CartSteps):
             confirmed = unit.cart(cart.user_id) if given_back else confirmed
             unit.put_cart(confirmed)
             if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
-                return [*self._on_command(unit, command, late=True), *given_back]
+                # Only checkouts run while nothing else is in flight: resume it
+                # after the line just reserved.
+                return [*self._checkout(unit, command, late=True, reserved=pending.item_id), *given_back]
             confirmed_change = Accepted(confirmed, _events_of(command, pending, confirmed), None, pending.item_id)
             outcome = self._with_cart_view(unit, confirmed_change, command)
             return [*self._answer(command, outcome, late=True), *given_back]

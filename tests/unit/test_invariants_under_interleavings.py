@@ -435,8 +435,11 @@ class Shop(RuleBasedStateMachine):
                 assert saga.total_amount == sum((o.total_price for o in saga.orders), Decimal(0))
 
     def order_was_paid(self, order_id: str) -> bool:
-        """Paid, as order.events tell it (its checkout may have been pruned since)."""
-        return any(e["type"] == "OrderPaid" and e["order_id"] == order_id for e in self.order_events.values())
+        """Paid and kept, as order.events tell it (its checkout may have been
+        pruned since): a paid order cancelled afterwards (a recount took its
+        units back before they were committed) was refunded instead."""
+        told = [e["type"] for e in self.order_events.values() if e.get("order_id") == order_id]
+        return "OrderPaid" in told and "OrderCancelled" not in told
 
     @precondition(lambda self: self.quiet())
     @invariant()
@@ -486,7 +489,8 @@ class Shop(RuleBasedStateMachine):
         for e in events:
             if e["type"] == "OrderPaid":
                 assert e["payment_id"] in self.paid_by, ("an order paid by no charge", e)
-                kept[self.paid_by[e["payment_id"]]] += price[e["order_id"]]
+                if self.order_was_paid(e["order_id"]):
+                    kept[self.paid_by[e["payment_id"]]] += price[e["order_id"]]
             elif e["type"] in REFUNDS:
                 charge = e.get("gateway_reference") or self.charge_of.get(e.get("causation_id") or "")
                 assert charge in self.charges, ("a refund of no known charge", e)
