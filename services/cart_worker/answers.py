@@ -16,6 +16,7 @@ from contracts.topics import (
     CART_REPLIES,
     CATALOG_EVENTS,
     CHECKOUT_COMMANDS,
+    CHECKOUT_HANDOVERS,
     NOTIFICATIONS_EVENTS,
     STOCK_COMMANDS,
     STOCK_EVENTS,
@@ -45,6 +46,7 @@ class CartSteps:
         self.replies_topic = settings.topic(CART_REPLIES)
         self.events_topic = settings.topic(CART_EVENTS)
         self.checkout_commands_topic = settings.topic(CHECKOUT_COMMANDS)
+        self.handovers_topic = settings.topic(CHECKOUT_HANDOVERS)
         self.notifications_topic = settings.topic(NOTIFICATIONS_EVENTS)
         self.limits = domain.CartLimits(
             max_quantity=settings.cart_item_max_quantity,

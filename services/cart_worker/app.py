@@ -8,6 +8,7 @@ from contracts.topics import (
     CART_REPLIES,
     CATALOG_EVENTS,
     CHECKOUT_COMMANDS,
+    CHECKOUT_HANDOVERS,
     NOTIFICATIONS_EVENTS,
     STOCK_COMMANDS,
     STOCK_EVENTS,
@@ -19,7 +20,7 @@ from services.runtime.spec import Retention, Sweep, WorkerSpec, dedup_key
 
 SPEC = WorkerSpec(
     name="cart",
-    consumes=(CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS),
+    consumes=(CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS, CHECKOUT_HANDOVERS),
     produces=(CART_REPLIES, CART_EVENTS, STOCK_COMMANDS, CHECKOUT_COMMANDS, NOTIFICATIONS_EVENTS),
     make_logic=CartLogic,
     prepare=repository.prepare,

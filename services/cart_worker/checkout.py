@@ -10,13 +10,14 @@ from decimal import Decimal
 from typing import Any
 
 from contracts import cart as cart_contract
-from contracts.checkout import CheckoutLine, StartCheckout
+from contracts.checkout import CheckoutAccepted, CheckoutLine, StartCheckout
 from contracts.envelope import message_id_for
 from contracts.errors import ERROR_MESSAGES, ErrorCode
 from services.cart_worker import domain
 from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import PendingStock, Rejected
 from services.cart_worker.unit import CartUnit, payment_id_for, stock_command_id
+from services.runtime.codec import unstorable
 from services.runtime.emit import causal_envelope, event_records
 from services.runtime.records import Outgoing
 
@@ -115,15 +116,24 @@ class CheckoutHandover(CartSteps):
                 "Check out fewer items at a time",
             )
             return self._answer(command, rejection, late=late)
-        item_ids_out = [line.item_id for line in lines]
-        unit.put_cart(cart.without(item_ids_out, now))
-        events = event_records(
-            [domain.CartCheckedOut(command.user_id, payment_id, checkout_type, item_ids_out)],
-            cart_contract,
-            topic=self.events_topic,
-            key=command.user_id,
-            cause_id=command.message_id,
-            envelope=causal_envelope(command.message_id, command.correlation_id, now),
+        if (problem := unstorable(start)) is not None:
+            # The checkout worker could not keep it: refuse it here, before anything moved.
+            rejection = Rejected(ErrorCode.INVALID_MESSAGE, f"The checkout cannot be started: {problem}", "Check the shipping address")
+            return self._answer(command, rejection, late=late)
+        # The lines stay the buyer's until the checkout worker accepts them
+        # (``checkout.handovers``); the buyer's later commands wait meanwhile.
+        unit.put_cart(
+            domain.hand_over(
+                cart,
+                domain.Handover(
+                    payment_id=payment_id,
+                    start_message_id=start.message_id,
+                    command=command.model_dump(mode="json"),
+                    item_ids=tuple(line.item_id for line in lines),
+                    checkout_type=checkout_type,
+                    handed_at=now,
+                ),
+            )
         )
         # The hand-over counts as the command's reply: a repeat of the command
         # sends it again, and the checkout worker answers the repeat with its
@@ -135,4 +145,44 @@ class CheckoutHandover(CartSteps):
             is_reply=True,
             answers=command.message_id if late else None,
         )
-        return [handover, *events]
+        return [handover]
+
+    def _on_handover_answer(self, unit: CartUnit, answer: Any) -> list[Outgoing]:
+        """The checkout worker's answer to a hand-over: accepted, the lines are
+        gone from the cart; refused, they stay as they were and the buyer's
+        checkout is answered with the refusal. The commands that waited run
+        next (see ``CartLogic.handle``)."""
+        now = self.clock.now()
+        accepted = isinstance(answer, CheckoutAccepted)
+        cart = unit.cart(answer.user_id)
+        answered = domain.handover_answered(cart, answer.payment_id, answer.causation_id, accepted=accepted, now=now)
+        if answered is None:
+            return []  # not the answer this cart waits for: a repeat, a late or a forged one
+        cart, handover = answered
+        unit.put_cart(cart)
+        try:
+            command = cart_contract.cart_command_adapter.validate_python(handover.command)
+        except ValueError:
+            command = None  # stored by a release whose commands this one no longer reads
+        outputs: list[Outgoing] = []
+        envelope = causal_envelope(answer.message_id, answer.correlation_id, now)
+        if accepted:
+            outputs = event_records(
+                [domain.CartCheckedOut(answer.user_id, handover.payment_id, handover.checkout_type, list(handover.item_ids))],
+                cart_contract,
+                topic=self.events_topic,
+                key=answer.user_id,
+                cause_id=handover.start_message_id,
+                envelope=envelope,
+            )
+        elif command is not None:
+            code = answer.error_code if answer.error_code in ErrorCode.__members__ else ErrorCode.CHECKOUT_NOT_AVAILABLE
+            rejection = Rejected(
+                ErrorCode(code),
+                f"The checkout could not be started: {answer.message}"[:500] if answer.message else ERROR_MESSAGES[ErrorCode(code)],
+                "Your cart is as it was; check the details and check out again",
+            )
+            outputs = self._answer(command, rejection, late=True)
+        else:
+            outputs = self._answer_unreadable(handover.command, ErrorCode.CHECKOUT_NOT_AVAILABLE, ERROR_MESSAGES[ErrorCode.CHECKOUT_NOT_AVAILABLE])
+        return outputs

@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_adapter
+from contracts.checkout import HANDOVER_ANSWER_TYPES, CheckoutAccepted, CheckoutRefused, handover_answer_adapter
 from contracts.envelope import Command
 from contracts.errors import ErrorCode
 from services.cart_worker import domain, housekeeping, repository
@@ -36,6 +37,7 @@ from services.runtime.processing import Work
 from services.runtime.records import Incoming, Outgoing
 
 CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
+HANDOVER_TYPES = frozenset(kind.__name__ for kind in HANDOVER_ANSWER_TYPES)
 #: Most commands that wait behind one cart's stock step (a cart document stays bounded).
 MAX_QUEUED_COMMANDS = 100
 #: Commands that count as the buyer's activity when they change the cart (they restart its timers).
@@ -57,6 +59,8 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
         # No one waits for an answer to an event; a malformed command is answered when it can be addressed.
         if record.topic == self.catalog_topic:
             return decode_record(record, catalog_event_adapter, CATALOG_TYPES, self.clock)
+        if record.topic == self.handovers_topic:
+            return decode_record(record, handover_answer_adapter, HANDOVER_TYPES, self.clock)
         if record.topic == self.stock_events_topic:
             adapter, types = stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES
             return decode_record(record, adapter, types, self.clock)
@@ -78,7 +82,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
     async def load(self, db: AsyncDatabase, messages: list[Any]) -> CartUnit:
         user_ids: set[str] = set()
         for message in messages:
-            if isinstance(message, Command | StockAnswerOverdue | HousekeepingDue):
+            if isinstance(message, Command | StockAnswerOverdue | HousekeepingDue | CheckoutAccepted | CheckoutRefused):
                 user_ids.add(message.user_id)
             elif (holder := domain.parse_holder(getattr(message, "holder", None))) is not None:
                 user_ids.add(holder[0])
@@ -128,6 +132,8 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             return []
         if isinstance(message, StockAnswerOverdue):
             return self._on_overdue(unit, message)
+        if isinstance(message, CheckoutAccepted | CheckoutRefused):
+            return [*self._on_handover_answer(unit, message), *self._drain(unit, message.user_id)]
         if isinstance(message, HousekeepingDue):
             return self._on_housekeeping(unit, message)
         if isinstance(message, Command):
@@ -153,7 +159,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
 
     def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
         cart = unit.cart(command.user_id)
-        if cart.steps and not isinstance(command, cart_contract.ListProducts):
+        if cart.is_busy and not isinstance(command, cart_contract.ListProducts):
             # The catalog is no part of the cart: listing it waits for nothing.
             if not cart.queue and (started := self._start_alongside(unit, cart, command)) is not None:
                 return started

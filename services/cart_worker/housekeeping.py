@@ -140,7 +140,7 @@ def remind(
 def expire(cart: Cart, now: datetime, retry_after: timedelta) -> Result:
     """Empty the cart and give its stock back; a cart still waiting for the stock
     worker is tried again ``retry_after`` later."""
-    if cart.steps or cart.queue:
+    if cart.is_busy or cart.queue:
         return Result(replace(cart, expire_at=now + retry_after))
     emptied = replace(cart, lines=(), updated_at=now, check_at=None, remind_at=None, expire_at=None)
     if cart.is_empty:
@@ -188,7 +188,7 @@ def periodic_check(
         )
     cart_events: tuple[domain.DomainEvent, ...] = outcome.events if fresh_items else ()
     removed: tuple[CartLine, ...] = ()
-    if policy.auto_remove_unavailable and unavailable and not cart.steps:
+    if policy.auto_remove_unavailable and unavailable and not cart.is_busy:
         removed = tuple(unavailable)
         checked = checked.without((line.item_id for line in removed), now)
         cart_events = (

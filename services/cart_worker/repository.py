@@ -26,6 +26,7 @@ from services.cart_worker.domain import (
     Cart,
     CartLine,
     Change,
+    Handover,
     PendingStock,
     Product,
     SizeOption,
@@ -181,6 +182,32 @@ def _step_from_doc(doc: dict[str, Any]) -> PendingStock:
     )
 
 
+def _handover_to_doc(handover: Handover | None) -> dict[str, Any] | None:
+    if handover is None:
+        return None
+    return {
+        "payment_id": handover.payment_id,
+        "start_message_id": handover.start_message_id,
+        "command": dict(handover.command),
+        "item_ids": list(handover.item_ids),
+        "checkout_type": handover.checkout_type,
+        "handed_at": handover.handed_at,
+    }
+
+
+def _handover_from_doc(doc: dict[str, Any] | None) -> Handover | None:
+    if not doc:
+        return None
+    return Handover(
+        payment_id=doc["payment_id"],
+        start_message_id=doc["start_message_id"],
+        command=doc["command"],
+        item_ids=tuple(doc["item_ids"]),
+        checkout_type=doc["checkout_type"],
+        handed_at=doc["handed_at"],
+    )
+
+
 def _steps_from_doc(doc: list[dict[str, Any]] | dict[str, Any] | None) -> tuple[PendingStock, ...]:
     """The steps in flight: a list of them, or (stored by an earlier release) one or none."""
     if not doc:
@@ -216,6 +243,8 @@ def cart_to_doc(cart: Cart) -> dict[str, Any]:
         "remind_at": cart.remind_at,
         "expire_at": cart.expire_at,
     }
+    if cart.handover is not None:
+        doc["handover"] = _handover_to_doc(cart.handover)
     return {**doc, **_derived_fields(doc)}
 
 
@@ -231,6 +260,7 @@ def cart_from_doc(doc: dict[str, Any]) -> Cart:
         check_at=doc.get("check_at"),
         remind_at=doc.get("remind_at"),
         expire_at=doc.get("expire_at"),
+        handover=_handover_from_doc(doc.get("handover")),
     )
 
 

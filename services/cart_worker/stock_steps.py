@@ -288,6 +288,8 @@ class StockSteps(CartSteps):
         must wait for them instead. ``cart`` is the cart as the command finds it."""
         if not (self.reserving and isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity)):
             return None
+        if cart.handover is not None:
+            return None  # lines are being handed over: everything waits for that answer
         if len(cart.steps) >= MAX_STEPS_IN_FLIGHT or any(
             step.command.get("type") in CHECKOUTS for step in cart.steps
         ):
@@ -351,6 +353,8 @@ class StockSteps(CartSteps):
                     self._answer_unreadable(cart.queue[0], ErrorCode.INTERNAL_ERROR, "The command could not be carried out")
                 )
                 continue
+            if first is None and cart.handover is not None:
+                return outputs  # they wait for the checkout worker's answer
             if first is None:
                 unit.put_cart(rest)
                 outputs.extend(self._on_command(unit, command, late=True))

@@ -8,6 +8,7 @@ from datetime import timedelta
 from contracts.topics import (
     CART_REPLIES,
     CHECKOUT_COMMANDS,
+    CHECKOUT_HANDOVERS,
     CHECKOUT_QUERIES,
     CHECKOUT_TIMEOUTS,
     ORDER_EVENTS,
@@ -44,7 +45,7 @@ async def fire_deadlines_when_due(
 SPEC = WorkerSpec(
     name="checkout",
     consumes=(CHECKOUT_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS, STOCK_EVENTS),
-    produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES),
+    produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES, CHECKOUT_HANDOVERS),
     make_logic=CheckoutLogic,
     prepare=repository.prepare,
     sweeps=(Sweep(find_overdue, dedup_key, lambda settings: settings.checkout_deadline_sweep_seconds),),

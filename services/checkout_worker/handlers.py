@@ -12,7 +12,9 @@ payment) or release (on cancellation).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +26,8 @@ from contracts import order as order_contract
 from contracts import stock as stock_contract
 from contracts.cart import CommandResult
 from contracts.checkout import (
+    CheckoutAccepted,
+    CheckoutRefused,
     GetCheckout,
     PaymentDeadlineReached,
     StartCheckout,
@@ -31,12 +35,13 @@ from contracts.checkout import (
     get_checkout_adapter,
     start_checkout_adapter,
 )
-from contracts.envelope import message_id_for
+from contracts.envelope import is_identifier, message_id_for
 from contracts.errors import ERROR_MESSAGES, ErrorCode
 from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
 from contracts.topics import (
     CART_REPLIES,
     CHECKOUT_COMMANDS,
+    CHECKOUT_HANDOVERS,
     CHECKOUT_QUERIES,
     CHECKOUT_TIMEOUTS,
     ORDER_EVENTS,
@@ -113,6 +118,7 @@ class CheckoutLogic:
         self.stock_commands = settings.topic(STOCK_COMMANDS)
         self.replies = settings.topic(CART_REPLIES)
         self.stock_events = settings.topic(STOCK_EVENTS)
+        self.handovers = settings.topic(CHECKOUT_HANDOVERS)
 
     def decode(self, record: Incoming) -> Work:
         if record.topic == self.stock_events:
@@ -133,9 +139,71 @@ class CheckoutLogic:
                 ),
                 namespace="query:",
             )
-        return decode_record(
+        work = decode_record(
             record, start_checkout_adapter, frozenset({"StartCheckout"}), self.clock, settings=self.settings
         )
+        if work.message is None and (refusal := self._refuse_unreadable(record)) is not None:
+            # Set aside for an operator, and the cart told: it keeps the lines.
+            work = dataclasses.replace(work, outputs=(*work.outputs, refusal))
+        return work
+
+    def _refuse_unreadable(self, record: Incoming) -> Outgoing | None:
+        """The refusal of a hand-over that does not read as a ``StartCheckout``,
+        when what it holds still says whose cart it came from."""
+        try:
+            fields = json.loads(record.value or b"")
+        except ValueError:
+            return None
+        if not isinstance(fields, dict):
+            return None
+        lines = fields.get("lines") if isinstance(fields.get("lines"), list) else []
+        item_ids = [line.get("item_id") for line in lines[:500] if isinstance(line, dict)]
+        return self._handover_answer(
+            CheckoutRefused,
+            fields.get("message_id"),
+            fields.get("correlation_id"),
+            fields.get("payment_id"),
+            fields.get("user_id"),
+            [item_id for item_id in item_ids if is_identifier(item_id)],
+            error_code=ErrorCode.INVALID_MESSAGE,
+            message="The checkout could not be started: its details are not valid",
+        )
+
+    def _handover_answer(
+        self,
+        kind: type,
+        start_message_id: Any,
+        correlation_id: Any,
+        payment_id: Any,
+        user_id: Any,
+        item_ids: list[str],
+        **fields: Any,
+    ) -> Outgoing | None:
+        """The answer to the cart on ``checkout.handovers``: None when the
+        hand-over does not say whose it is."""
+        if not (is_identifier(start_message_id) and is_identifier(payment_id) and is_identifier(user_id)):
+            return None
+        answer = kind(
+            message_id=message_id_for(start_message_id, kind.__name__, payment_id),
+            **causal_envelope(start_message_id, correlation_id if is_identifier(correlation_id) else None, self.clock.now()),
+            payment_id=payment_id,
+            user_id=user_id,
+            item_ids=item_ids,
+            **fields,
+        )
+        return Outgoing(self.handovers, user_id.encode(), answer.to_json_bytes(), is_reply=True)
+
+    def _accepted(self, command: StartCheckout) -> Outgoing:
+        answer = self._handover_answer(
+            CheckoutAccepted,
+            command.message_id,
+            command.correlation_id,
+            command.payment_id,
+            command.user_id,
+            [line.item_id for line in command.lines],
+        )
+        assert answer is not None  # a StartCheckout's ids are identifiers
+        return answer
 
     def _decode_stock_answer(self, record: Incoming) -> Work:
         """Only answers to a saga's own commands matter here; the cart worker,
@@ -167,6 +235,19 @@ class CheckoutLogic:
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         message = work.message
+        if isinstance(message, StartCheckout):
+            # It could not be taken (stored, say): the cart keeps its lines and answers the buyer.
+            refusal = self._handover_answer(
+                CheckoutRefused,
+                message.message_id,
+                message.correlation_id,
+                message.payment_id,
+                message.user_id,
+                [line.item_id for line in message.lines],
+                error_code=ErrorCode.INTERNAL_ERROR,
+                message="The checkout could not be started; nothing was charged",
+            )
+            return [refusal] if refusal is not None else []
         if isinstance(error, UnknownPayment) and isinstance(message, PaymentSucceeded):
             # Dead-lettered for a redrive once its checkout exists; announced so
             # that a payments team refunds it if none ever does.
@@ -250,7 +331,7 @@ class CheckoutLogic:
     def _start(self, unit: CheckoutUnit, command: StartCheckout, now: datetime) -> list[Outgoing]:
         existing = unit.checkouts.get(command.payment_id)
         if existing is not None:
-            return [self._reply(command, existing, now)]
+            return [self._reply(command, existing, now), self._accepted(command)]
         checkout = Checkout(
             payment_id=command.payment_id,
             payment_hash=command.payment_hash,
@@ -280,7 +361,7 @@ class CheckoutLogic:
         step = domain.start(checkout)
         unit.put(step.checkout)
         outputs = self._outputs(step, command.message_id, command.correlation_id, now)
-        return [self._reply(command, step.checkout, now), *outputs]
+        return [self._reply(command, step.checkout, now), self._accepted(command), *outputs]
 
     def _reply(self, command: StartCheckout, checkout: Checkout, now: datetime) -> Outgoing:
         result = CommandResult(

@@ -27,6 +27,7 @@ from services.cart_worker.domain.availability import (
     stock_key,
     units_available,
 )
+from services.cart_worker.domain.handover import hand_over, handover_answered
 from services.cart_worker.domain.changes import (
     accept_changes,
     check_changes,
@@ -52,6 +53,7 @@ from services.cart_worker.domain.events import (
 )
 from services.cart_worker.domain.model import (
     Cart,
+    Handover,
     CartLimits,
     CartLine,
     Change,
@@ -132,6 +134,9 @@ __all__ = [
     "ItemRemoved",
     "ProductChangesDetected",
     "Cart",
+    "Handover",
+    "hand_over",
+    "handover_answered",
     "CartLimits",
     "CartLine",
     "Change",

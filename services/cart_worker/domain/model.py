@@ -140,6 +140,21 @@ class PendingStock:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """Lines handed over to the checkout worker and still the buyer's: the cart
+    gives them up only once the checkout worker accepted them, and keeps them
+    (with their stock) when it refused."""
+
+    payment_id: str
+    #: The ``StartCheckout``'s message_id: the answer's ``causation_id``.
+    start_message_id: str
+    command: Mapping[str, Any]  # the buyer's checkout command (contract JSON)
+    item_ids: tuple[str, ...]
+    checkout_type: str
+    handed_at: datetime
+
+
+@dataclass(frozen=True)
 class Cart:
     user_id: str
     lines: tuple[CartLine, ...] = ()
@@ -158,10 +173,19 @@ class Cart:
     check_at: datetime | None = None
     remind_at: datetime | None = None
     expire_at: datetime | None = None
+    #: A checkout the checkout worker has not answered yet. Commands that come
+    #: meanwhile wait in ``queue``; no timer gives its lines up (the checkout
+    #: worker answers every hand-over, accepted or refused).
+    handover: Handover | None = None
 
     @property
     def is_empty(self) -> bool:
         return not self.lines
+
+    @property
+    def is_busy(self) -> bool:
+        """Whether commands wait: a stock step or a hand-over in flight."""
+        return bool(self.steps) or self.handover is not None
 
     @property
     def pending(self) -> PendingStock | None:

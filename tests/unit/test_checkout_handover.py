@@ -1,0 +1,123 @@
+"""The cart gives nothing up until the checkout worker has accepted the hand-over:
+while it waits, the lines stay in the cart and the buyer's later commands wait;
+accepted, the lines go; refused (or set aside by the checkout worker), the cart
+and its stock stay as they were and the buyer's checkout gets the refusal. The
+cart and checkout workers' ``handle`` run in memory with a manual clock."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from contracts import cart as cart_contract
+from contracts.checkout import CheckoutAccepted, CheckoutRefused
+from services.cart_worker.domain import Product
+from services.cart_worker.handlers import CartLogic
+from services.cart_worker.unit import CartUnit
+from services.checkout_worker.handlers import CheckoutLogic, CheckoutUnit
+from services.runtime.clock import ManualClock
+from services.runtime.processing import Work
+from services.runtime.records import Incoming
+from services.runtime.settings import Settings
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+SETTINGS = Settings(cart_stock_reservation_enabled=False)
+
+
+def sent(outputs, kind: str) -> list[dict]:
+    return [body for output in outputs if (body := json.loads(output.value)).get("type") == kind]
+
+
+def cart_with_two_lines() -> tuple[CartLogic, CartUnit]:
+    logic = CartLogic(SETTINGS, ManualClock(NOW))
+    unit = CartUnit(products={pid: Product(pid, pid.title(), Decimal("4.00")) for pid in ("cap", "mug")})
+    for pid in ("cap", "mug"):
+        logic.handle(unit, cart_contract.AddItem(message_id=f"add-{pid}", occurred_at=NOW, user_id="ada", product_id=pid))
+    return logic, unit
+
+
+def hand_over(logic: CartLogic, unit: CartUnit) -> dict:
+    """Check the whole cart out until the cart hands it over (its lines reserved first)."""
+    outputs = logic.handle(unit, cart_contract.CheckoutCart(message_id="checkout", occurred_at=NOW, user_id="ada"))
+    while requests := sent(outputs, "ReserveStock"):
+        request = requests[0]
+        from contracts.stock import StockReserved
+
+        outputs = logic.handle(unit, StockReserved(
+            message_id=f"answer-{request['message_id']}", occurred_at=NOW, causation_id=request["message_id"],
+            reservation_id=request["reservation_id"], product_id=request["product_id"], holder=request["holder"],
+            quantity=request["quantity"], available_after=10,
+        ))
+    (start,) = sent(outputs, "StartCheckout")
+    return start
+
+
+def answer(kind, start: dict, **fields):
+    return kind(
+        message_id=f"{kind.__name__}-{start['message_id']}", occurred_at=NOW, causation_id=start["message_id"],
+        payment_id=start["payment_id"], user_id="ada", item_ids=[line["item_id"] for line in start["lines"]], **fields,
+    )
+
+
+def test_handed_over_lines_stay_in_the_cart_and_later_commands_wait_until_the_checkout_worker_accepts():
+    logic, unit = cart_with_two_lines()
+    start = hand_over(logic, unit)
+
+    waiting = logic.handle(unit, cart_contract.GetCart(message_id="look", occurred_at=NOW, user_id="ada"))
+    assert len(unit.carts["ada"].lines) == 2, "nothing is given up before the checkout worker accepted"
+    assert sent(waiting, "CommandResult") == [], "a look at the cart waits for the answer"
+
+    accepted = logic.handle(unit, answer(CheckoutAccepted, start))
+    assert unit.carts["ada"].lines == () and unit.carts["ada"].handover is None
+    assert [e["payment_id"] for e in sent(accepted, "CartCheckedOut")] == [start["payment_id"]]
+    (look,) = sent(accepted, "CommandResult")
+    assert look["command_message_id"] == "look" and look["data"]["items"] == []
+
+
+def test_a_refused_hand_over_leaves_the_cart_and_its_stock_as_they_were_and_answers_the_buyer():
+    logic, unit = cart_with_two_lines()
+    start = hand_over(logic, unit)
+    held = unit.carts["ada"].lines
+
+    refused = logic.handle(unit, answer(CheckoutRefused, start, error_code="INVALID_MESSAGE", message="bad address"))
+
+    assert unit.carts["ada"].lines == held and all(line.is_reserved for line in held)
+    (reply,) = sent(refused, "CommandResult")
+    assert reply["command_message_id"] == "checkout" and reply["success"] is False
+    assert reply["error_code"] == "INVALID_MESSAGE" and "bad address" in reply["error_message"]
+    assert sent(refused, "ReleaseReservation") == [] and sent(refused, "CartCheckedOut") == []
+
+
+def test_an_answer_to_a_hand_over_the_cart_does_not_wait_for_changes_nothing():
+    logic, unit = cart_with_two_lines()
+    start = hand_over(logic, unit)
+    forged = dict(start, message_id="someone-else")
+
+    assert logic.handle(unit, answer(CheckoutAccepted, forged)) == []
+    assert len(unit.carts["ada"].lines) == 2 and unit.carts["ada"].handover is not None
+    logic.handle(unit, answer(CheckoutAccepted, start))
+    assert logic.handle(unit, answer(CheckoutRefused, start, error_code="INTERNAL_ERROR")) == [], "answered already"
+
+
+def record(topic: str, body: dict) -> Incoming:
+    return Incoming(topic, 0, 0, body["payment_id"].encode(), json.dumps(body).encode())
+
+
+def test_the_checkout_worker_accepts_a_hand_over_and_refuses_one_it_cannot_read_or_keep():
+    cart_logic, cart_unit = cart_with_two_lines()
+    start = hand_over(cart_logic, cart_unit)
+    logic = CheckoutLogic(SETTINGS, ManualClock(NOW))
+
+    work = logic.decode(record("checkout.commands", start))
+    outputs = logic.handle(CheckoutUnit(), work.message)
+    assert [a["payment_id"] for a in sent(outputs, "CheckoutAccepted")] == [start["payment_id"]]
+
+    unreadable = dict(start, shipping_address={"stre\u0000et": "1 Main St"})
+    decoded = logic.decode(record("checkout.commands", unreadable))
+    (refusal,) = sent(decoded.outputs, "CheckoutRefused")
+    assert refusal["causation_id"] == start["message_id"] and refusal["error_code"] == "INVALID_MESSAGE"
+    assert sent(decoded.outputs, "CommandResult") == [], "the cart answers the buyer, not the checkout worker"
+
+    (failed,) = sent(logic.failed(Work(None, "k", work.message), RuntimeError("write failed")), "CheckoutRefused")
+    assert failed["user_id"] == "ada" and failed["item_ids"] == [line["item_id"] for line in start["lines"]]
