@@ -330,6 +330,19 @@ class CheckoutLogic:
 
     def _start(self, unit: CheckoutUnit, command: StartCheckout, now: datetime) -> list[Outgoing]:
         existing = unit.checkouts.get(command.payment_id)
+        if existing is not None and existing.user_id != command.user_id:
+            # Another buyer's checkout has this id: neither shown nor taken over.
+            refusal = self._handover_answer(
+                CheckoutRefused,
+                command.message_id,
+                command.correlation_id,
+                command.payment_id,
+                command.user_id,
+                [line.item_id for line in command.lines],
+                error_code=ErrorCode.CHECKOUT_NOT_AVAILABLE,
+                message="This checkout cannot be started; send it again with a new message_id",
+            )
+            return [refusal] if refusal is not None else []
         if existing is not None:
             return [self._reply(command, existing, now), self._accepted(command)]
         checkout = Checkout(

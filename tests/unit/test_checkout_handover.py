@@ -121,3 +121,16 @@ def test_the_checkout_worker_accepts_a_hand_over_and_refuses_one_it_cannot_read_
 
     (failed,) = sent(logic.failed(Work(None, "k", work.message), RuntimeError("write failed")), "CheckoutRefused")
     assert failed["user_id"] == "ada" and failed["item_ids"] == [line["item_id"] for line in start["lines"]]
+
+
+def test_a_hand_over_naming_another_buyers_checkout_is_refused_and_shows_nothing_of_it():
+    cart_logic, cart_unit = cart_with_two_lines()
+    start = hand_over(cart_logic, cart_unit)
+    logic, unit = CheckoutLogic(SETTINGS, ManualClock(NOW)), CheckoutUnit()
+    logic.handle(unit, logic.decode(record("checkout.commands", start)).message)
+
+    other = dict(start, message_id="other-start", user_id="bob")
+    outputs = logic.handle(unit, logic.decode(record("checkout.commands", other)).message)
+
+    assert [a["user_id"] for a in sent(outputs, "CheckoutRefused")] == ["bob"]
+    assert sent(outputs, "CommandResult") == [] and sent(outputs, "CheckoutAccepted") == []
