@@ -251,8 +251,11 @@ class CheckoutLogic:
         if isinstance(error, UnknownPayment) and isinstance(message, PaymentSucceeded):
             # Dead-lettered for a redrive once its checkout exists; announced so
             # that a payments team refunds it if none ever does.
+            # Its id comes from the charge, not from this announcement of it: the
+            # provider announcing it again is one refund to a downstream that
+            # dedups on message_id.
             event = order_contract.UnmatchedPaymentReceived(
-                message_id=message_id_for(message.message_id, "UnmatchedPaymentReceived", message.payment_id),
+                message_id=message_id_for(_charge(message), "UnmatchedPaymentReceived", message.payment_id),
                 **causal_envelope(message.message_id, message.correlation_id, self.clock.now()),
                 payment_id=message.payment_id,
                 amount=message.amount,

@@ -322,3 +322,25 @@ def test_a_deadline_after_a_recount_took_an_order_back_cancels_each_order_once()
     expired = domain.deadline_reached(taken, now=DEADLINE)
     assert [e.order_id for e in expired.events] == ["o1"]
     assert [e.reservation_id for e in expired.effects] == [saga.orders[1].reservation_id]
+
+
+def test_a_charge_for_no_checkout_announced_again_is_one_refund_to_a_downstream_that_dedups_on_message_id():
+    import json
+
+    from contracts.payment import PaymentSucceeded
+    from services.checkout_worker.handlers import CheckoutLogic, UnknownPayment
+    from services.runtime.clock import ManualClock
+    from services.runtime.processing import Work
+    from services.runtime.settings import Settings
+
+    logic = CheckoutLogic(Settings(), ManualClock(NOW))
+    announced = [
+        PaymentSucceeded(message_id=f"announce-{n}", occurred_at=NOW, payment_id="pay-none", amount=Decimal("5.00"), gateway_reference="ch_9")
+        for n in range(2)
+    ]
+    refunds = {
+        json.loads(out.value)["message_id"]
+        for payment in announced
+        for out in logic.failed(Work(None, payment.message_id, payment), UnknownPayment("no checkout"))
+    }
+    assert len(refunds) == 1
