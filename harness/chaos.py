@@ -481,10 +481,14 @@ class Chaos:
         for record in orders:
             if record.json.get("type") in ("OrderPaid", "OrderCancelled"):
                 endings[record.json["order_id"]].add(record.json["type"])
+        # A paid order whose units a recount took back before they were
+        # committed is cancelled (out_of_stock) and refunded: that ends it too.
+        taken_back = _taken_back_after_payment(orders)
         invariant = Invariant("every checkout ended exactly once (paid xor cancelled)", len(placed))
         for order_id in placed:
-            if len(endings.get(order_id, ())) != 1:
-                invariant.violations.append(f"order {order_id}: {sorted(endings.get(order_id, ())) or 'no ending'}")
+            ended = endings.get(order_id, set())
+            if len(ended) != 1 and not (order_id in taken_back and ended == {"OrderPaid", "OrderCancelled"}):
+                invariant.violations.append(f"order {order_id}: {sorted(ended) or 'no ending'}")
         async for saga in db["checkout.sagas"].find({"state": {"$nin": ["paid", "cancelled"]}}):
             invariant.violations.append(f"checkout {saga['_id']} still {saga['state']}")
         return invariant
@@ -556,6 +560,7 @@ class Chaos:
         """Every paid order has exactly its units committed; every committed unit one paid order."""
         placed = {r.json["order_id"]: r.json["quantity"] for r in orders if (r.json or {}).get("type") == "OrderPlaced"}
         paid = {r.json["order_id"] for r in orders if (r.json or {}).get("type") == "OrderPaid"}
+        paid -= _taken_back_after_payment(orders)
         committed = [doc async for doc in db["stock.reservations"].find({"state": "committed"})]
         by_order: dict[str, list[int]] = defaultdict(list)
         for doc in committed:
@@ -581,6 +586,7 @@ class Chaos:
         kept: dict[str, Decimal] = defaultdict(Decimal)
         refunded: dict[str, list[str]] = defaultdict(list)
         back: dict[str, Decimal] = defaultdict(Decimal)
+        taken_back = _taken_back_after_payment(orders)
         invariant = Invariant("per distinct charge, money kept + refunded = charged", len(self.charges))
         for event in events.values():
             kind = event.get("type")
@@ -589,7 +595,8 @@ class Chaos:
                 if charge is None:
                     invariant.violations.append(f"order {event['order_id']} paid, but its checkout names no charge")
                     continue
-                kept[charge] += price.get(event["order_id"], Decimal(0))
+                if event["order_id"] not in taken_back:  # refunded instead (PaymentRefundRequired)
+                    kept[charge] += price.get(event["order_id"], Decimal(0))
             elif kind in REFUNDS:
                 charge = event.get("gateway_reference") or self.charge_of.get(event.get("causation_id") or "")
                 if charge not in self.charges:
@@ -655,3 +662,17 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _taken_back_after_payment(orders: list[Any]) -> set[str]:
+    """Orders paid, then cancelled out_of_stock: a recount took their units back
+    before the commit reached the stock worker, and their amount was refunded."""
+    paid: set[str] = set()
+    taken: set[str] = set()
+    for record in orders:
+        event = record.json if isinstance(record.json, dict) else {}
+        if event.get("type") == "OrderPaid":
+            paid.add(event.get("order_id"))
+        elif event.get("type") == "OrderCancelled" and event.get("reason") == "out_of_stock" and event.get("order_id") in paid:
+            taken.add(event["order_id"])
+    return taken
