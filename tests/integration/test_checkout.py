@@ -338,3 +338,21 @@ async def test_cartflow_demo_runs_a_whole_session_and_prints_its_timeline(shop):
         assert step in timeline, (step, timeline)
     assert timeline.index("OrderPaid") < timeline.index("OrderCancelled")
     assert "done: one order paid, one cancelled at its deadline" in timeline
+
+
+async def test_a_hand_over_the_checkout_worker_cannot_keep_is_set_aside_and_refused_to_the_cart(shop):
+    handovers = await shop.tap("checkout.handovers")
+    dlq = await shop.tap("checkout.commands.dlq")
+    start = command(
+        "StartCheckout", payment_id="pay-unkeepable", payment_hash="h", user_id="ada-unkeepable",
+        checkout_type="single_item", total_amount="5.00", payment_method="card", gateway_name="gw",
+        shipping_address={"stre\u0000et": "1 Main St"}, command_type="CheckoutItem", command_message_id="c-1",
+        lines=[{"order_id": "o-1", "item_id": "i-1", "product_id": "p-1", "product_name": "Thing",
+                "quantity": 1, "unit_price": "5.00", "total_price": "5.00"}],
+    )
+    await shop.send("checkout.commands", start, "payment_id")
+
+    (refusal,) = await handovers.wait_json(type="CheckoutRefused", causation_id=start["message_id"])
+    assert refusal["user_id"] == "ada-unkeepable" and refusal["item_ids"] == ["i-1"]
+    await dlq.wait_for(lambda r: (r.json or {}).get("message_id") == start["message_id"])
+    assert await shop.db["checkout.sagas"].find_one({"_id": "pay-unkeepable"}) is None
