@@ -52,8 +52,8 @@ class CheckoutHandover(CartSteps):
         # reserves it afresh), so a checkout ends in at most one round trip per
         # line, however short the reservations' TTL.
         order = [line.item_id for line in lines]
-        start = order.index(reserved) + 1 if reserved in order else 0
-        for line in lines[start:]:
+        first = order.index(reserved) + 1 if reserved in order else 0
+        for line in lines[first:]:
             if not line.is_reserved:
                 # Reserve first (the cart reservation expired, or reservation at
                 # add-to-cart is off); the checkout runs again once stock answered.
