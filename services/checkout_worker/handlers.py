@@ -193,14 +193,16 @@ class CheckoutLogic:
         )
         return Outgoing(self.handovers, user_id.encode(), answer.to_json_bytes(), is_reply=True)
 
-    def _accepted(self, command: StartCheckout) -> Outgoing:
+    def _answer_handover(self, command: StartCheckout, kind: type, **fields: Any) -> Outgoing:
+        """The answer to a ``StartCheckout`` that reads: accepted or refused."""
         answer = self._handover_answer(
-            CheckoutAccepted,
+            kind,
             command.message_id,
             command.correlation_id,
             command.payment_id,
             command.user_id,
             [line.item_id for line in command.lines],
+            **fields,
         )
         assert answer is not None  # a StartCheckout's ids are identifiers
         return answer
@@ -237,17 +239,8 @@ class CheckoutLogic:
         message = work.message
         if isinstance(message, StartCheckout):
             # It could not be taken (stored, say): the cart keeps its lines and answers the buyer.
-            refusal = self._handover_answer(
-                CheckoutRefused,
-                message.message_id,
-                message.correlation_id,
-                message.payment_id,
-                message.user_id,
-                [line.item_id for line in message.lines],
-                error_code=ErrorCode.INTERNAL_ERROR,
-                message="The checkout could not be started; nothing was charged",
-            )
-            return [refusal] if refusal is not None else []
+            return [self._answer_handover(message, CheckoutRefused, error_code=ErrorCode.INTERNAL_ERROR,
+                                          message="The checkout could not be started; nothing was charged")]
         if isinstance(error, UnknownPayment) and isinstance(message, PaymentSucceeded):
             # Dead-lettered for a redrive once its checkout exists; announced so
             # that a payments team refunds it if none ever does.
@@ -335,19 +328,10 @@ class CheckoutLogic:
         existing = unit.checkouts.get(command.payment_id)
         if existing is not None and existing.user_id != command.user_id:
             # Another buyer's checkout has this id: neither shown nor taken over.
-            refusal = self._handover_answer(
-                CheckoutRefused,
-                command.message_id,
-                command.correlation_id,
-                command.payment_id,
-                command.user_id,
-                [line.item_id for line in command.lines],
-                error_code=ErrorCode.CHECKOUT_NOT_AVAILABLE,
-                message="This checkout cannot be started; send it again with a new message_id",
-            )
-            return [refusal] if refusal is not None else []
+            return [self._answer_handover(command, CheckoutRefused, error_code=ErrorCode.CHECKOUT_NOT_AVAILABLE,
+                                          message="This checkout cannot be started; send it again with a new message_id")]
         if existing is not None:
-            return [self._reply(command, existing, now), self._accepted(command)]
+            return [self._reply(command, existing, now), self._answer_handover(command, CheckoutAccepted)]
         checkout = Checkout(
             payment_id=command.payment_id,
             payment_hash=command.payment_hash,
@@ -377,7 +361,7 @@ class CheckoutLogic:
         step = domain.start(checkout)
         unit.put(step.checkout)
         outputs = self._outputs(step, command.message_id, command.correlation_id, now)
-        return [self._reply(command, step.checkout, now), self._accepted(command), *outputs]
+        return [self._reply(command, step.checkout, now), self._answer_handover(command, CheckoutAccepted), *outputs]
 
     def _reply(self, command: StartCheckout, checkout: Checkout, now: datetime) -> Outgoing:
         result = CommandResult(
