@@ -634,3 +634,15 @@ class Buyers(Shop):
 
 def test_every_buyer_is_answered_once_in_order_and_nothing_is_held_for_a_forgotten_line():
     run_and_check_it_saw_what_it_checks(Buyers)
+
+
+def test_the_worst_case_the_review_reproduced_is_always_among_the_runs():
+    """Thirty lines checked out at once over the slow network with reservation at
+    add-to-cart off: more round trips than a reservation's TTL lasts. The
+    machine's own checks then see a checkout that re-reserves for ever; run on
+    every run rather than left to the search to find."""
+    machine = Shop()
+    machine.open_shop(reserve_at_add=False, seed=0)
+    machine.fill_the_cart("ada", 30)
+    machine.check_out("ada", 0, True)
+    machine.teardown()
