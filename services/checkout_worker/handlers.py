@@ -65,6 +65,7 @@ from services.checkout_worker.domain import (
 from services.runtime.clock import Clock
 from services.runtime.decoding import decode_record, invalid_command_reply
 from services.runtime.emit import causal_envelope, event_records
+from services.runtime.headers import REDRIVE_TOKEN
 from services.runtime.observability import DEADLINE_LATENESS
 from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
@@ -142,6 +143,14 @@ class CheckoutLogic:
         work = decode_record(
             record, start_checkout_adapter, frozenset({"StartCheckout"}), self.clock, settings=self.settings
         )
+        if isinstance(work.message, StartCheckout) and record.header(REDRIVE_TOKEN):
+            # A hand-over set aside once was refused to the cart then, which told
+            # the buyer: sent back by an operator, it starts nothing.
+            refusal = self._answer_handover(
+                work.message, CheckoutRefused, error_code=ErrorCode.CHECKOUT_NOT_AVAILABLE,
+                message="A checkout refused once is not started later; check out again",
+            )
+            return dataclasses.replace(work, message=None, outputs=(refusal,))
         if work.message is None and (refusal := self._refuse_unreadable(record)) is not None:
             # Set aside for an operator, and the cart told: it keeps the lines.
             work = dataclasses.replace(work, outputs=(*work.outputs, refusal))
@@ -226,9 +235,9 @@ class CheckoutLogic:
         checkouts = await repository.load(db, [m.payment_id for m in messages if not _is_stock_answer(m)])
         checkouts.update(await repository.load_waiting_on(db, answers))
         checkouts.update(await repository.load_holding(db, [m.reservation_id for m in messages if _takes_units_back(m)]))
-        # Only a charge whose checkout is gone needs the longer memory.
-        orphans = [_charge(m) for m in messages if isinstance(m, PaymentSucceeded) and m.payment_id not in checkouts]
-        return CheckoutUnit(checkouts, charges=await repository.load_charges(db, orphans))
+        # Charges already answered, whether or not their checkout is still kept.
+        charges = [_charge(m) for m in messages if isinstance(m, PaymentSucceeded)]
+        return CheckoutUnit(checkouts, charges=await repository.load_charges(db, charges))
 
     async def save(self, unit: CheckoutUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
         dirty = [unit.checkouts[p] for p in sorted(unit.dirty)]
@@ -265,10 +274,10 @@ class CheckoutLogic:
             return self._on_stock_answer(unit, message, now)
         if isinstance(message, GetCheckout):
             return [self._status(unit, message, now)]
+        if isinstance(message, PaymentSucceeded) and unit.charges.get(_charge(message)) == message.payment_id:
+            return []  # answered already (its checkout may have been pruned since): answered once
         checkout = unit.checkouts.get(message.payment_id)
         if checkout is None:
-            if isinstance(message, PaymentSucceeded) and unit.charges.get(_charge(message)) == message.payment_id:
-                return []  # answered before its checkout was pruned: answered once
             if isinstance(message, PaymentSucceeded | PaymentFailed):
                 raise UnknownPayment(f"no checkout has payment id {message.payment_id}")
             return []
@@ -326,8 +335,9 @@ class CheckoutLogic:
 
     def _start(self, unit: CheckoutUnit, command: StartCheckout, now: datetime) -> list[Outgoing]:
         existing = unit.checkouts.get(command.payment_id)
-        if existing is not None and existing.user_id != command.user_id:
-            # Another buyer's checkout has this id: neither shown nor taken over.
+        if existing is not None and (existing.user_id, existing.payment_hash) != (command.user_id, command.payment_hash):
+            # Another checkout has this id (another buyer's, or other lines under a
+            # checkout command's id used again): neither shown nor taken over.
             return [self._answer_handover(command, CheckoutRefused, error_code=ErrorCode.CHECKOUT_NOT_AVAILABLE,
                                           message="This checkout cannot be started; send it again with a new message_id")]
         if existing is not None:

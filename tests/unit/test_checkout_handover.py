@@ -134,3 +134,43 @@ def test_a_hand_over_naming_another_buyers_checkout_is_refused_and_shows_nothing
 
     assert [a["user_id"] for a in sent(outputs, "CheckoutRefused")] == ["bob"]
     assert sent(outputs, "CommandResult") == [] and sent(outputs, "CheckoutAccepted") == []
+
+
+def test_a_hand_over_sent_back_from_the_dead_letters_starts_nothing_the_cart_already_answered_for():
+    cart_logic, cart_unit = cart_with_two_lines()
+    start = hand_over(cart_logic, cart_unit)
+    logic = CheckoutLogic(SETTINGS, ManualClock(NOW))
+    redriven = Incoming(
+        "checkout.commands", 0, 0, b"k", json.dumps(start).encode(), (("cartflow-redrive-token", b"t-1"),)
+    )
+
+    work = logic.decode(redriven)
+
+    assert work.message is None, "no checkout is created"
+    assert [a["error_code"] for a in sent(work.outputs, "CheckoutRefused")] == ["CHECKOUT_NOT_AVAILABLE"]
+
+
+def test_a_checkout_command_id_used_again_for_other_lines_is_refused_not_answered_with_the_old_checkout():
+    cart_logic, cart_unit = cart_with_two_lines()
+    start = hand_over(cart_logic, cart_unit)
+    logic, unit = CheckoutLogic(SETTINGS, ManualClock(NOW)), CheckoutUnit()
+    logic.handle(unit, logic.decode(record("checkout.commands", start)).message)
+
+    other_lines = dict(start, message_id="later-start", payment_hash="another")
+    outputs = logic.handle(unit, logic.decode(record("checkout.commands", other_lines)).message)
+
+    assert sent(outputs, "CheckoutRefused") and sent(outputs, "CommandResult") == []
+
+
+def test_a_charge_remembered_as_answered_is_not_answered_again_on_a_checkout_that_still_exists():
+    from contracts.payment import PaymentSucceeded
+    from services.checkout_worker import domain
+
+    logic = CheckoutLogic(SETTINGS, ManualClock(NOW))
+    order = domain.Order("o1", "i1", "p1", "Thing", None, 1, Decimal("5.00"), Decimal("5.00"), "r1")
+    saga = domain.Checkout("pay1", "h", "ada", "single_item", (order,), Decimal("5.00"), "card", "gw", None, NOW, NOW)
+    cancelled = domain.deadline_reached(saga, now=NOW).checkout
+    unit = CheckoutUnit({"pay1": cancelled}, charges={"ch_old": "pay1"})  # beyond what the checkout itself keeps
+    again = PaymentSucceeded(message_id="again", occurred_at=NOW, payment_id="pay1", amount=Decimal("5.00"), gateway_reference="ch_old")
+
+    assert logic.handle(unit, again) == []
