@@ -92,8 +92,10 @@ class OverdueDeadline:
 class CheckoutUnit(UnitOfWork):
     checkouts: dict[str, Checkout] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
-    #: Charges answered for checkouts no longer stored: reference -> payment id.
+    #: Charges already answered (reference -> payment id), as ``checkout.charges`` has them.
     charges: dict[str, str] = field(default_factory=dict)
+    #: Charges answered by this batch, for ``checkout.charges``.
+    answered: dict[str, str] = field(default_factory=dict)
 
     def put(self, checkout: Checkout) -> None:
         self.checkouts[checkout.payment_id] = checkout
@@ -242,7 +244,7 @@ class CheckoutLogic:
     async def save(self, unit: CheckoutUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
         dirty = [unit.checkouts[p] for p in sorted(unit.dirty)]
         await repository.save(db, dirty, session)
-        await repository.save_charges(db, dirty, self.clock.now(), session)
+        await repository.save_charges(db, unit.answered, self.clock.now(), session)
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         message = work.message
@@ -295,6 +297,8 @@ class CheckoutLogic:
                 raise TypeError(f"no handler for {type(message).__name__}")
         if step.checkout is not checkout:
             unit.put(step.checkout)
+            for charge in set(domain.charges_of(step.checkout)) - set(domain.charges_of(checkout)):
+                unit.answered[charge] = unit.charges[charge] = checkout.payment_id
         cause_id = message.dedup_key if isinstance(message, OverdueDeadline) else message.message_id
         correlation_id = None if isinstance(message, OverdueDeadline) else message.correlation_id
         return self._outputs(step, cause_id, correlation_id, now)

@@ -11,7 +11,7 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, HELD, PAID, Checkout, Order, charges_of
+from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, HELD, PAID, Checkout, Order
 from services.runtime.mongo import find_by_ids, write_versioned
 
 SAGAS = "checkout.sagas"
@@ -143,17 +143,12 @@ async def load_charges(db: AsyncDatabase, references: Iterable[str]) -> dict[str
 
 
 async def save_charges(
-    db: AsyncDatabase, checkouts: Iterable[Checkout], now: datetime, session: AsyncClientSession
+    db: AsyncDatabase, charges: dict[str, str], now: datetime, session: AsyncClientSession
 ) -> None:
-    """Remember every charge of these checkouts (first answer wins)."""
+    """Remember charges answered (reference -> payment id; the first answer wins)."""
     writes = [
-        UpdateOne(
-            {"_id": reference},
-            {"$setOnInsert": {"payment_id": checkout.payment_id, "answered_at": now}},
-            upsert=True,
-        )
-        for checkout in checkouts
-        for reference in charges_of(checkout)
+        UpdateOne({"_id": reference}, {"$setOnInsert": {"payment_id": payment_id, "answered_at": now}}, upsert=True)
+        for reference, payment_id in sorted(charges.items())
     ]
     if writes:
         await db[CHARGES].bulk_write(writes, ordered=False, session=session)

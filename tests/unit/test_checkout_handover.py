@@ -123,11 +123,16 @@ def test_the_checkout_worker_accepts_a_hand_over_and_refuses_one_it_cannot_read_
     assert failed["user_id"] == "ada" and failed["item_ids"] == [line["item_id"] for line in start["lines"]]
 
 
-def test_a_hand_over_naming_another_buyers_checkout_is_refused_and_shows_nothing_of_it():
-    cart_logic, cart_unit = cart_with_two_lines()
-    start = hand_over(cart_logic, cart_unit)
+def started_checkout() -> tuple[dict, CheckoutLogic, CheckoutUnit]:
+    """A cart's hand-over, and the checkout worker that took it on."""
+    start = hand_over(*cart_with_two_lines())
     logic, unit = CheckoutLogic(SETTINGS, ManualClock(NOW)), CheckoutUnit()
     logic.handle(unit, logic.decode(record("checkout.commands", start)).message)
+    return start, logic, unit
+
+
+def test_a_hand_over_naming_another_buyers_checkout_is_refused_and_shows_nothing_of_it():
+    start, logic, unit = started_checkout()
 
     other = dict(start, message_id="other-start", user_id="bob")
     outputs = logic.handle(unit, logic.decode(record("checkout.commands", other)).message)
@@ -151,10 +156,7 @@ def test_a_hand_over_sent_back_from_the_dead_letters_starts_nothing_the_cart_alr
 
 
 def test_a_checkout_command_id_used_again_for_other_lines_is_refused_not_answered_with_the_old_checkout():
-    cart_logic, cart_unit = cart_with_two_lines()
-    start = hand_over(cart_logic, cart_unit)
-    logic, unit = CheckoutLogic(SETTINGS, ManualClock(NOW)), CheckoutUnit()
-    logic.handle(unit, logic.decode(record("checkout.commands", start)).message)
+    start, logic, unit = started_checkout()
 
     other_lines = dict(start, message_id="later-start", payment_hash="another")
     outputs = logic.handle(unit, logic.decode(record("checkout.commands", other_lines)).message)

@@ -64,7 +64,6 @@ from hypothesis.stateful import (
 from services.cart_worker.handlers import CartLogic
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue
 from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, PAID
-from services.checkout_worker.domain import charges_of
 from services.checkout_worker.handlers import CheckoutLogic, CheckoutUnit, OverdueDeadline, UnknownPayment
 from services.runtime.clock import ManualClock
 from services.runtime.processing import Work
@@ -240,11 +239,9 @@ class Shop(RuleBasedStateMachine):
                 unit.checkouts[payment_id] = stored(unit.checkouts[payment_id])
                 if paid := unit.checkouts[payment_id].paid_reference:
                     self.paid_by[payment_id] = paid
-                # The charges it answered, remembered beyond the checkout (checkout.charges).
-                for charge in charges_of(unit.checkouts[payment_id]):
-                    unit.charges.setdefault(charge, payment_id)
+
         for f in dataclasses.fields(unit):
-            if f.name.startswith("dirty"):
+            if f.name.startswith("dirty") or f.name == "answered":
                 getattr(unit, f.name).clear()
 
     def drain(self) -> None:
