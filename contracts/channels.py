@@ -59,8 +59,9 @@ CHANNELS = (
     ),
     Channel(
         topics.CHECKOUT_QUERIES, "in", "payment_id",
-        "Questions about checkouts from upstream services (GetCheckout). Each gets one CommandResult on its reply_to topic.",
-        (checkout.GetCheckout,),
+        "Questions about checkouts: from upstream services (GetCheckout) and from the payment webhook (GetPayment). "
+        "Each gets one CommandResult on its reply_to topic.",
+        (checkout.GetCheckout, checkout.GetPayment),
     ),
     Channel(
         topics.PAYMENT_EVENTS, "in", "payment_id", "Outcomes from the payment gateway adapter.",

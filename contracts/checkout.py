@@ -123,4 +123,17 @@ class GetCheckout(Command):
     payment_id: Identifier
 
 
-get_checkout_adapter: TypeAdapter[Any] = TypeAdapter(GetCheckout)
+class GetPayment(Command):
+    """Added to v1, on ``checkout.queries``, for the payment webhook: whether a
+    checkout has this payment id, and the amount and state of its payment; no
+    user, orders or address. Answered with one ``CommandResult`` on ``reply_to``;
+    an unknown payment id is answered ``CHECKOUT_NOT_FOUND``."""
+
+    type: Literal["GetPayment"] = "GetPayment"
+    payment_id: Identifier
+
+
+CHECKOUT_QUERY_TYPES = frozenset({"GetCheckout", "GetPayment"})
+checkout_query_adapter: TypeAdapter[Any] = TypeAdapter(
+    Annotated[GetCheckout | GetPayment, Field(discriminator="type")]
+)

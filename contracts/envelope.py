@@ -22,16 +22,25 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 
-#: Identifiers: non-empty, bounded, no surrounding white space.
+#: The one identifier rule, for every id of the contract (users, products, items,
+#: payments, message ids, Idempotency-Keys, a token's ``sub``), checked alike by
+#: the contract models, the workers and the gateway: 1 to ``IDENTIFIER_MAX_LENGTH``
+#: characters, no control character (C0 with NUL, DEL, C1), no line or paragraph
+#: separator, and no white space at either end.
+IDENTIFIER_MAX_LENGTH = 200
+_UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+#: The rule as a regular expression both Python and JSON Schema (ECMA-262) read alike.
+IDENTIFIER_PATTERN = rf"^[^\s{_UNPRINTABLE}](?:[^{_UNPRINTABLE}]*[^\s{_UNPRINTABLE}])?$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
 Identifier = Annotated[
-    str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")
+    str, Field(min_length=1, max_length=IDENTIFIER_MAX_LENGTH, pattern=IDENTIFIER_PATTERN)
 ]
-_IDENTIFIER = re.compile(r"^\S(.*\S)?$", re.DOTALL)
 
 
 def is_identifier(value: object) -> bool:
     """Whether ``value`` would pass as an ``Identifier``."""
-    if not (isinstance(value, str) and 0 < len(value) <= 200 and _IDENTIFIER.match(value)):
+    if not (isinstance(value, str) and 0 < len(value) <= IDENTIFIER_MAX_LENGTH and _IDENTIFIER.match(value)):
         return False
     try:
         value.encode("utf-8")  # a lone surrogate from a JSON escape is not text any store accepts

@@ -39,7 +39,7 @@ def _examples() -> list[dict[str, Any]]:
         ),
         envelope("ProductDeleted", 2, product_id=PRODUCT),
         # cart.commands
-        envelope("AddItem", 3, user_id=USER, product_id=PRODUCT, quantity=2, size="42", properties={"gift": True}, reply_to="storefront.replies"),
+        envelope("AddItem", 3, user_id=USER, product_id=PRODUCT, quantity=2, size="42", properties={"gift": True}, reply_to="replies.storefront"),
         envelope("UpdateItemQuantity", 4, user_id=USER, item_id=ITEM, quantity=3),
         envelope("RemoveItem", 5, user_id=USER, item_id=ITEM),
         envelope("ClearCart", 6, user_id=USER),
@@ -97,7 +97,8 @@ def _examples() -> list[dict[str, Any]]:
         ),
         envelope("PaymentDeadlineReached", 36, payment_id=PAYMENT, due_at=DUE),
         # checkout.queries
-        envelope("GetCheckout", 53, user_id=USER, payment_id=PAYMENT, reply_to="storefront.replies"),
+        envelope("GetCheckout", 53, user_id=USER, payment_id=PAYMENT, reply_to="replies.storefront"),
+        envelope("GetPayment", 57, payment_id=PAYMENT, reply_to="gateway.replies"),
         # payment.events
         envelope("PaymentSucceeded", 37, payment_id=PAYMENT, amount="149.98", gateway_reference="ch_3Nx1"),
         envelope("PaymentFailed", 38, payment_id=PAYMENT, reason="card_declined"),

@@ -255,6 +255,15 @@ class CheckoutStatus(ReplyData):
     closed_at: AwareDatetime | None
 
 
+class PaymentStatus(ReplyData):
+    """The answer to ``GetPayment``: what the payment of a checkout should be, and where it stands."""
+
+    payment_id: str
+    state: Literal["awaiting_payment", "payment_received", "paid", "cancelled"]
+    total_amount: Total
+    payment_expires_at: AwareDatetime
+
+
 #: The model of ``CommandResult.data`` when a command of each type succeeded.
 REPLY_DATA: dict[str, type[ReplyData]] = {
     "AddItem": ItemAddedReply,
@@ -270,6 +279,7 @@ REPLY_DATA: dict[str, type[ReplyData]] = {
     "CheckoutItem": CheckoutStarted,
     "CheckoutCart": CheckoutStarted,
     "GetCheckout": CheckoutStatus,
+    "GetPayment": PaymentStatus,
 }
 
 #: The model of ``CommandResult.data`` of a refusal, for the codes that carry data.

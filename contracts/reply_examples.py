@@ -171,5 +171,9 @@ REPLY_EXAMPLES: dict[str, dict[str, Any]] = (
                      'is_paid': False,
                      'is_cancelled': False,
                      'cancel_reason': None,
-                     'closed_at': None}}
+                     'closed_at': None},
+     'GetPayment': {'payment_id': 'pay-5e2c4bd1a9f84c3c',
+                    'state': 'awaiting_payment',
+                    'total_amount': '224.97',
+                    'payment_expires_at': '2026-11-25T10:31:00+00:00'}}
 )

@@ -30,6 +30,12 @@ ALL_TOPICS = (
     NOTIFICATIONS_EVENTS,
 )
 
+#: The HTTP gateway's reply topic (every gateway process reads all of it).
+GATEWAY_REPLIES = "gateway.replies"
+#: Reply topics a client names itself live under this prefix (``replies.storefront``),
+#: so that one prefixed ACL covers them and no other topic.
+CLIENT_REPLIES_PREFIX = "replies."
+
 DLQ_SUFFIX = ".dlq"
 
 

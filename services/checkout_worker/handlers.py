@@ -26,13 +26,15 @@ from contracts import order as order_contract
 from contracts import stock as stock_contract
 from contracts.cart import CommandResult
 from contracts.checkout import (
+    CHECKOUT_QUERY_TYPES,
     CheckoutAccepted,
     CheckoutRefused,
     GetCheckout,
+    GetPayment,
     PaymentDeadlineReached,
     StartCheckout,
+    checkout_query_adapter,
     deadline_adapter,
-    get_checkout_adapter,
     start_checkout_adapter,
 )
 from contracts.envelope import is_identifier, message_id_for
@@ -133,8 +135,8 @@ class CheckoutLogic:
         if record.topic == self.topics[CHECKOUT_QUERIES]:
             return decode_record(
                 record,
-                get_checkout_adapter,
-                frozenset({"GetCheckout"}),
+                checkout_query_adapter,
+                CHECKOUT_QUERY_TYPES,
                 self.clock,
                 settings=self.settings,
                 answer=functools.partial(
@@ -274,7 +276,7 @@ class CheckoutLogic:
             return self._start(unit, message, now)
         if _is_stock_answer(message):
             return self._on_stock_answer(unit, message, now)
-        if isinstance(message, GetCheckout):
+        if isinstance(message, GetCheckout | GetPayment):
             return [self._status(unit, message, now)]
         if isinstance(message, PaymentSucceeded) and unit.charges.get(_charge(message)) == message.payment_id:
             return []  # answered already (its checkout may have been pruned since): answered once
@@ -389,17 +391,19 @@ class CheckoutLogic:
         )
         return Outgoing(command.reply_to or self.replies, command.user_id.encode(), result.to_json_bytes(), is_reply=True)
 
-    def _status(self, unit: CheckoutUnit, query: GetCheckout, now: datetime) -> Outgoing:
-        """Where the user's checkout stands; another user's is not found, as an unknown one."""
+    def _status(self, unit: CheckoutUnit, query: GetCheckout | GetPayment, now: datetime) -> Outgoing:
+        """Where the user's checkout stands (another user's is not found, as an
+        unknown one); or, for the payment webhook, where its payment stands."""
         checkout = unit.checkouts.get(query.payment_id)
+        user_id = query.user_id if isinstance(query, GetCheckout) else None
         common: dict[str, Any] = {
             "message_id": message_id_for(query.message_id, QUERY_RESULT),
             **causal_envelope(query.message_id, query.correlation_id, now),
             "command_type": query.type,
             "command_message_id": query.message_id,
-            "user_id": query.user_id,
+            "user_id": user_id,
         }
-        if checkout is None or checkout.user_id != query.user_id:
+        if checkout is None or (user_id is not None and checkout.user_id != user_id):
             result = CommandResult(
                 success=False,
                 error_code=ErrorCode.CHECKOUT_NOT_FOUND,
@@ -408,8 +412,12 @@ class CheckoutLogic:
                 **common,
             )
         else:
-            result = CommandResult(success=True, data=domain.checkout_status(checkout, now=now), **common)
-        return Outgoing(query.reply_to or self.replies, query.user_id.encode(), result.to_json_bytes(), is_reply=True)
+            status = domain.checkout_status(checkout, now=now)
+            if user_id is None:
+                status = {name: status[name] for name in ("payment_id", "state", "total_amount", "payment_expires_at")}
+            result = CommandResult(success=True, data=status, **common)
+        key = (user_id or query.payment_id).encode()
+        return Outgoing(query.reply_to or self.replies, key, result.to_json_bytes(), is_reply=True)
 
     def _outputs(self, step: Step, cause_id: str, correlation_id: str | None, now: datetime) -> list[Outgoing]:
         envelope = causal_envelope(cause_id, correlation_id, now)

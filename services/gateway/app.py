@@ -5,9 +5,11 @@ Stateless: each request becomes one command (or query) published with the
 gateway's reply topic as ``reply_to``, and its ``CommandResult`` becomes the
 response. The user is the bearer token's ``sub``; a ``user_id`` in a body or a
 query string is ignored. An ``Idempotency-Key`` header becomes the command's
-``message_id`` (scoped to the user, the method, the path and the body), so a retry is
-answered with the first answer and changes nothing; a request whose reply does
-not come in time is answered 504 with the key to retry with.
+``message_id`` (scoped to the user, the method, the path, the query string
+and the body), so a retry is answered with the first answer and changes
+nothing; a request whose reply does not come in time is answered 504 with the
+key to retry with. What a request passes before a route sees it (security
+headers, the token, the body's size and pace) is ``services.gateway.guard``.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from contracts.envelope import is_identifier, message_id_for
 from contracts.errors import ERROR_MESSAGES, ErrorCode
 from contracts.topics import CART_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS
 from services.gateway import original_api as api
-from services.gateway.auth import NotAuthenticated, Verifier, verifier
+from services.gateway.auth import NotAuthenticated, Verifier, from_this_machine, loopback, verifier
 from services.gateway.exchange import Exchange, Unavailable
-from services.gateway.limits import BodySizeLimit
+from services.gateway.guard import Guard
+from services.gateway.webhook import PaymentWebhook
 from services.runtime.kafka import faststream_security
 from services.runtime.settings import Settings
 
@@ -48,6 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if not settings.kafka_bootstrap:
         raise RuntimeError("set CARTFLOW_KAFKA_BOOTSTRAP (or use `cartflow up`)")
+    if settings.payment_simulator and not loopback(settings.gateway_host):
+        raise RuntimeError(
+            "CARTFLOW_PAYMENT_SIMULATOR pays checkouts without a payment provider: it serves on a loopback "
+            f"address only (CARTFLOW_GATEWAY_HOST={settings.gateway_host})"
+        )
     tokens = verifier(settings)
     router = KafkaRouter(
         settings.kafka_bootstrap,
@@ -72,20 +80,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     gateway = Gateway(settings, exchange, tokens)
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next: Any) -> Any:
-        # Before anything reads the request: a caller without a valid token
-        # learns nothing from validation messages.
-        path = request.url.path
-        if path.startswith("/api/") and path != "/api/dev/login/":
-            try:
-                request.state.user_id = tokens.user_of(request.headers.get("authorization"))
-            except NotAuthenticated as error:
-                return _unauthenticated(error)
-        return await call_next(request)
-
-    # Added last, so it runs first: an oversized body is refused before anything else reads it.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.gateway_max_body_bytes)
+    # Before anything reads the request: a caller without a valid token learns
+    # nothing from validation messages, and sends no body the gateway keeps.
+    app.add_middleware(
+        Guard,
+        user_of=tokens.user_of,
+        unauthenticated=_unauthenticated,
+        max_bytes=settings.gateway_max_body_bytes,
+        body_timeout=settings.gateway_body_timeout_seconds,
+    )
     _errors(app)
     _routes(app, gateway, settings)
     return app
@@ -112,10 +115,9 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse(body, status_code=500)
 
 
-def _unauthenticated(error: NotAuthenticated) -> JSONResponse:
+def _unauthenticated(error: NotAuthenticated) -> dict[str, Any]:
     message = str(error)
-    body = api.problem("NOT_AUTHENTICATED", message, "Sign in and send a valid bearer token", detail=message)
-    return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return api.problem("NOT_AUTHENTICATED", message, "Sign in and send a valid bearer token", detail=message)
 
 
 class Gateway:
@@ -129,15 +131,15 @@ class Gateway:
     async def message_id(self, request: Request, user_id: str) -> tuple[str, str]:
         """The command's message_id and the key that derives it: the request's
         ``Idempotency-Key``, or a new one the client may retry with. The key is
-        the user's own, for this method, path and body: the same key with
-        another body is another request."""
+        the user's own, for this method, path, query string and body: the
+        same key with another body or query is another request."""
         key = request.headers.get("idempotency-key")
         if key is None:
             key = str(uuid.uuid4())
         elif not is_identifier(key):
             raise IdempotencyKeyInvalid()
         body = hashlib.sha256(await request.body()).hexdigest()
-        scope = json.dumps([user_id, request.method, request.url.path, key, body])
+        scope = json.dumps([user_id, request.method, request.url.path, request.url.query, key, body])
         return message_id_for("gateway", "Idempotency", scope), key
 
     async def ask(
@@ -206,6 +208,7 @@ class IdempotencyKeyInvalid(Exception):
 
 def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     ask = gateway.ask
+    webhook = PaymentWebhook(settings, gateway.exchange)
 
     # --- /api/carts/: the set the JavaScript client uses ---------------------------------
 
@@ -315,7 +318,9 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
             return JSONResponse(api.error_body(reply), status_code=api.status_of(reply), headers=headers)
         checkout = reply["data"]
         now = datetime.now(UTC).isoformat()
-        message_id = message_id_for(f"simulator:{payment_id}", "Payment", str(uuid.uuid4()))
+        # One payment per Idempotency-Key: a second click with the key is the same message and the same charge.
+        scope = json.dumps([request.state.user_id, payment_id, body.outcome, idempotency_key])
+        message_id = message_id_for("simulator", "Payment", scope)
         if body.outcome == "succeeded":
             event = {"type": "PaymentSucceeded", "message_id": message_id, "occurred_at": now, "payment_id": payment_id,
                      "amount": checkout["total_amount"], "gateway_reference": f"sim-{message_id[:12]}"}
@@ -323,13 +328,25 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
             event = {"type": "PaymentFailed", "message_id": message_id, "occurred_at": now, "payment_id": payment_id,
                      "reason": "simulated_failure"}
         await gateway.exchange.publish(PAYMENT_EVENTS, event, payment_id)
-        return JSONResponse({"message": f"Payment {body.outcome} sent", "payment_id": payment_id}, status_code=202)
+        answer = {"message": f"Payment {body.outcome} sent", "payment_id": payment_id}
+        return JSONResponse(answer, status_code=202, headers={"Idempotency-Key": idempotency_key})
+
+    @app.post("/api/payments/webhook/", tags=["payments"], include_in_schema=settings.stripe_webhook_secret is not None,
+              summary="Stripe's webhook: a payment intent's outcome, signed with the endpoint's secret")
+    async def payment_webhook(request: Request) -> JSONResponse:
+        if settings.stripe_webhook_secret is None:
+            raise StarletteHTTPException(404, "Not Found")
+        return await webhook.receive(request)
 
     @app.post("/api/dev/login/", tags=["development"], include_in_schema=gateway.tokens.development,
               summary="Development only: a token for any user (while the development secret is in use)")
-    async def development_login(body: api.DevelopmentLogin) -> JSONResponse:
+    async def development_login(request: Request, body: api.DevelopmentLogin) -> JSONResponse:
         if not gateway.tokens.development:
             raise StarletteHTTPException(404, "Not Found")
+        if not from_this_machine(request):
+            # A page of another site reaching this port (DNS rebinding) or a proxy in front: no token.
+            body = api.problem("FORBIDDEN", "The development login answers on this machine only", "Use localhost")
+            return JSONResponse(body, status_code=403)
         return JSONResponse({"token": gateway.tokens.issue(body.user_id), "user_id": body.user_id})
 
     # --- the storefront ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ and the storefront's development login exists only while it is in use.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
+from starlette.requests import Request
 
 from contracts.envelope import is_identifier
 from services.runtime.settings import Settings
@@ -25,7 +27,6 @@ DEVELOPMENT_SECRET_FILE = "gateway-development-secret"
 INVALID_TOKEN = "Given token not valid for any token type"
 #: RFC 7518 3.2: an HS256 key is at least as long as the hash.
 MIN_SECRET_BYTES = 32
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 log = logging.getLogger(__name__)
 
 
@@ -78,6 +79,28 @@ class Verifier:
         return jwt.encode(claims, self.key, algorithm="HS256")
 
 
+def loopback(host: str | None) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def from_this_machine(request: Request) -> bool:
+    """Whether a request came from a loopback address and named a loopback host:
+    a page of another site that resolves its own name to 127.0.0.1 (DNS
+    rebinding) sends its own name as ``Host``, and a proxy in front of the
+    gateway connects from its own address or forwards another ``Host``."""
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return request.client is not None and loopback(request.client.host) and loopback(name)
+
+
 def development_secret(data_dir: str | Path, *, create: bool = True) -> str | None:
     """The generated development secret under ``data_dir`` (created, readable by
     its owner only, when missing and ``create``)."""
@@ -108,7 +131,7 @@ def verifier(settings: Settings) -> Verifier:
         if len(secret.encode()) < MIN_SECRET_BYTES:
             raise RuntimeError(f"CARTFLOW_GATEWAY_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes")
         return Verifier(secret, "HS256", audience, issuer)
-    if settings.gateway_host not in LOOPBACK:
+    if not loopback(settings.gateway_host):
         # The development login hands out tokens for any user: never beyond this machine.
         raise RuntimeError(
             "set CARTFLOW_GATEWAY_JWT_SECRET or CARTFLOW_GATEWAY_JWT_PUBLIC_KEY to serve beyond this machine "

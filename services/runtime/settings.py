@@ -10,9 +10,17 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import free_form
+from contracts.topics import CART_REPLIES, CLIENT_REPLIES_PREFIX, GATEWAY_REPLIES
 
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def default_reply_topic_pattern(prefix: str) -> str:
+    """The reply topics a command may name: ``cart.replies``, ``gateway.replies``
+    and ``replies.<name>``, under the deployment's prefix."""
+    fixed = "|".join(re.escape(name) for name in (CART_REPLIES, GATEWAY_REPLIES))
+    return rf"{re.escape(prefix)}(?:{fixed}|{re.escape(CLIENT_REPLIES_PREFIX)}[A-Za-z0-9._-]+)"
 
 
 def is_topic_name(name: object) -> bool:
@@ -72,8 +80,10 @@ class Settings(BaseSettings):
     # Limits on what producers send.
     #: Largest consumed record; larger ones are dead-lettered unread.
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
-    #: ``reply_to`` must fully match this regular expression (default: a name
-    #: under the topic prefix ending in ``.replies``); otherwise the command is
+    #: ``reply_to`` must fully match this regular expression (default: the two
+    #: reply topics of the contract, ``cart.replies`` and ``gateway.replies``, or
+    #: a topic of the client's own under ``replies.``, all under the topic prefix:
+    #: what literal and prefixed Kafka ACLs express); otherwise the command is
     #: refused with INVALID_MESSAGE on the default reply topic.
     reply_topic_pattern: str | None = None
     #: Free-form objects (an item's ``properties``, a shipping address): at most
@@ -162,8 +172,23 @@ class Settings(BaseSettings):
     gateway_reply_timeout_seconds: float = Field(default=10.0, gt=0)
     #: Largest request body, in bytes (larger: 413).
     gateway_max_body_bytes: int = Field(default=64 << 10, ge=1024)
+    #: Seconds a client may take over a request's headers, and then over its body
+    #: (a slower one is closed: 408 for a body).
+    gateway_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    gateway_body_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Connections one gateway process holds at once; beyond them a request is answered 503.
+    gateway_max_connections: int = Field(default=1000, ge=1)
     #: Development only: POST /api/payments/<id>/simulate/ publishes a payment outcome.
+    #: Off unless set; the gateway refuses to start with it on a non-loopback address.
     payment_simulator: bool = False
+    #: The signing secret of the Stripe webhook endpoint (``whsec_…``): POST
+    #: /api/payments/webhook/ answers 404 until it is set.
+    stripe_webhook_secret: SecretStr | None = None
+    #: Seconds a Stripe-Signature timestamp may lie in the past (Stripe's own default).
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    #: The ISO 4217 code of the shop's prices (cartflow's amounts carry none): a
+    #: payment the provider reports in another currency is refused, not taken.
+    currency: str = Field(default="usd", pattern=r"^[A-Za-z]{3}$")
     #: A background task (relay, sweep, timer consumer) failing without a break
     #: for this long makes /healthz fail, so that an orchestrator restarts the worker.
     task_unhealthy_after_seconds: float = Field(default=120.0, gt=0)
@@ -184,7 +209,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def reply_topic_regex(self) -> re.Pattern[str]:
-        pattern = self.reply_topic_pattern or re.escape(self.topic_prefix) + r"[A-Za-z0-9._-]*\.replies"
+        pattern = self.reply_topic_pattern or default_reply_topic_pattern(self.topic_prefix)
         return re.compile(pattern)
 
     def reply_topic_allowed(self, name: object) -> bool:

@@ -195,10 +195,10 @@ async def test_an_empty_cart_or_a_missing_item_cannot_be_checked_out(cart_deploy
 
 async def test_a_reply_goes_to_the_topic_named_in_reply_to(cart_deployment):
     buyer = user()
-    await cart_deployment.create_topics("storefront.replies")
-    custom = await cart_deployment.tap("storefront.replies")
+    await cart_deployment.create_topics("replies.storefront")
+    custom = await cart_deployment.tap("replies.storefront")
     message = await cart_deployment.send(
-        "cart.commands", command("GetCart", user_id=buyer, reply_to=cart_deployment.topic("storefront.replies"))
+        "cart.commands", command("GetCart", user_id=buyer, reply_to=cart_deployment.topic("replies.storefront"))
     )
     reply = await custom.reply(message)
     assert reply["success"] is True and reply["user_id"] == buyer

@@ -85,9 +85,9 @@ async def test_a_command_whose_reply_to_cannot_be_used_is_refused_on_the_default
 
 async def test_a_reply_topic_under_the_prefix_ending_in_replies_is_answered_there(system):
     buyer = new_id("buyer")
-    await system.create_topics("storefront.replies")
-    own = await system.tap("storefront.replies")
-    message = await system.send("cart.commands", command("GetCart", user_id=buyer, reply_to=system.topic("storefront.replies")))
+    await system.create_topics("replies.storefront")
+    own = await system.tap("replies.storefront")
+    message = await system.send("cart.commands", command("GetCart", user_id=buyer, reply_to=system.topic("replies.storefront")))
 
     assert (await own.reply(message))["success"]
 
@@ -129,9 +129,9 @@ async def test_properties_beyond_the_limits_are_refused_as_invalid(system, prope
 
 async def test_a_command_beyond_the_limits_is_refused_on_its_own_reply_topic(system):
     pid, buyer = await stocked(system, 10), new_id("buyer")
-    await system.create_topics("storefront.replies")
-    own = await system.tap("storefront.replies")
-    reply_to = system.topic("storefront.replies")
+    await system.create_topics("replies.storefront")
+    own = await system.tap("replies.storefront")
+    reply_to = system.topic("replies.storefront")
     over = await system.send(
         "cart.commands", command("AddItem", user_id=buyer, product_id=pid, properties={"note": "x" * 1100}, reply_to=reply_to)
     )

@@ -180,7 +180,7 @@ async def test_one_command_with_an_unstorable_property_key_is_refused_alone_and_
 
     def add(user: str, properties: dict) -> dict:
         return {"message_id": f"m-{uuid.uuid4().hex}", "type": "AddItem", "occurred_at": "2026-12-01T10:00:00Z",
-                "user_id": user, "product_id": "p-1", "properties": properties, "reply_to": "storefront.replies"}
+                "user_id": user, "product_id": "p-1", "properties": properties, "reply_to": "replies.storefront"}
 
     product = {"message_id": f"m-{uuid.uuid4().hex}", "type": "ProductUpserted", "occurred_at": "2026-12-01T09:00:00Z",
                "product_id": "p-1", "name": "Shoe", "price": "74.99"}
@@ -192,7 +192,7 @@ async def test_one_command_with_an_unstorable_property_key_is_refused_alone_and_
 
     assert processor.times.batches == 1, "the batch is written in one transaction"
     replies = {json.loads(r["value"])["correlation_id"]: json.loads(r["value"])
-               for r in await written_to(db, "cart.outbox") if r["topic"] == "storefront.replies"}
+               for r in await written_to(db, "cart.outbox") if r["topic"] == "replies.storefront"}
     refused = replies[commands[12]["message_id"]]
     assert refused["success"] is False and refused["error_code"] == "INVALID_MESSAGE"
     assert all(replies[c["message_id"]]["success"] for i, c in enumerate(commands) if i != 12)

@@ -75,7 +75,7 @@ def test_a_type_that_is_not_a_string_is_an_invalid_message_not_an_internal_error
 
 def cart_command(**fields) -> Incoming:
     body = {"type": "AddItem", "message_id": "m-9", "occurred_at": "2026-01-01T00:00:00Z", "user_id": "ada",
-            "product_id": "p", "reply_to": "storefront.replies", **fields}
+            "product_id": "p", "reply_to": "replies.storefront", **fields}
     return Incoming("cart.commands", 0, 7, b"ada", json.dumps(body).encode())
 
 
@@ -108,7 +108,7 @@ import pytest  # noqa: E402
 def test_a_command_beyond_the_free_form_limits_is_refused_on_its_own_reply_topic(fields):
     (refusal,) = decode_cart_command(cart_command(**fields)).outputs
 
-    assert refusal.topic == "storefront.replies"
+    assert refusal.topic == "replies.storefront"
     assert json.loads(refusal.value)["error_code"] == "INVALID_MESSAGE"
 
 
@@ -136,7 +136,7 @@ def test_a_free_form_key_that_a_database_would_refuse_or_read_specially_is_an_in
 
     (refusal,) = work.outputs
     assert work.message is None and json.loads(refusal.value)["error_code"] == "INVALID_MESSAGE"
-    assert refusal.topic == "storefront.replies"
+    assert refusal.topic == "replies.storefront"
 
 
 def test_every_free_form_object_a_command_carries_is_held_to_the_key_rule_and_the_limits():

@@ -5,7 +5,7 @@ carry no field the model does not document; each documented example fits too."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
-from contracts.checkout import CheckoutLine, GetCheckout, StartCheckout
+from contracts.checkout import CheckoutLine, GetCheckout, GetPayment, StartCheckout
 from contracts.replies import REJECTION_DATA, REPLY_DATA
 from contracts.reply_examples import REPLY_EXAMPLES
 from services.cart_worker.domain import Product, SizeOption
@@ -92,7 +92,7 @@ def test_the_reply_of_every_cart_command_fits_its_model():
     assert refused["error_code"] == "CHECKOUT_VALIDATION_FAILED"
     for reply in seen:
         assert_typed(reply)
-    assert {reply["command_type"] for reply in seen} | {"CheckoutItem", "GetCheckout"} == set(REPLY_DATA)
+    assert {reply["command_type"] for reply in seen} | {"CheckoutItem", "GetCheckout", "GetPayment"} == set(REPLY_DATA)
 
 
 @pytest.mark.parametrize("reserving", [False, True])
@@ -143,11 +143,18 @@ def test_the_replies_of_the_checkout_worker_fit_their_models():
     clock.advance(60)
     (status,) = replies(logic.handle(unit, GetCheckout(message_id="q1", occurred_at=NOW, user_id="ada", payment_id="pay-1")))
     (stranger,) = replies(logic.handle(unit, GetCheckout(message_id="q2", occurred_at=NOW, user_id="eve", payment_id="pay-1")))
+    (payment,) = replies(logic.handle(unit, GetPayment(message_id="q3", occurred_at=NOW, payment_id="pay-1")))
+    (unknown,) = replies(logic.handle(unit, GetPayment(message_id="q4", occurred_at=NOW, payment_id="pay-2")))
 
     assert_typed(started)
     assert_typed(status)
+    assert_typed(payment)
     assert status["data"]["time_remaining_seconds"] == 14 * 60 and status["data"]["order_count"] == 1
     assert (stranger["success"], stranger["error_code"], stranger.get("data")) == (False, "CHECKOUT_NOT_FOUND", None)
+    assert payment["data"] == {"payment_id": "pay-1", "state": "awaiting_payment", "total_amount": "149.98",
+                               "payment_expires_at": (NOW + timedelta(minutes=15)).isoformat()}
+    assert "user_id" not in payment, "the payment webhook learns no user"
+    assert (unknown["success"], unknown["error_code"]) == (False, "CHECKOUT_NOT_FOUND")
 
 
 @pytest.mark.parametrize("kind", sorted(REPLY_EXAMPLES))

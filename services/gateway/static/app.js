@@ -6,11 +6,11 @@
 const Api = {
   token() { return localStorage.getItem("authToken"); },
 
-  async call(method, path, body) {
+  async call(method, path, body, idempotencyKey) {
     const headers = { "Content-Type": "application/json" };
     if (this.token()) headers["Authorization"] = `Bearer ${this.token()}`;
     // One key per user action: a retry of the same action is answered, not repeated.
-    headers["Idempotency-Key"] = crypto.randomUUID();
+    headers["Idempotency-Key"] = idempotencyKey || crypto.randomUUID();
     for (let attempt = 0; ; attempt++) {
       const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
       let result = {};
@@ -181,6 +181,8 @@ const Storefront = {
 const Payment = {
   paymentId: null,
   timer: null,
+  // One key per outcome while the page is open: a second click on Pay is the same payment.
+  keys: { succeeded: crypto.randomUUID(), failed: crypto.randomUUID() },
 
   async start() {
     this.paymentId = decodeURIComponent(window.location.pathname.split("/")[2] || "");
@@ -237,9 +239,16 @@ const Payment = {
   stop() { if (this.timer) clearInterval(this.timer); this.timer = null; },
 
   async simulate(outcome) {
-    const { ok, result } = await Api.call("POST", `/api/payments/${encodeURIComponent(this.paymentId)}/simulate/`, { outcome });
+    const { ok, result } = await Api.call("POST", `/api/payments/${encodeURIComponent(this.paymentId)}/simulate/`, { outcome }, this.keys[outcome]);
     if (!ok) { Page.fail(result); return; }
     Page.say(result.message);
     setTimeout(() => this.refresh(), 800);
   },
 };
+
+// Started from here, not from an inline script: the Content-Security-Policy allows none.
+document.addEventListener("DOMContentLoaded", () => {
+  const page = document.body.dataset.page;
+  if (page === "storefront") Storefront.start();
+  else if (page === "payment") Payment.start();
+});

@@ -1,5 +1,6 @@
 """What a deployment is doing and what it speaks: every worker's lag, backlog
-and gauges (``status``), and the contract as an AsyncAPI document (``asyncapi``)."""
+and gauges (``status``), the contract as an AsyncAPI document (``asyncapi``),
+and the Kafka ACLs each principal needs (``acls``)."""
 
 from __future__ import annotations
 
@@ -64,3 +65,14 @@ def asyncapi(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(document)
     typer.echo(f"wrote {output}")
+
+
+@commands.command()
+def acls(
+    prefix: Annotated[str | None, typer.Option(help="Topic prefix (default: CARTFLOW_TOPIC_PREFIX).")] = None,
+    bootstrap: Annotated[str, typer.Option(help="The --bootstrap-server of the commands.")] = "kafka:9092",
+) -> None:
+    """Print the kafka-acls.sh commands that grant each principal exactly what the README's table says."""
+    from services.ops.access import kafka_acls
+
+    typer.echo(kafka_acls(Settings().topic_prefix if prefix is None else prefix, bootstrap))

@@ -54,14 +54,13 @@ def gateway() -> None:
     """Run the HTTP gateway (the original carts app's REST API) against the configured Kafka."""
     settings = Settings()
     _configure_logging(settings)
-    import uvicorn
+    from services.gateway.server import serve
 
-    from services.gateway.app import create_app
-
-    # log_config None: uvicorn logs through cartflow's handler.
-    uvicorn.run(
-        create_app(settings), host=settings.gateway_host, port=settings.gateway_port, log_config=None, access_log=False
-    )
+    try:
+        serve(settings)
+    except RuntimeError as error:  # a setting that must not serve: said, not a traceback
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
 
 
 @commands.command()
@@ -125,8 +124,6 @@ def up(
 
         gateway_at = settings.gateway_port if gateway_port == -2 else gateway_port
         gateway_env = {"CARTFLOW_GATEWAY_PORT": str(gateway_at)}
-        if backends.kind == "embedded" and "CARTFLOW_PAYMENT_SIMULATOR" not in os.environ:
-            gateway_env["CARTFLOW_PAYMENT_SIMULATOR"] = "true"  # try the whole flow without a payment provider
 
         def spawn(name: str) -> None:
             if name == GATEWAY:
@@ -144,8 +141,11 @@ def up(
             )
 
         if gateway_at >= 0:
-            from services.gateway.auth import verifier
+            from services.gateway.auth import loopback, verifier
 
+            if settings.payment_simulator and not loopback(settings.gateway_host):
+                typer.echo("CARTFLOW_PAYMENT_SIMULATOR serves on a loopback CARTFLOW_GATEWAY_HOST only", err=True)
+                raise typer.Exit(2)
             development = verifier(settings).development  # makes the development secret before the gateway reads it
             names.append(GATEWAY)
         for name in names:
@@ -160,8 +160,11 @@ def up(
             typer.echo(f"  gateway: http://{settings.gateway_host}:{gateway_at}/ (the storefront; API docs at /docs)")
             if development:
                 typer.echo("  a token for the gateway: .venv/bin/cartflow token USER_ID")
-            if gateway_env.get("CARTFLOW_PAYMENT_SIMULATOR") == "true":
+            if settings.payment_simulator:
                 typer.echo("  payment simulator on: POST /api/payments/<payment_id>/simulate/")
+            else:
+                typer.echo("  payments: POST /api/payments/webhook/ (Stripe; CARTFLOW_STRIPE_WEBHOOK_SECRET), "
+                           "or CARTFLOW_PAYMENT_SIMULATOR=true to pay from the payment page")
         typer.echo("Press Ctrl-C to stop.")
         try:
             while not stop["now"]:
