@@ -5,9 +5,11 @@ In order: the security headers are put on whatever is answered; a path under
 before a byte of its body is read; the body is then read whole, up to
 ``CARTFLOW_GATEWAY_MAX_BODY_BYTES`` (413, whether or not it announced its
 length) and within ``CARTFLOW_GATEWAY_BODY_TIMEOUT_SECONDS`` (408), and handed
-on. A refused request's connection is closed, so that a client cannot keep a
-half-sent body open. How long a client may take over its headers, and how many
-connections one process holds, are the server's (``services.gateway.server``).
+on. The server discards the rest of a refused request's body without keeping
+it, within the deadline of the next request's headers; a body too slow is
+answered 408 and its connection closed. How long a client may take over its
+headers, and how many connections one process holds, are the server's
+(``services.gateway.server``).
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class Guard:
             try:
                 user_id = self.user_of(authorization.decode("latin-1") if authorization is not None else None)
             except NotAuthenticated as error:
-                await _answer(send, 401, self.unauthenticated(error), [(b"www-authenticate", b"Bearer")], close=True)
+                await _answer(send, 401, self.unauthenticated(error), [(b"www-authenticate", b"Bearer")])
                 return
             scope.setdefault("state", {})["user_id"] = user_id
         declared = headers.get(b"content-length")
@@ -104,7 +106,7 @@ class Guard:
             await _answer(send, 400, BAD_LENGTH, close=True)
             return
         if declared is not None and int(declared) > self.max_bytes:
-            await _answer(send, 413, TOO_LARGE, close=True)
+            await _answer(send, 413, TOO_LARGE)
             return
         try:
             async with asyncio.timeout(self.body_timeout):
@@ -113,7 +115,7 @@ class Guard:
             await _answer(send, 408, TOO_SLOW, close=True)
             return
         except _TooLarge:
-            await _answer(send, 413, TOO_LARGE, close=True)
+            await _answer(send, 413, TOO_LARGE)
             return
         await self.app(scope, _replay(body, other, receive), send)
 
