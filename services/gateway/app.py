@@ -345,8 +345,8 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
             raise StarletteHTTPException(404, "Not Found")
         if not from_this_machine(request):
             # A page of another site reaching this port (DNS rebinding) or a proxy in front: no token.
-            body = api.problem("FORBIDDEN", "The development login answers on this machine only", "Use localhost")
-            return JSONResponse(body, status_code=403)
+            refusal = api.problem("FORBIDDEN", "The development login answers on this machine only", "Use localhost")
+            return JSONResponse(refusal, status_code=403)
         return JSONResponse({"token": gateway.tokens.issue(body.user_id), "user_id": body.user_id})
 
     # --- the storefront ---------------------------------------------------------------------

@@ -28,8 +28,9 @@ TOO_LARGE = problem("REQUEST_TOO_LARGE", "The request body is too large", "Send 
 BAD_LENGTH = problem("INVALID_MESSAGE", "Content-Length is not a length", "Send a valid Content-Length")
 TOO_SLOW = problem("REQUEST_TIMEOUT", "The request body did not arrive in time", "Send the request again")
 
-#: Paths under /api/ that answer without a bearer token: they prove who asks otherwise.
-PUBLIC_API_PATHS = frozenset({"/api/dev/login/", "/api/payments/webhook/"})
+#: Requests under /api/ that need no bearer token: they prove who asks otherwise
+#: (every other method on these paths still needs one).
+PUBLIC_API_REQUESTS = frozenset({("POST", "/api/dev/login/"), ("POST", "/api/payments/webhook/")})
 
 #: The storefront's pages and API: scripts, styles and requests from the gateway itself only,
 #: never inside a frame, no plugins, forms posted nowhere else.
@@ -93,7 +94,7 @@ class Guard:
         path: str = scope.get("path", "")
         send = _with_headers(send, security_headers(path))
         headers = dict(scope.get("headers") or [])
-        if path.startswith("/api/") and path not in PUBLIC_API_PATHS:
+        if path.startswith("/api/") and (scope.get("method"), path) not in PUBLIC_API_REQUESTS:
             authorization = headers.get(b"authorization")
             try:
                 user_id = self.user_of(authorization.decode("latin-1") if authorization is not None else None)

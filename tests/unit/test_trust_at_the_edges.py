@@ -369,7 +369,10 @@ async def test_the_webhook_answers_404_until_its_secret_is_set_and_needs_no_bear
         unset = await off.post("/api/payments/webhook/", content=signed(stripe_event())[0], headers=signed(stripe_event())[1])
         set_ = await on.post("/api/payments/webhook/", content=signed(stripe_event())[0], headers=signed(stripe_event())[1])
 
+        looked_up = await on.get("/api/payments/webhook/")
+
     assert unset.status_code == 404 and set_.status_code == 200
+    assert looked_up.status_code == 401, "only the webhook's POST goes without a token"
 
 
 # --- 2. reply topics a prefixed ACL can express -------------------------------------------
