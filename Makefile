@@ -28,7 +28,7 @@ test: install browser
 	$(BIN)/pytest -q -ra
 
 unit: install
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -m unit tests/unit
 
 integration: install
 	$(BIN)/pytest -q -ra tests/integration

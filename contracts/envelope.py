@@ -26,9 +26,9 @@ SCHEMA_VERSION = 1
 #: payments, message ids, Idempotency-Keys, a token's ``sub``), checked alike by
 #: the contract models, the workers and the gateway: 1 to ``IDENTIFIER_MAX_LENGTH``
 #: characters, no control character (C0 with NUL, DEL, C1), no line or paragraph
-#: separator, and no white space at either end.
+#: separator, no byte-order mark, and no white space at either end.
 IDENTIFIER_MAX_LENGTH = 200
-_UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_UNPRINTABLE = r"\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff"
 #: The rule as a regular expression both Python and JSON Schema (ECMA-262) read alike.
 IDENTIFIER_PATTERN = rf"^[^\s{_UNPRINTABLE}](?:[^{_UNPRINTABLE}]*[^\s{_UNPRINTABLE}])?$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
@@ -40,7 +40,7 @@ Identifier = Annotated[
 
 def is_identifier(value: object) -> bool:
     """Whether ``value`` would pass as an ``Identifier``."""
-    if not (isinstance(value, str) and 0 < len(value) <= IDENTIFIER_MAX_LENGTH and _IDENTIFIER.match(value)):
+    if not (isinstance(value, str) and 0 < len(value) <= IDENTIFIER_MAX_LENGTH and _IDENTIFIER.fullmatch(value)):
         return False
     try:
         value.encode("utf-8")  # a lone surrogate from a JSON escape is not text any store accepts

@@ -30,3 +30,19 @@ async def cart_deployment(backends: Backends) -> AsyncIterator[Deployment]:
         yield deployment
     finally:
         await deployment.close()
+
+
+#: The kinds of test, one of which every test is: ``unit`` (pure logic, no
+#: servers: every test under tests/unit), ``integration`` (the real servers),
+#: ``chaos`` (faults injected into a running system), ``browser`` (Chromium,
+#: on the real servers too).
+KINDS = ("unit", "integration", "chaos")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "unit" in item.path.parts:
+            item.add_marker(pytest.mark.unit)
+        kinds = [kind for kind in KINDS if item.get_closest_marker(kind)]
+        if len(kinds) != 1:
+            raise pytest.UsageError(f"{item.nodeid} must be exactly one of {', '.join(KINDS)}, not {kinds or 'none'}")

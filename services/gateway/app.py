@@ -304,7 +304,7 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
               summary="Development only: pay (or fail to pay) a checkout", include_in_schema=settings.payment_simulator)
     async def simulate(request: Request, payment_id: str, body: api.SimulatePayment) -> JSONResponse:
         if not settings.payment_simulator:
-            raise StarletteHTTPException(404, "Not Found")
+            raise StarletteHTTPException(404, "The payment simulator is off: payments come from the payment provider")
         if not is_identifier(payment_id):
             return _not_found(ErrorCode.CHECKOUT_NOT_FOUND)
         status = await gateway.reply(

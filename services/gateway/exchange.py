@@ -79,7 +79,7 @@ class Exchange:
 
     async def prepare(self) -> None:
         """Create the reply topic before the broker subscribes to it."""
-        await ensure_topics(self.settings, self.settings.kafka_bootstrap or "", [GATEWAY_REPLIES])
+        await ensure_topics(self.settings, self.settings.kafka_bootstrap or "", [GATEWAY_REPLIES], dead_letters=())
 
     async def _on_reply(self, message: KafkaMessage) -> None:
         try:

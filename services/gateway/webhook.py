@@ -8,9 +8,15 @@ timestamp tolerance) with ``CARTFLOW_STRIPE_WEBHOOK_SECRET``. Then:
 - a bad or missing signature, a stale timestamp, a body that is not JSON: 400;
 - an event type that is not a payment outcome, or an intent that names no
   cartflow ``payment_id``: 200, ignored (Stripe expects 2xx for those);
-- a payment id no checkout has: 404 (Stripe delivers it again later);
-- a payment outcome: published, 200; no answer from the checkout worker or
-  Kafka in time: 503 (Stripe delivers it again).
+- a timestamp further ahead than the tolerance (Stripe's library checks only
+  how old it is): 400;
+- a payment id the checkout worker says no checkout has: 404, nothing
+  published (Stripe's dashboard shows the failed deliveries: refund there);
+- a payment outcome: published, 200. When the checkout worker does not answer
+  the lookup in time (it lags), the outcome is published all the same: the
+  worker decides when it gets there (``UnmatchedPaymentReceived`` for an id no
+  checkout has), so a buyer who paid in time is not left to Stripe's retries
+  past the deadline. Kafka refusing it: 503 (Stripe delivers it again).
 
 Nothing but the event id, its type and the payment id is logged: never the body.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +49,6 @@ log = logging.getLogger(__name__)
 
 class PaymentWebhook:
     def __init__(self, settings: Settings, exchange: Exchange) -> None:
-        assert settings.stripe_webhook_secret is None or settings.stripe_webhook_secret.get_secret_value()
         self.settings = settings
         self.exchange = exchange
 
@@ -56,6 +62,7 @@ class PaymentWebhook:
                 text, request.headers.get("stripe-signature"), secret.get_secret_value(),
                 self.settings.stripe_webhook_tolerance_seconds,
             )
+            _not_ahead(request.headers.get("stripe-signature", ""), self.settings.stripe_webhook_tolerance_seconds)
             event = json.loads(text)
         except stripe.SignatureVerificationError as error:
             log.warning("refused a payment webhook: %s", str(error)[:200])
@@ -81,11 +88,11 @@ class PaymentWebhook:
         where["payment_id"] = outcome.payment_id
         try:
             known = await self._checkout_exists(outcome.payment_id)
-            if known is None:
-                return _refused(503, "SERVICE_UNAVAILABLE", "The checkout could not be looked up", "Deliver it again")
-            if not known:
-                log.warning("payment webhook event names a payment id no checkout has", extra=where)
+            if known is False:
+                log.error("payment webhook event names a payment id no checkout has: not passed on", extra=where)
                 return _refused(404, "CHECKOUT_NOT_FOUND", "No checkout has this payment_id", "Check metadata.payment_id")
+            if known is None:
+                log.warning("the checkout worker did not answer the lookup in time: passed on all the same", extra=where)
             body = message.model_dump(mode="json", exclude_none=True)
             await self.exchange.publish(PAYMENT_EVENTS, body, outcome.payment_id)
         except (Unavailable, KafkaError):
@@ -109,6 +116,14 @@ class PaymentWebhook:
         if reply.get("success"):
             return True
         return False if reply.get("error_code") == ErrorCode.CHECKOUT_NOT_FOUND else None
+
+
+def _not_ahead(header: str, tolerance: int) -> None:
+    """Refuse a signature timestamp further in the future than the tolerance."""
+    for part in header.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() == "t" and value.strip().isdigit() and int(value) > time.time() + tolerance:
+            raise stripe.SignatureVerificationError("Timestamp ahead of the tolerance zone", header)
 
 
 def _refused(status: int, code: str, message: str, action: str) -> JSONResponse:

@@ -61,8 +61,8 @@ CLIENT_REPLIES = Topic(CLIENT_REPLIES_PREFIX, prefixed=True)
 
 def worker_principal(name: str) -> Principal:
     spec = load_spec(name)
-    reads = sorted({topic for _, topics in spec.groups() for topic in topics})
-    writes = [*spec.produces, *(dead_letter_topic(topic) for topic in spec.consumes)]
+    reads = spec.consumed()
+    writes = [*spec.produces, *(dead_letter_topic(topic) for topic in reads)]
     answers = CART_REPLIES in spec.produces  # it answers commands on the reply_to they name
     if answers:
         writes.append(GATEWAY_REPLIES)

@@ -20,12 +20,21 @@ from services.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(settings: Settings, bootstrap: str, names: Iterable[str]) -> None:
-    """Create the topics (and their dead-letter topics) that do not exist yet."""
-    wanted = set()
-    for name in names:
-        wanted.add(settings.topic(name))
-        wanted.add(dead_letter_topic(settings.topic(name)))
+#: Kafka's answers to a principal that may not create topics (its ACLs grant
+#: Read and Write only): the topics are an operator's to create.
+NOT_AUTHORIZED = frozenset({29, 31})  # TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED
+
+
+async def ensure_topics(
+    settings: Settings, bootstrap: str, names: Iterable[str], *, dead_letters: Iterable[str] | None = None
+) -> None:
+    """Create the topics that do not exist yet, with the dead-letter topics of
+    ``dead_letters`` (default: of every one of ``names``). Where the broker's ACLs
+    do not let this principal create a topic, say so and go on: an operator
+    creates the topics (``cartflow up`` against the servers)."""
+    names = list(names)
+    wanted = {settings.topic(name) for name in names}
+    wanted |= {dead_letter_topic(settings.topic(name)) for name in (names if dead_letters is None else dead_letters)}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **settings.kafka_client_options)
     await admin.start()
     try:
@@ -34,10 +43,16 @@ async def ensure_topics(settings: Settings, bootstrap: str, names: Iterable[str]
             response = await admin.create_topics(
                 [NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1) for name in missing]
             )
+            refused = []
             for topic, code, *_ in getattr(response, "topic_errors", ()):
-                if code not in (0, TopicAlreadyExistsError.errno):
+                if code in NOT_AUTHORIZED:
+                    refused.append(topic)
+                elif code not in (0, TopicAlreadyExistsError.errno):
                     raise RuntimeError(f"could not create topic {topic}: error {code}")
-            log.info("created topics %s", ", ".join(missing))
+            if refused:
+                log.warning("not allowed to create topics %s: an operator creates them", ", ".join(refused))
+            if created := [topic for topic in missing if topic not in refused]:
+                log.info("created topics %s", ", ".join(created))
     finally:
         await admin.close()
 

@@ -200,6 +200,14 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         return self.topic_prefix + name
 
+    @field_validator("stripe_webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, secret: object) -> object:
+        # ``CARTFLOW_STRIPE_WEBHOOK_SECRET=`` in an env file means no secret, not an empty one.
+        if isinstance(secret, str):
+            return secret.strip() or None
+        return secret
+
     @field_validator("reply_topic_pattern")
     @classmethod
     def _compiles(cls, pattern: str | None) -> str | None:

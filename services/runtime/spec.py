@@ -64,6 +64,10 @@ class WorkerSpec:
         """Every consumer group the worker runs (names without the deployment's affixes)."""
         return ((self.name, self.consumes), *self.extra_groups)
 
+    def consumed(self) -> tuple[str, ...]:
+        """Every topic the worker reads, by any of its groups: it writes their dead letters."""
+        return tuple(sorted({topic for _, topics in self.groups() for topic in topics}))
+
 
 def dedup_key(message: Any) -> str:
     """The dedup key of an internal message that names its own."""

@@ -118,7 +118,8 @@ class WorkerLifespan:
         db = client[settings.mongo_db]
         await prepare_runtime_collections(db, spec.name)
         await spec.prepare(db)
-        await ensure_topics(settings, bootstrap, (*spec.consumes, *spec.produces))
+        # A dead-letter topic is written by the consumer of its topic: those are the worker's to need.
+        await ensure_topics(settings, bootstrap, (*spec.consumes, *spec.produces), dead_letters=spec.consumed())
         producer = make_producer(settings, bootstrap)
         await producer.start()
         opened.push_async_callback(producer.stop)

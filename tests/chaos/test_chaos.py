@@ -10,7 +10,7 @@ from harness.chaos import ChaosConfig, run_chaos
 from services.ops.embedded import EmbeddedMongo
 from harness.deployment import LOG_DIR
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.chaos
 
 
 async def test_every_invariant_holds_after_workers_and_the_database_are_killed_under_load(backends, tmp_path):

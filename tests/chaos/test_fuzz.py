@@ -18,7 +18,7 @@ from contracts.envelope import is_identifier
 from harness.deployment import open_deployment
 from harness.support import command
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.chaos
 
 VICTIM = "fuzz-victim"
 PRODUCT = "fuzz-product"

@@ -83,3 +83,68 @@ async def test_the_gateway_refuses_to_publish_where_its_grants_do_not_reach():
         assert topic not in WRITES
         with pytest.raises(ValueError):
             await exchange.publish(topic, {}, "k")
+
+
+class BrokerWithAcls:
+    """A stand-in for Kafka's admin API under ACLs: it lists only the topics the
+    principal may describe (Read or Write grant it) and refuses to create any
+    (TOPIC_AUTHORIZATION_FAILED), as Kafka does for a principal without Create."""
+
+    def __init__(self, principal, existing: set[str], prefix: str) -> None:
+        self.principal, self.existing, self.prefix = principal, existing, prefix
+        self.create_asked: list[str] = []
+
+    def granted(self, name: str) -> bool:
+        return any(
+            name.startswith(self.prefix + t.name) if t.prefixed else name == self.prefix + t.name
+            for t in (*self.principal.reads, *self.principal.writes)
+        )
+
+    def admin(self, **options):
+        broker = self
+
+        class Admin:
+            async def start(self): ...
+            async def close(self): ...
+            async def list_topics(self):
+                return [name for name in broker.existing if broker.granted(name)]
+            async def create_topics(self, topics):
+                from types import SimpleNamespace
+
+                broker.create_asked.extend(t.name for t in topics)
+                return SimpleNamespace(topic_errors=[(t.name, 29, None) for t in topics])
+
+        return Admin()
+
+
+async def test_every_component_starts_under_exactly_its_grants_once_an_operator_created_the_topics(monkeypatch):
+    import services.runtime.kafka as kafka
+    from contracts.topics import ALL_TOPICS, GATEWAY_REPLIES, dead_letter_topic
+    from services.ops.workers import WORKERS, load_spec
+
+    settings = Settings(topic_prefix="shop.")
+    created_by_operator = {settings.topic(t) for t in (*ALL_TOPICS, GATEWAY_REPLIES)}
+    created_by_operator |= {dead_letter_topic(name) for name in created_by_operator}
+    by_user = {p.user: p for p in principals()}
+    starts = {f"{name}-worker": (lambda spec: ((*spec.consumes, *spec.produces), spec.consumed()))(load_spec(name))
+              for name in WORKERS}
+    starts["gateway"] = ((GATEWAY_REPLIES,), ())
+    for user, (topics, dead_letters) in starts.items():
+        broker = BrokerWithAcls(by_user[user], created_by_operator, "shop.")
+        monkeypatch.setattr(kafka, "AIOKafkaAdminClient", broker.admin)
+
+        await kafka.ensure_topics(settings, "kafka:9092", topics, dead_letters=dead_letters)
+
+        assert broker.create_asked == [], f"{user} needs topics its grants do not show it"
+
+
+async def test_a_component_not_allowed_to_create_a_missing_topic_says_so_and_starts(monkeypatch, caplog):
+    import services.runtime.kafka as kafka
+
+    settings = Settings(topic_prefix="shop.")
+    broker = BrokerWithAcls(next(p for p in principals() if p.user == "stock-worker"), set(), "shop.")
+    monkeypatch.setattr(kafka, "AIOKafkaAdminClient", broker.admin)
+
+    await kafka.ensure_topics(settings, "kafka:9092", ("stock.commands",))
+
+    assert broker.create_asked and "an operator creates them" in caplog.text

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from contracts.topics import ALL_TOPICS
+from contracts.topics import ALL_TOPICS, GATEWAY_REPLIES
 from services.ops.workers import WORKERS, load_spec
 from services.runtime.settings import Settings
 
@@ -111,7 +111,9 @@ def up(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with open_backends(settings, data_dir=home / "data", log_dir=home / "logs") as backends:
-        asyncio.run(ensure_topics(settings, backends.kafka_bootstrap, ALL_TOPICS))
+        # Every topic of the contract, its dead letters and the gateway's replies: what an
+        # operator creates once where the components' ACLs do not let them.
+        asyncio.run(ensure_topics(settings, backends.kafka_bootstrap, (*ALL_TOPICS, GATEWAY_REPLIES)))
         env = dict(
             os.environ,
             CARTFLOW_KAFKA_BOOTSTRAP=backends.kafka_bootstrap,
