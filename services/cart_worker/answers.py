@@ -11,6 +11,7 @@ from contracts import cart as cart_contract
 from contracts import stock as stock_contract
 from contracts.envelope import is_identifier, message_id_for
 from contracts.errors import ErrorCode
+from contracts.holders import cart_line_holder
 from contracts.topics import (
     CART_EVENTS,
     CART_REPLIES,
@@ -149,7 +150,7 @@ class CartSteps:
             product_id=line.product_id,
             size=line.size,
             quantity=line.quantity,
-            holder=domain.holder_of(command.user_id, line.item_id),
+            holder=cart_line_holder(command.user_id, line.item_id),
             expires_at=expires_at,
         )
 

@@ -25,6 +25,7 @@ from contracts.catalog import ProductDeleted, ProductUpserted, catalog_event_ada
 from contracts.checkout import HANDOVER_ANSWER_TYPES, CheckoutAccepted, CheckoutRefused, handover_answer_adapter
 from contracts.envelope import Command
 from contracts.errors import ErrorCode
+from contracts.holders import parse_cart_line_holder
 from services.cart_worker import domain, housekeeping, repository
 from services.cart_worker.checkout import CheckoutHandover
 from services.cart_worker.domain import Accepted, Rejected
@@ -84,7 +85,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
         for message in messages:
             if isinstance(message, Command | StockAnswerOverdue | HousekeepingDue | CheckoutAccepted | CheckoutRefused):
                 user_ids.add(message.user_id)
-            elif (holder := domain.parse_holder(getattr(message, "holder", None))) is not None:
+            elif (holder := parse_cart_line_holder(getattr(message, "holder", None))) is not None:
                 user_ids.add(holder[0])
         carts = await repository.load_carts(db, user_ids)
         deleted = [m.product_id for m in messages if isinstance(m, ProductDeleted)]

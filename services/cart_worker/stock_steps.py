@@ -24,6 +24,7 @@ from contracts import cart as cart_contract
 from contracts import stock as stock_contract
 from contracts.envelope import message_id_for
 from contracts.errors import ERROR_MESSAGES, ErrorCode
+from contracts.holders import cart_line_holder, parse_cart_line_holder
 from services.cart_worker import domain
 from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import Accepted, Cart, PendingStock, Rejected
@@ -62,7 +63,7 @@ class StockSteps(CartSteps):
                     reservation_id=line.reservation_id,
                     product_id=line.product_id,
                     reason="removed_from_cart",
-                    holder=domain.holder_of(command.user_id, line.item_id),
+                    holder=cart_line_holder(command.user_id, line.item_id),
                 )
                 for line in gone
                 if line.is_reserved and line.reservation_id
@@ -85,7 +86,7 @@ class StockSteps(CartSteps):
                 product_id=line.product_id,
                 quantity=line.quantity,
                 expires_at=expires_at,
-                holder=domain.holder_of(command.user_id, item_id),
+                holder=cart_line_holder(command.user_id, item_id),
             )
             if line.quantity <= previous.reserved_quantity:
                 # Shrinking cannot fail: confirm now, let the stock worker catch up.
@@ -109,7 +110,7 @@ class StockSteps(CartSteps):
         return pending, [stock_command], domain.await_stock(after, pending, now=now)
 
     def _on_stock_answer(self, unit: CartUnit, event: Any) -> list[Outgoing]:
-        holder = domain.parse_holder(getattr(event, "holder", None))
+        holder = parse_cart_line_holder(getattr(event, "holder", None))
         if holder is None:
             return []
         cart = unit.cart(holder[0])
@@ -207,7 +208,7 @@ class StockSteps(CartSteps):
             reservation_id=line.reservation_id,
             product_id=line.product_id,
             reason="product_deleted",
-            holder=domain.holder_of(command.user_id, line.item_id),
+            holder=cart_line_holder(command.user_id, line.item_id),
         )
         return [release]
 
@@ -250,7 +251,7 @@ class StockSteps(CartSteps):
             command.correlation_id if command else pending.command.get("correlation_id"),  # checked there
             reservation_id=pending.reservation_id,
             product_id=product_id,
-            holder=domain.holder_of(cart.user_id, pending.item_id),
+            holder=cart_line_holder(cart.user_id, pending.item_id),
             **undo,
         )
         if command is None:

@@ -12,6 +12,7 @@ from contracts import cart as cart_contract
 from contracts import notifications as notification_contract
 from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted
+from contracts.holders import cart_line_holder
 from services.cart_worker import domain, housekeeping
 from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import Product, SizeOption
@@ -63,7 +64,7 @@ class CatalogAndHousekeeping(CartSteps):
                         reservation_id=line.reservation_id,
                         product_id=line.product_id,
                         reason="product_deleted",
-                        holder=domain.holder_of(cart.user_id, line.item_id),
+                        holder=cart_line_holder(cart.user_id, line.item_id),
                     )
                 )
         return releases
@@ -91,7 +92,7 @@ class CatalogAndHousekeeping(CartSteps):
                 reservation_id=line.reservation_id,
                 product_id=line.product_id,
                 reason="cart_expired" if due.task == housekeeping.EXPIRE else "item_unavailable",
-                holder=domain.holder_of(cart.user_id, line.item_id),
+                holder=cart_line_holder(cart.user_id, line.item_id),
             )
             for line in result.releases
         ]

@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.envelope import message_id_for
+from contracts.holders import cart_line_holder, order_holder
 
 AWAITING_PAYMENT, PAID, CANCELLED = "awaiting_payment", "paid", "cancelled"
 #: The buyer paid; some orders still wait for the stock worker's answer.
@@ -71,7 +72,7 @@ class Order:
     @property
     def holder(self) -> str:
         """Who holds the order's units once the saga has them."""
-        return f"order:{self.order_id}"
+        return order_holder(self.order_id)
 
     @property
     def settled(self) -> bool:
@@ -273,7 +274,7 @@ def start(checkout: Checkout) -> Step:
         if order.reservation_id:
             # Only from the buyer's own cart line: a hand-over naming anyone
             # else's reservation is refused by the stock worker.
-            cart_line = f"cart:{checkout.user_id}:{order.item_id}"
+            cart_line = cart_line_holder(checkout.user_id, order.item_id)
             kind = "TransferReservation"
             effect: Effect = TransferStock(order.reservation_id, order.product_id, order.holder, cart_line)
             order = replace(order, stock=TRANSFERRING)

@@ -39,6 +39,7 @@ from contracts.checkout import (
 )
 from contracts.envelope import is_identifier, message_id_for
 from contracts.errors import ERROR_MESSAGES, ErrorCode
+from contracts.holders import is_order_holder
 from contracts.payment import PAYMENT_EVENT_TYPES, PaymentFailed, PaymentSucceeded, payment_event_adapter
 from contracts.topics import (
     CART_REPLIES,
@@ -478,10 +479,10 @@ def _may_answer_a_saga(event: Any) -> bool:
     if isinstance(event, stock_contract.StockReleased):
         # Releases answer the saga's own cancellations, which need no answer;
         # only units taken back by a recount change a saga.
-        return _takes_units_back(event) and (event.holder or "").startswith("order:")
+        return _takes_units_back(event) and is_order_holder(event.holder)
     if isinstance(event, stock_contract.StockCommandRejected):
         return event.command_type == "TransferReservation"
-    return (event.holder or "").startswith("order:")
+    return is_order_holder(event.holder)
 
 
 async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[OverdueDeadline]:

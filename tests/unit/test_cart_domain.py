@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from contracts.errors import ErrorCode
+from contracts.holders import cart_line_holder, parse_cart_line_holder
 from services.cart_worker import domain
 from services.cart_worker.domain import (
     Accepted,
@@ -264,8 +265,8 @@ class TestStockInTheCart:
         assert domain.cart_summary(cart, {"shoe": SHOE}, self.STOCK_OUT)["total_items"] == 2
 
     def test_holders_name_the_user_and_the_line_and_only_cart_holders_parse(self):
-        assert domain.parse_holder(domain.holder_of("user:with:colons", "item-1")) == ("user:with:colons", "item-1")
-        assert domain.parse_holder("order:o1") is None
+        assert parse_cart_line_holder(cart_line_holder("user:with:colons", "item-1")) == ("user:with:colons", "item-1")
+        assert parse_cart_line_holder("order:o1") is None
 
     def test_a_refused_merge_says_how_many_more_are_left(self):
         previous = cart_with_shoe(2).lines[0]

@@ -17,19 +17,6 @@ from services.cart_worker.domain.outcomes import Rejected, cannot_add_more, not_
 RELEASED_SINCE = "released_since"
 
 
-def holder_of(user_id: str, item_id: str) -> str:
-    """How a cart line names itself as the holder of a reservation."""
-    return f"cart:{user_id}:{item_id}"
-
-
-def parse_holder(holder: str | None) -> tuple[str, str] | None:
-    """(user_id, item_id) of a cart-line holder; None for any other holder."""
-    if not holder or not holder.startswith("cart:"):
-        return None
-    user_id, _, item_id = holder[len("cart:") :].rpartition(":")
-    return (user_id, item_id) if user_id and item_id else None
-
-
 def await_stock(
     cart: Cart, pending: PendingStock, *, now: datetime
 ) -> Cart:
