@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from contracts.topics import (
-    CART_COMMANDS,
-    CART_EVENTS,
-    CART_REPLIES,
-    CATALOG_EVENTS,
-    CHECKOUT_COMMANDS,
-    CHECKOUT_HANDOVERS,
-    NOTIFICATIONS_EVENTS,
-    STOCK_COMMANDS,
-    STOCK_EVENTS,
-)
+from contracts.topics import CART_EVENTS, CART_REPLIES, CHECKOUT_COMMANDS, NOTIFICATIONS_EVENTS, STOCK_COMMANDS
 from services.cart_worker import repository
-from services.cart_worker.handlers import CartLogic
+from services.cart_worker.handlers import CONSUMED, CartLogic
 from services.cart_worker.sweeps import find_housekeeping_due, find_overdue
 from services.runtime.spec import Retention, Sweep, WorkerSpec, dedup_key
 
 SPEC = WorkerSpec(
     name="cart",
-    consumes=(CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS, CHECKOUT_HANDOVERS),
+    consumes=CONSUMED,
     produces=(CART_REPLIES, CART_EVENTS, STOCK_COMMANDS, CHECKOUT_COMMANDS, NOTIFICATIONS_EVENTS),
     make_logic=CartLogic,
     prepare=repository.prepare,

@@ -26,6 +26,7 @@ from contracts.checkout import HANDOVER_ANSWER_TYPES, CheckoutAccepted, Checkout
 from contracts.envelope import Command
 from contracts.errors import ErrorCode
 from contracts.holders import parse_cart_line_holder
+from contracts.topics import CART_COMMANDS, CATALOG_EVENTS, CHECKOUT_HANDOVERS, STOCK_EVENTS
 from services.cart_worker import domain, housekeeping, repository
 from services.cart_worker.checkout import CheckoutHandover
 from services.cart_worker.domain import Accepted, Rejected
@@ -33,9 +34,12 @@ from services.cart_worker.housekeeping import HousekeepingDue
 from services.cart_worker.stock_steps import StockSteps
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue, new_item_id
 from services.cart_worker.upkeep import CatalogAndHousekeeping
+from services.runtime.clock import Clock
 from services.runtime.decoding import decode_record, invalid_command_reply
 from services.runtime.processing import Work
 from services.runtime.records import Incoming, Outgoing
+from services.runtime.routing import Routes, received_on
+from services.runtime.settings import Settings
 
 CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
 HANDOVER_TYPES = frozenset(kind.__name__ for kind in HANDOVER_ANSWER_TYPES)
@@ -53,8 +57,30 @@ ACTIVITY = (
 )
 
 
+#: The contract topics the cart worker consumes (its spec's ``consumes``), for its routes.
+CONSUMED = (CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS, CHECKOUT_HANDOVERS)
+
+
 class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
     """The cart worker's logic as the batch processor drives it: decode, load, handle, save."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        super().__init__(settings, clock)
+        stock_answers = [kind for kind in stock_contract.STOCK_EVENTS if kind is not stock_contract.StockLevelChanged]
+        self.routes = Routes(
+            {
+                ProductUpserted: self._on_catalog_event,
+                ProductDeleted: self._on_catalog_event,
+                stock_contract.StockLevelChanged: self._on_level_changed,
+                **{kind: self._on_stock_answer for kind in stock_answers},
+                StockAnswerOverdue: self._on_overdue,
+                CheckoutAccepted: self._on_handover,
+                CheckoutRefused: self._on_handover,
+                HousekeepingDue: self._on_housekeeping,
+                Command: self._on_cart_command,
+            },
+            receives=(*received_on(CONSUMED), StockAnswerOverdue, HousekeepingDue),
+        )
 
     def decode(self, record: Incoming) -> Work:
         # No one waits for an answer to an event; a malformed command is answered when it can be addressed.
@@ -124,28 +150,25 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
         await repository.save_carts(db, [unit.carts[u] for u in sorted(unit.dirty_carts)], session)
 
     def handle(self, unit: CartUnit, message: Any) -> list[Outgoing]:
-        if isinstance(message, ProductUpserted | ProductDeleted):
-            return self._on_catalog_event(unit, message)
-        if isinstance(message, stock_contract.StockLevelChanged):
-            key = domain.stock_key(message.product_id, message.size)
-            unit.stock[key] = message.available
-            unit.dirty_stock.add(key)
-            return []
-        if isinstance(message, StockAnswerOverdue):
-            return self._on_overdue(unit, message)
-        if isinstance(message, CheckoutAccepted | CheckoutRefused):
-            return [*self._on_handover_answer(unit, message), *self._drain(unit, message.user_id)]
-        if isinstance(message, HousekeepingDue):
-            return self._on_housekeeping(unit, message)
-        if isinstance(message, Command):
-            before = unit.cart(message.user_id)
-            outputs = self._on_command(unit, message)
-            after = unit.cart(message.user_id)
-            if isinstance(message, ACTIVITY) and after is not before:
-                # The buyer changed the cart (a refused command changes nothing, not even this).
-                unit.put_cart(housekeeping.touch(after, self.clock.now(), self.policy))
-            return outputs
-        return self._on_stock_answer(unit, message)
+        return self.routes(unit, message)
+
+    def _on_level_changed(self, unit: CartUnit, message: stock_contract.StockLevelChanged) -> list[Outgoing]:
+        key = domain.stock_key(message.product_id, message.size)
+        unit.stock[key] = message.available
+        unit.dirty_stock.add(key)
+        return []
+
+    def _on_handover(self, unit: CartUnit, answer: CheckoutAccepted | CheckoutRefused) -> list[Outgoing]:
+        return [*self._on_handover_answer(unit, answer), *self._drain(unit, answer.user_id)]
+
+    def _on_cart_command(self, unit: CartUnit, command: Command) -> list[Outgoing]:
+        before = unit.cart(command.user_id)
+        outputs = self._on_command(unit, command)
+        after = unit.cart(command.user_id)
+        if isinstance(command, ACTIVITY) and after is not before:
+            # The buyer changed the cart (a refused command changes nothing, not even this).
+            unit.put_cart(housekeeping.touch(after, self.clock.now(), self.policy))
+        return outputs
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         message = work.message

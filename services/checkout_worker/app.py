@@ -5,19 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from contracts.topics import (
-    CART_REPLIES,
-    CHECKOUT_COMMANDS,
-    CHECKOUT_HANDOVERS,
-    CHECKOUT_QUERIES,
-    CHECKOUT_TIMEOUTS,
-    ORDER_EVENTS,
-    PAYMENT_EVENTS,
-    STOCK_COMMANDS,
-    STOCK_EVENTS,
-)
+from contracts.topics import CART_REPLIES, CHECKOUT_HANDOVERS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, STOCK_COMMANDS
 from services.checkout_worker import repository
-from services.checkout_worker.handlers import CheckoutLogic, find_overdue
+from services.checkout_worker.handlers import CONSUMED, CheckoutLogic, find_overdue
 from services.runtime.clock import Clock
 from services.runtime.delayed import DelayedTopicConsumer
 from services.runtime.processing import BatchProcessor
@@ -44,7 +34,7 @@ async def fire_deadlines_when_due(
 
 SPEC = WorkerSpec(
     name="checkout",
-    consumes=(CHECKOUT_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS, STOCK_EVENTS),
+    consumes=CONSUMED,
     produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES, CHECKOUT_HANDOVERS),
     make_logic=CheckoutLogic,
     prepare=repository.prepare,

@@ -72,6 +72,7 @@ from services.runtime.headers import REDRIVE_TOKEN
 from services.runtime.observability import DEADLINE_LATENESS
 from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
+from services.runtime.routing import Routes, received_on
 from services.runtime.settings import Settings
 
 
@@ -105,6 +106,11 @@ class CheckoutUnit(UnitOfWork):
         self.dirty.add(checkout.payment_id)
 
 
+#: The contract topics the checkout worker's main consumer group reads (its spec's
+#: ``consumes``); its timer consumer reads ``checkout.timeouts``.
+CONSUMED = (CHECKOUT_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS, STOCK_EVENTS)
+
+
 #: What the answer to a query is derived as (never the id of a command's answer).
 QUERY_RESULT = "QueryResult"
 
@@ -125,6 +131,20 @@ class CheckoutLogic:
         self.replies = settings.topic(CART_REPLIES)
         self.stock_events = settings.topic(STOCK_EVENTS)
         self.handovers = settings.topic(CHECKOUT_HANDOVERS)
+        self.routes = Routes(
+            {
+                StartCheckout: self._start,
+                **{kind: self._on_stock_answer for kind in STOCK_ANSWERS},
+                **{kind: self._ignore for kind in stock_contract.STOCK_EVENTS if kind not in STOCK_ANSWERS},
+                GetCheckout: self._on_query,
+                GetPayment: self._on_query,
+                PaymentSucceeded: self._on_payment_or_deadline,
+                PaymentFailed: self._on_payment_or_deadline,
+                PaymentDeadlineReached: self._on_payment_or_deadline,
+                OverdueDeadline: self._on_payment_or_deadline,
+            },
+            receives=(*received_on((*CONSUMED, CHECKOUT_TIMEOUTS)), OverdueDeadline),
+        )
 
     def decode(self, record: Incoming) -> Work:
         if record.topic == self.stock_events:
@@ -272,13 +292,15 @@ class CheckoutLogic:
         return []
 
     def handle(self, unit: CheckoutUnit, message: Any) -> list[Outgoing]:
-        now = self.clock.now()
-        if isinstance(message, StartCheckout):
-            return self._start(unit, message, now)
-        if _is_stock_answer(message):
-            return self._on_stock_answer(unit, message, now)
-        if isinstance(message, GetCheckout | GetPayment):
-            return [self._status(unit, message, now)]
+        return self.routes(unit, message, self.clock.now())
+
+    def _on_query(self, unit: CheckoutUnit, query: GetCheckout | GetPayment, now: datetime) -> list[Outgoing]:
+        return [self._status(unit, query, now)]
+
+    def _ignore(self, unit: CheckoutUnit, message: Any, now: datetime) -> list[Outgoing]:
+        return []  # skipped when decoded (it answers no saga): never here
+
+    def _on_payment_or_deadline(self, unit: CheckoutUnit, message: Any, now: datetime) -> list[Outgoing]:
         if isinstance(message, PaymentSucceeded) and unit.charges.get(_charge(message)) == message.payment_id:
             return []  # answered already (its checkout may have been pruned since): answered once
         checkout = unit.checkouts.get(message.payment_id)
@@ -296,8 +318,6 @@ class CheckoutLogic:
                 step = domain.deadline_reached(checkout, now=now)
                 if step.checkout.state == domain.CANCELLED and checkout.state == domain.AWAITING_PAYMENT:
                     DEADLINE_LATENESS.observe((now - checkout.deadline).total_seconds())
-            case _:
-                raise TypeError(f"no handler for {type(message).__name__}")
         if step.checkout is not checkout:
             unit.put(step.checkout)
             for charge in set(domain.charges_of(step.checkout)) - set(domain.charges_of(checkout)):

@@ -56,6 +56,7 @@ from services.runtime.mongo import is_transient, transaction_options
 from services.runtime.observability import BATCH_SECONDS, PROCESSED, SKIPPED, handling
 from services.runtime.outbox import Place, find_records, write_outbox
 from services.runtime.records import Incoming, Outgoing
+from services.runtime.routing import Routes
 
 def _storable(key: object) -> bool:
     """Whether ``key`` can be an inbox ``_id`` (a decoder may pass on what a producer wrote)."""
@@ -126,6 +127,8 @@ class WorkerLogic(Protocol):
     """What a worker plugs into the batch processor."""
 
     name: str
+    #: Message type to handler (``services.runtime.routing``), complete for what the worker receives.
+    routes: Routes
 
     def decode(self, record: Incoming) -> Work: ...
 

@@ -32,6 +32,7 @@ from services.runtime.mongo import connect, round_trips
 from services.runtime.outbox import OutboxRelay, prepare_outbox
 from services.runtime.processing import BatchProcessor
 from services.runtime.records import Incoming
+from services.runtime.routing import received_on
 from services.runtime.retention import keep_windows
 from services.runtime.settings import Settings
 from services.runtime.spec import Sweep, WorkerSpec
@@ -138,8 +139,11 @@ class WorkerLifespan:
             max_record_bytes=settings.producer_max_request_bytes,
             beat=lambda: health.beat(relay_name),
         )
+        logic = spec.make_logic(settings, clock)
+        # Every type the worker's consumer groups receive has a handler, or the worker does not start.
+        logic.routes.check(received_on(spec.consumed()))
         processor = BatchProcessor(
-            spec.make_logic(settings, clock),
+            logic,
             db,
             clock,
             retry_max_seconds=settings.retry_max_seconds,

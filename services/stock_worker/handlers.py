@@ -21,6 +21,7 @@ from services.runtime.decoding import decode_record
 from services.runtime.emit import causal_envelope, event_records
 from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
+from services.runtime.routing import RoutingError, Routes, received_on
 from services.runtime.settings import Settings
 from services.stock_worker import domain, repository
 from services.stock_worker.domain import Reservation, StockLevel, StockOutcome, level_key
@@ -77,6 +78,18 @@ class StockLogic:
         self.settings = settings
         self.clock = clock
         self.events_topic = settings.topic(STOCK_EVENTS)
+        about_a_reservation = (
+            stock_contract.AdjustReservation, stock_contract.ReleaseReservation, stock_contract.CommitReservation,
+            stock_contract.TransferReservation, ExpireReservation,
+        )
+        self.routes = Routes(
+            {
+                stock_contract.SetStock: self._set_stock,
+                stock_contract.ReserveStock: self._reserve,
+                **{kind: self._on_reservation for kind in about_a_reservation},
+            },
+            receives=(*received_on((STOCK_COMMANDS,)), ExpireReservation),
+        )
         self.commands_topic = settings.topic(STOCK_COMMANDS)
 
     def decode(self, record: Incoming) -> Work:
@@ -111,7 +124,7 @@ class StockLogic:
 
     def handle(self, unit: StockUnit, message: Any) -> list[Outgoing]:
         now = self.clock.now()
-        outcome = self._decide(unit, message, now)
+        outcome = self.routes(unit, message, now)
         unit.apply(outcome)
         if isinstance(message, ExpireReservation):
             cause_id, envelope = message.dedup_key, causal_envelope(message.dedup_key, None, now)
@@ -145,20 +158,23 @@ class StockLogic:
             envelope=envelope,
         )
 
-    def _decide(self, unit: StockUnit, message: Any, now: datetime) -> StockOutcome:
-        if isinstance(message, stock_contract.SetStock):
-            level = unit.level(message.product_id, message.size)
-            return domain.set_stock(level, message.on_hand, active=unit.active_reservations(level), now=now)
-        if isinstance(message, stock_contract.ReserveStock):
-            return domain.reserve(
-                unit.level(message.product_id, message.size),
-                unit.reservations.get(message.reservation_id),
-                reservation_id=message.reservation_id,
-                quantity=message.quantity,
-                holder=message.holder,
-                expires_at=message.expires_at,
-                now=now,
-            )
+    def _set_stock(self, unit: StockUnit, message: stock_contract.SetStock, now: datetime) -> StockOutcome:
+        level = unit.level(message.product_id, message.size)
+        return domain.set_stock(level, message.on_hand, active=unit.active_reservations(level), now=now)
+
+    def _reserve(self, unit: StockUnit, message: stock_contract.ReserveStock, now: datetime) -> StockOutcome:
+        return domain.reserve(
+            unit.level(message.product_id, message.size),
+            unit.reservations.get(message.reservation_id),
+            reservation_id=message.reservation_id,
+            quantity=message.quantity,
+            holder=message.holder,
+            expires_at=message.expires_at,
+            now=now,
+        )
+
+    def _on_reservation(self, unit: StockUnit, message: Any, now: datetime) -> StockOutcome:
+        """A command (or the expiry) about one reservation, checked against its holder."""
         reservation = unit.reservations.get(message.reservation_id)
         if reservation is None:
             if isinstance(message, ExpireReservation):
@@ -186,7 +202,7 @@ class StockLogic:
                 return domain.expire(level, reservation, now=now)
             case stock_contract.TransferReservation():
                 return domain.transfer(reservation, holder=message.holder, expires_at=message.expires_at, now=now)
-        raise TypeError(f"no handler for {type(message).__name__}")
+        raise RoutingError(f"no handler for {type(message).__name__}")
 
 
 def _levels_a_set_stock_may_lower(
