@@ -22,7 +22,7 @@ from contracts.topics import (
     STOCK_COMMANDS,
     STOCK_EVENTS,
 )
-from services.cart_worker import domain, housekeeping
+from services.cart_worker import domain, housekeeping, published
 from services.cart_worker.domain import Accepted
 from services.cart_worker.unit import CartUnit, stock_command_id
 from services.runtime.clock import Clock
@@ -89,7 +89,7 @@ class CartSteps:
         if isinstance(outcome, Accepted):
             result = cart_contract.CommandResult(success=True, **common)
             events = event_records(
-                outcome.events, cart_contract, topic=self.events_topic, key=command.user_id,
+                outcome.events, published.CART_EVENTS, topic=self.events_topic, key=command.user_id,
                 cause_id=command.message_id, envelope=envelope,
             )
         else:

@@ -13,7 +13,7 @@ from contracts import cart as cart_contract
 from contracts.checkout import CheckoutAccepted, CheckoutLine, StartCheckout
 from contracts.envelope import message_id_for
 from contracts.errors import ERROR_MESSAGES, ErrorCode
-from services.cart_worker import domain
+from services.cart_worker import domain, published
 from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import PendingStock, Rejected
 from services.cart_worker.unit import CartUnit, payment_id_for, stock_command_id
@@ -169,7 +169,7 @@ class CheckoutHandover(CartSteps):
         if accepted:
             outputs = event_records(
                 [domain.CartCheckedOut(answer.user_id, handover.payment_id, handover.checkout_type, list(handover.item_ids))],
-                cart_contract,
+                published.CART_EVENTS,
                 topic=self.events_topic,
                 key=answer.user_id,
                 cause_id=handover.start_message_id,

@@ -8,12 +8,10 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
-from contracts import cart as cart_contract
-from contracts import notifications as notification_contract
 from contracts import stock as stock_contract
 from contracts.catalog import ProductDeleted, ProductUpserted
 from contracts.holders import cart_line_holder
-from services.cart_worker import domain, housekeeping
+from services.cart_worker import domain, housekeeping, published
 from services.cart_worker.answers import CartSteps
 from services.cart_worker.domain import Product, SizeOption
 from services.cart_worker.housekeeping import HousekeepingDue
@@ -98,11 +96,11 @@ class CatalogAndHousekeeping(CartSteps):
         ]
         return [
             *event_records(
-                result.cart_events, cart_contract, topic=self.events_topic, key=cart.user_id,
+                result.cart_events, published.CART_EVENTS, topic=self.events_topic, key=cart.user_id,
                 cause_id=cause, envelope=envelope,
             ),
             *event_records(
-                result.notifications, notification_contract, topic=self.notifications_topic, key=cart.user_id,
+                result.notifications, published.NOTIFICATIONS, topic=self.notifications_topic, key=cart.user_id,
                 cause_id=cause, envelope=envelope,
             ),
             *releases,

@@ -53,6 +53,7 @@ from contracts.topics import (
     STOCK_EVENTS,
 )
 from services.checkout_worker import domain, repository
+from services.checkout_worker import published
 from services.checkout_worker.domain import (
     Checkout,
     CommitStock,
@@ -444,7 +445,7 @@ class CheckoutLogic:
         envelope = causal_envelope(cause_id, correlation_id, now)
         payment_id = step.checkout.payment_id
         outputs = event_records(
-            step.events, order_contract, topic=self.order_events, key=payment_id, cause_id=cause_id, envelope=envelope
+            step.events, published.ORDER_EVENTS, topic=self.order_events, key=payment_id, cause_id=cause_id, envelope=envelope
         )
         for effect in step.effects:
             # Each effect's fields are those of the message that carries it.

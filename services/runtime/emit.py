@@ -1,10 +1,13 @@
-"""Turning domain events into contract messages that carry their cause."""
+"""Turning domain events into contract messages that carry their cause.
+
+Each worker says which contract model each of its domain events is published
+as, in one explicit map (its ``published.py``); nothing is matched by name."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
-from types import ModuleType
 from typing import Any
 
 from contracts.envelope import Envelope, message_id_for
@@ -15,9 +18,16 @@ def causal_envelope(cause_id: str, correlation_id: str | None, now: datetime) ->
     return {"occurred_at": now, "correlation_id": correlation_id or cause_id, "causation_id": cause_id}
 
 
-def contract_message(event: Any, contracts: ModuleType, message_id: str, envelope: dict[str, Any]) -> Envelope:
-    """The contract message of the same name as the domain event ``event``."""
-    contract_type = getattr(contracts, type(event).__name__)
+#: Domain event type to the contract model it is published as.
+ContractMap = Mapping[type, type[Envelope]]
+
+
+def contract_message(event: Any, models: ContractMap, message_id: str, envelope: dict[str, Any]) -> Envelope:
+    """The contract message ``event`` is published as."""
+    try:
+        contract_type = models[type(event)]
+    except KeyError:
+        raise TypeError(f"{type(event).__name__} is published as nothing: add it to its worker's map") from None
     return contract_type(message_id=message_id, **envelope, **asdict(event))
 
 
@@ -32,7 +42,7 @@ def event_subject(event: Any) -> str:
 
 def event_records(
     events: Any,
-    contracts: ModuleType,
+    models: ContractMap,
     *,
     topic: str,
     key: Any,
@@ -51,7 +61,7 @@ def event_records(
         repeat = seen[(kind, subject)] = seen.get((kind, subject), 0) + 1
         if repeat > 1:
             subject = f"{subject}#{repeat}"  # the same fact twice from one cause: still two messages
-        message = contract_message(event, contracts, message_id_for(cause_id, kind, subject), envelope)
+        message = contract_message(event, models, message_id_for(cause_id, kind, subject), envelope)
         record_key = key(event) if callable(key) else key
         records.append(Outgoing(topic, record_key.encode(), message.to_json_bytes()))
     return records

@@ -24,6 +24,7 @@ from services.runtime.records import Incoming, Outgoing
 from services.runtime.routing import RoutingError, Routes, received_on
 from services.runtime.settings import Settings
 from services.stock_worker import domain, repository
+from services.stock_worker import published
 from services.stock_worker.domain import Reservation, StockLevel, StockOutcome, level_key
 
 
@@ -151,7 +152,7 @@ class StockLogic:
     def _records(self, events: list[Any], cause_id: str, envelope: dict[str, Any]) -> list[Outgoing]:
         return event_records(
             events,
-            stock_contract,
+            published.STOCK_EVENTS,
             topic=self.events_topic,
             key=lambda event: event.product_id,
             cause_id=cause_id,
