@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
-
 from contracts.topics import CART_REPLIES, CHECKOUT_HANDOVERS, CHECKOUT_TIMEOUTS, ORDER_EVENTS, STOCK_COMMANDS
 from services.checkout_worker import repository
-from services.checkout_worker.handlers import CONSUMED, CheckoutLogic, find_overdue
-from services.runtime.clock import Clock
-from services.runtime.delayed import DelayedTopicConsumer
-from services.runtime.processing import BatchProcessor
-from services.runtime.settings import Settings
+from services.checkout_worker.deadlines import find_overdue, fire_deadlines_when_due
+from services.checkout_worker.handlers import CONSUMED, CheckoutLogic
 from services.runtime.spec import Retention, Sweep, WorkerSpec, dedup_key
-
-
-async def fire_deadlines_when_due(
-    settings: Settings, processor: BatchProcessor, clock: Clock, beat: Callable[[], None]
-) -> None:
-    """Hold each PaymentDeadlineReached until its due_at, then let the saga decide."""
-    await DelayedTopicConsumer(
-        settings,
-        topic=settings.topic(CHECKOUT_TIMEOUTS),
-        group_id=settings.group_id("checkout-timeouts"),
-        process=processor.process,
-        clock=clock,
-        beat=beat,
-        # Every deadline is payment_timeout_seconds after its checkout: one much
-        # later than that is not a real one and must not hold its partition.
-        max_delay=timedelta(seconds=settings.payment_timeout_seconds + 60),
-    ).run()
-
 
 SPEC = WorkerSpec(
     name="checkout",

@@ -52,8 +52,8 @@ from contracts.topics import (
     STOCK_COMMANDS,
     STOCK_EVENTS,
 )
-from services.checkout_worker import domain, repository
-from services.checkout_worker import published
+from services.checkout_worker import domain, published, repository
+from services.checkout_worker.deadlines import OverdueDeadline
 from services.checkout_worker.domain import (
     Checkout,
     CommitStock,
@@ -79,18 +79,6 @@ from services.runtime.settings import Settings
 
 class UnknownPayment(LookupError):
     """A payment event for a checkout that does not exist (dead-lettered for an operator)."""
-
-
-@dataclass(frozen=True)
-class OverdueDeadline:
-    """Internal: the safety net found an unpaid checkout past its deadline."""
-
-    payment_id: str
-    due_at: datetime
-
-    @property
-    def dedup_key(self) -> str:
-        return f"overdue:{self.payment_id}"
 
 
 @dataclass
@@ -504,10 +492,3 @@ def _may_answer_a_saga(event: Any) -> bool:
     if isinstance(event, stock_contract.StockCommandRejected):
         return event.command_type == "TransferReservation"
     return is_order_holder(event.holder)
-
-
-async def find_overdue(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[OverdueDeadline]:
-    """The safety net: unpaid checkouts past their deadline plus a grace period,
-    whose timeout message was lost (the embedded broker keeps topics in memory)."""
-    moment = clock.now() - timedelta(seconds=settings.checkout_deadline_grace_seconds)
-    return [OverdueDeadline(c.payment_id, c.deadline) for c in await repository.awaiting_past(db, moment, limit)]

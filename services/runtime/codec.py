@@ -1,11 +1,10 @@
-"""From raw record bytes to a contract message, or to a precise reason why not;
-and the dead-letter record for what cannot be processed."""
+"""From raw record bytes to a contract message, or to a precise reason why not
+(the dead-letter record for what cannot be processed is ``dead_letters.py``'s)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import bson
@@ -13,9 +12,7 @@ from bson.errors import InvalidDocument
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.envelope import SCHEMA_VERSION, is_identifier
-from contracts.topics import dead_letter_topic
-from services.runtime import headers as h
-from services.runtime.records import Incoming, Outgoing
+from services.runtime.records import Incoming
 from services.runtime.settings import Settings
 
 MAX_REASON = 1000
@@ -104,19 +101,3 @@ def describe(exc: ValidationError) -> str:
         location = ".".join(str(part) for part in error["loc"][1:]) or "message"
         parts.append(f"{location}: {error['msg']}")
     return "; ".join(parts)[:MAX_REASON]
-
-
-def dead_letter(record: Incoming, *, error_code: str, reason: str, now: datetime) -> Outgoing:
-    """The original bytes and headers, with headers that say where they came from and why."""
-    # A producer's own copies of these annotations would be read as the reason.
-    own = {h.ERROR_CODE, h.ERROR, h.SOURCE_TOPIC, h.SOURCE_PARTITION, h.SOURCE_OFFSET, h.DEAD_LETTERED_AT}
-    headers = (
-        *((name, value) for name, value in record.headers if name not in own),
-        (h.ERROR_CODE, error_code.encode()),
-        (h.ERROR, reason[:MAX_REASON].encode()),
-        (h.SOURCE_TOPIC, record.topic.encode()),
-        (h.SOURCE_PARTITION, str(record.partition).encode()),
-        (h.SOURCE_OFFSET, str(record.offset).encode()),
-        (h.DEAD_LETTERED_AT, now.isoformat().encode()),
-    )
-    return Outgoing(dead_letter_topic(record.topic), record.key, record.value or b"", headers)

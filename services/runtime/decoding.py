@@ -12,7 +12,8 @@ from contracts.cart import CommandResult
 from contracts.envelope import is_identifier, message_id_for
 from contracts.errors import ErrorCode
 from services.runtime.clock import Clock
-from services.runtime.codec import Malformed, dead_letter, parse
+from services.runtime.codec import Malformed, parse
+from services.runtime.dead_letters import dead_letter
 from services.runtime.processing import Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.settings import Settings

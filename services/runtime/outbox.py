@@ -11,7 +11,7 @@ at-least-once publication that consumers dedup.
 A sent chunk stays for the dedup window (``CARTFLOW_INBOX_RETENTION_HOURS``):
 inbox entries point at the replies in it instead of holding copies, so each
 reply is written once, and a repeated command is answered from its chunk.
-``services.runtime.retention`` prunes sent chunks with the inbox entries.
+``services.runtime.pruning`` prunes sent chunks with the inbox entries.
 
 Chunks are numbered from a counter document incremented inside the writing
 transaction, so their order is the order in which transactions committed,

@@ -50,7 +50,7 @@ from tenacity import (
 
 from contracts.errors import ErrorCode
 from services.runtime.clock import Clock
-from services.runtime.codec import dead_letter
+from services.runtime.dead_letters import dead_letter
 from services.runtime.headers import REDRIVE_TOKEN
 from services.runtime.mongo import is_transient, transaction_options
 from services.runtime.observability import BATCH_SECONDS, PROCESSED, SKIPPED, handling

@@ -33,7 +33,7 @@ from services.runtime.outbox import OutboxRelay, prepare_outbox
 from services.runtime.processing import BatchProcessor
 from services.runtime.records import Incoming
 from services.runtime.routing import received_on
-from services.runtime.retention import keep_windows
+from services.runtime.pruning import keep_windows
 from services.runtime.settings import Settings
 from services.runtime.spec import Sweep, WorkerSpec
 from services.runtime.supervision import TaskHealth, backoff_seconds
@@ -76,7 +76,7 @@ async def run_sweep(
 
 async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
     # The outbox is read unsent first, in _id order; it and both inboxes are
-    # pruned by age (services.runtime.retention).
+    # pruned by age (services.runtime.pruning).
     await prepare_outbox(db, f"{worker}.outbox")
     await db[f"{worker}.inbox"].create_index("processed_at")
     await db[f"{worker}.internal-inbox"].create_index("processed_at")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
 from services.runtime.spec import Retention, Sweep, WorkerSpec, dedup_key
 from services.stock_worker import repository
-from services.stock_worker.handlers import StockLogic, find_expired
+from services.stock_worker.expiry import find_expired
+from services.stock_worker.handlers import StockLogic
 
 SPEC = WorkerSpec(
     name="stock",

@@ -23,21 +23,9 @@ from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.routing import RoutingError, Routes, received_on
 from services.runtime.settings import Settings
-from services.stock_worker import domain, repository
-from services.stock_worker import published
+from services.stock_worker import domain, published, repository
+from services.stock_worker.expiry import ExpireReservation
 from services.stock_worker.domain import Reservation, StockLevel, StockOutcome, level_key
-
-
-@dataclass(frozen=True)
-class ExpireReservation:
-    """Internal: a reservation's expiry time has passed."""
-
-    reservation_id: str
-    expires_at: datetime
-
-    @property
-    def dedup_key(self) -> str:
-        return f"expire:{self.reservation_id}:{self.expires_at.isoformat()}"
 
 
 @dataclass
@@ -228,8 +216,3 @@ def _levels_a_set_stock_may_lower(
         if level is not None and level.reserved > 0 and (key in growing or m.on_hand < level.reserved + level.sold):
             keys.add(key)
     return keys
-
-
-async def find_expired(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[ExpireReservation]:
-    due = await repository.due_reservations(db, clock.now(), limit)
-    return [ExpireReservation(r.reservation_id, r.expires_at) for r in due if r.expires_at]

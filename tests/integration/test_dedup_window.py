@@ -15,7 +15,7 @@ from harness.support import ask, command, run_cli, stocked
 from services.cart_worker import repository as cart_repository
 from services.cart_worker.app import SPEC as CART
 from services.checkout_worker.app import SPEC as CHECKOUT
-from services.runtime.retention import prune_finished, prune_inbox
+from services.runtime.pruning import prune_finished, prune_inbox
 from services.runtime.settings import Settings
 from services.stock_worker.app import SPEC as STOCK
 

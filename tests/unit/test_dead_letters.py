@@ -4,7 +4,7 @@ what a producer put in the record's own headers."""
 from datetime import UTC, datetime
 
 from services.runtime import headers as h
-from services.runtime.codec import dead_letter
+from services.runtime.dead_letters import dead_letter
 from services.ops.dlq import DeadLetter
 from services.runtime.records import Incoming
 

@@ -64,13 +64,15 @@ from hypothesis.stateful import (
 from services.cart_worker.handlers import CartLogic
 from services.cart_worker.unit import CartUnit, StockAnswerOverdue
 from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, PAID
-from services.checkout_worker.handlers import CheckoutLogic, CheckoutUnit, OverdueDeadline, UnknownPayment
+from services.checkout_worker.deadlines import OverdueDeadline
+from services.checkout_worker.handlers import CheckoutLogic, CheckoutUnit, UnknownPayment
 from services.runtime.clock import ManualClock
 from services.runtime.processing import Work
 from services.runtime.records import Incoming
 from services.runtime.settings import Settings
 from services.stock_worker.domain import ACTIVE, COMMITTED
-from services.stock_worker.handlers import ExpireReservation, StockLogic, StockUnit
+from services.stock_worker.expiry import ExpireReservation
+from services.stock_worker.handlers import StockLogic, StockUnit
 
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PRODUCTS = [f"p{n}" for n in range(30)]
