@@ -1,11 +1,13 @@
 """The cart's business rules, exercised on the pure domain without any server."""
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
+from contracts import cart as cart_contract
 from contracts.errors import ErrorCode
 from contracts.holders import cart_line_holder, parse_cart_line_holder
 from services.cart_worker import domain
@@ -27,7 +29,7 @@ SHIRT = Product(
 )
 
 
-def add(cart, product=SHOE, *, quantity=1, size=None, item_id="item-1", max_quantity=99, properties=None):
+def add(cart, product=SHOE, *, quantity=1, size=None, item_id="item-1", properties=None):
     return domain.add_item(
         cart,
         product,
@@ -37,7 +39,6 @@ def add(cart, product=SHOE, *, quantity=1, size=None, item_id="item-1", max_quan
         properties=properties,
         new_item_id=item_id,
         now=NOW,
-        max_quantity=max_quantity,
     )
 
 
@@ -102,9 +103,28 @@ class TestAddItem:
     def test_quantity_must_be_between_one_and_the_maximum(self, quantity):
         rejected(add(Cart("alice"), quantity=quantity), ErrorCode.INVALID_QUANTITY)
 
-    def test_the_maximum_quantity_is_configurable(self):
-        rejected(add(Cart("alice"), quantity=6, max_quantity=5), ErrorCode.INVALID_QUANTITY)
-        accepted(add(Cart("alice"), quantity=5, max_quantity=5))
+    def test_the_maximum_quantity_is_the_worker_s_setting(self):
+        from services.cart_worker.handlers import CartLogic
+        from services.cart_worker.unit import CartUnit
+        from services.runtime.clock import ManualClock
+        from services.runtime.settings import Settings
+
+        logic = CartLogic(Settings(cart_item_max_quantity=5, cart_stock_reservation_enabled=False), ManualClock(NOW))
+        unit = CartUnit()
+        unit.put_product(SHOE)
+        unit.stock["shoe|"] = 50
+
+        def reply_to(quantity, message_id):
+            command = cart_contract.cart_command_adapter.validate_python(
+                {"type": "AddItem", "message_id": message_id, "occurred_at": NOW.isoformat(), "user_id": "alice",
+                 "product_id": "shoe", "quantity": quantity}
+            )
+            (reply,) = [json.loads(o.value) for o in logic.handle(unit, command) if o.is_reply]
+            return reply
+
+        six, five = reply_to(6, "m-1"), reply_to(5, "m-2")
+        assert (six["success"], six["error_code"]) == (False, "INVALID_QUANTITY")
+        assert five["success"] is True and unit.cart("alice").lines[0].quantity == 5
 
     def test_the_maximum_is_checked_against_the_quantity_already_in_the_cart(self):
         outcome = rejected(add(cart_with_shoe(95), quantity=5), ErrorCode.INVALID_QUANTITY)
@@ -114,8 +134,9 @@ class TestAddItem:
 
     def test_a_refused_add_leaves_the_cart_as_it_was(self):
         cart = cart_with_shoe(95)
-        add(cart, quantity=5)
-        assert cart.lines[0].quantity == 95
+        outcome = rejected(add(cart, quantity=5), ErrorCode.INVALID_QUANTITY)
+        assert cart.lines[0].quantity == 95 and len(cart.lines) == 1
+        assert outcome.available_quantity == 4
 
 
 class TestUpdateRemoveClear:

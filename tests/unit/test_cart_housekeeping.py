@@ -24,7 +24,7 @@ POLICY = Policy(remind_after=timedelta(days=7), expire_after=timedelta(days=30),
 def cart_with_mug(quantity: int = 2, **line_fields) -> Cart:
     outcome = domain.add_item(
         Cart("ann"), MUG, product_id="mug", quantity=quantity, size=None, properties=None,
-        new_item_id="item-1", now=NOW, max_quantity=99,
+        new_item_id="item-1", now=NOW,
     )
     cart = outcome.cart
     if line_fields:

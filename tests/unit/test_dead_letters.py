@@ -21,6 +21,9 @@ def test_a_producer_cannot_pose_as_the_reason_a_record_was_dead_lettered():
     assert parked.header("trace") == "t", "the producer's other headers are kept for a redrive"
 
 
-def test_a_dead_letter_of_any_bytes_can_be_listed():
-    for value in (b"[" * 100_000, b"\xff", b"null", b"[1]"):
+def test_a_dead_letter_names_its_message_id_when_it_has_one_and_any_bytes_can_be_listed():
+    readable = DeadLetter(0, 0, 0, None, b'{"message_id": "m-1", "type": "AddItem"}', ())
+
+    assert readable.message_id == "m-1"
+    for value in (b"[" * 100_000, b"\xff", b"null", b"[1]", b'{"message_id": 7}'):
         assert DeadLetter(0, 0, 0, None, value, ()).message_id is None

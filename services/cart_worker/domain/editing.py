@@ -35,8 +35,7 @@ def add_item(
     properties: Mapping[str, Any] | None,
     new_item_id: str,
     now: datetime,
-    max_quantity: int = DEFAULT_MAX_QUANTITY,
-    limits: CartLimits | None = None,
+    limits: CartLimits = CartLimits(),
     available: int | None = None,
     catalog: Mapping[str, Product] | None = None,
     stock: StockView | None = None,
@@ -71,7 +70,6 @@ def add_item(
             if product.has_sizes
             else "This product has no sizes: send the command without one",
         )
-    limits = limits or CartLimits(max_quantity=max_quantity)
     max_quantity = limits.max_quantity
     if not 1 <= quantity <= max_quantity:
         return invalid_quantity(quantity, max_quantity)
