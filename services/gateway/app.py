@@ -355,6 +355,11 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     async def storefront() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/cart/", include_in_schema=False)
+    async def cart_page() -> FileResponse:
+        # The original front end sends the buyer here when a payment's time runs out.
+        return FileResponse(STATIC / "index.html")
+
     @app.get("/payment/{payment_id}/", include_in_schema=False)
     async def payment_page(payment_id: str) -> FileResponse:
         return FileResponse(STATIC / "payment.html")

@@ -151,6 +151,14 @@ async def test_every_page_and_answer_carries_a_strict_content_security_policy(tm
     assert api.status_code == 401 and api.headers["cache-control"] == "no-store"
 
 
+async def test_the_cart_page_the_original_front_end_returns_to_is_served(tmp_path):
+    async with client(gateway_app(tmp_path)) as http:
+        page = await http.get("/cart/")
+
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="cart-section"' in page.text
+
+
 def test_the_storefront_pages_hold_no_inline_script_the_policy_would_block():
     import re
     from pathlib import Path

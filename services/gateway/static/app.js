@@ -65,6 +65,8 @@ const Storefront = {
     Page.el("login").hidden = true;
     Page.el("shop").hidden = false;
     await Promise.all([this.loadProducts(), this.loadCart()]);
+    // /cart/ is where the original front end sends a buyer back to: show the cart.
+    if (window.location.pathname === "/cart/") Page.el("cart-section").scrollIntoView();
   },
 
   async loadProducts() {
