@@ -318,9 +318,11 @@ async def stock_level(deployment: Any, pid: str, **expected: Any) -> dict[str, A
             await asyncio.sleep(0.05)
 
 
-async def stock_product(deployment, on_hand: int | dict[str, int], price: str = "10.00") -> str:
+async def stock_product(
+    deployment, on_hand: int | dict[str, int], price: str = "10.00", *, product_id: str | None = None
+) -> str:
     """A product in the catalog with stock on hand (per size when a dict)."""
-    pid = new_id("prod")
+    pid = product_id or new_id("prod")
     sizes = [{"size": s, "price": price} for s in on_hand] if isinstance(on_hand, dict) else None
     upsert = command("ProductUpserted", product_id=pid, name="Thing", price=price, **({"sizes": sizes} if sizes else {}))
     await deployment.send("catalog.events", upsert, "product_id")

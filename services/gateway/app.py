@@ -22,22 +22,24 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from faststream.kafka.fastapi import KafkaRouter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from contracts.envelope import is_identifier, message_id_for
+from contracts.envelope import IDENTIFIER_PATTERN, is_identifier, message_id_for
 from contracts.errors import ERROR_MESSAGES, ErrorCode
 from contracts.topics import CART_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS
 from services.gateway import original_api as api
+from services.gateway import responses as shapes
 from services.gateway.auth import NotAuthenticated, Verifier, from_this_machine, loopback, verifier
 from services.gateway.exchange import Exchange, Unavailable
 from services.gateway.guard import Guard
+from services.gateway.openapi import document
 from services.gateway.webhook import PaymentWebhook
 from services.runtime.kafka import faststream_security
 from services.runtime.settings import Settings
@@ -91,6 +93,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     _errors(app)
     _routes(app, gateway, settings)
+    published: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not published:
+            published.update(document(app, settings))
+        return published
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -106,13 +116,28 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         body = api.problem("NOT_FOUND" if error.status_code == 404 else "HTTP_ERROR", str(error.detail), "Check the path")
-        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405:
+            # Starlette names the methods of the first route of the path only; a path may have several.
+            headers["Allow"] = ", ".join(_methods_of(app, request.url.path))
+        return JSONResponse(body, status_code=error.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("gateway request failed")
         body = api.problem("INTERNAL_ERROR", "The request could not be processed", "Retry later")
         return JSONResponse(body, status_code=500)
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of ``app`` answers on ``path``."""
+    from starlette.routing import Match, Route
+
+    scope = {"type": "http", "path": path, "method": "GET"}
+    matching = [r for r in app.routes if isinstance(r, Route) and r.methods and r.matches(scope)[0] != Match.NONE]
+    # A path of its own (/api/payments/webhook/) is not also the template beside it (/api/payments/{id}/).
+    literal = [r for r in matching if r.path == path]
+    return sorted({method for route in (literal or matching) for method in route.methods or ()})
 
 
 def _unauthenticated(error: NotAuthenticated) -> dict[str, Any]:
@@ -212,62 +237,62 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
 
     # --- /api/carts/: the set the JavaScript client uses ---------------------------------
 
-    @app.get("/api/carts/", tags=["carts"], summary="The cart with all its items and totals")
-    @app.get("/api/cart/", tags=["cart"], summary="The cart summary")
+    @app.get("/api/carts/", operation_id="getCart", response_model=shapes.Cart, tags=["carts"], summary="The cart with all its items and totals")
+    @app.get("/api/cart/", operation_id="cartList", response_model=shapes.Cart, tags=["cart"], summary="The cart summary")
     async def get_cart(request: Request) -> JSONResponse:
         return await ask(request, "GetCart", api.cart_view)
 
-    @app.get("/api/carts/count/", tags=["carts"], summary="How many items the cart holds, and their total")
+    @app.get("/api/carts/count/", operation_id="getCartCount", response_model=shapes.CartCount, tags=["carts"], summary="How many items the cart holds, and their total")
     async def get_count(request: Request) -> JSONResponse:
         return await ask(request, "GetCartCount", api.count)
 
-    @app.post("/api/carts/add/", status_code=201, tags=["carts"], summary="Add an item to the cart")
+    @app.post("/api/carts/add/", operation_id="addItem", response_model=shapes.ItemAdded, status_code=201, tags=["carts"], summary="Add an item to the cart")
     async def add(request: Request, body: api.AddToCart) -> JSONResponse:
         return await ask(request, "AddItem", api.added, created=True, **_add_fields(body))
 
-    @app.put("/api/carts/update/{cart_item_id}/", tags=["carts"], summary="Change an item's quantity")
+    @app.put("/api/carts/update/{cart_item_id}/", operation_id="updateItemQuantity", response_model=shapes.QuantityUpdated, tags=["carts"], summary="Change an item's quantity")
     async def update(request: Request, cart_item_id: str, body: api.UpdateQuantity) -> JSONResponse:
         if not is_identifier(cart_item_id):
             return _not_found(ErrorCode.ITEM_NOT_FOUND)
         return await ask(request, "UpdateItemQuantity", api.updated, item_id=cart_item_id, quantity=body.quantity)
 
-    @app.delete("/api/carts/remove/{cart_item_id}/", tags=["carts"], summary="Remove an item")
+    @app.delete("/api/carts/remove/{cart_item_id}/", operation_id="removeItem", response_model=shapes.ItemRemoved, tags=["carts"], summary="Remove an item")
     async def remove(request: Request, cart_item_id: str) -> JSONResponse:
         if not is_identifier(cart_item_id):
             return _not_found(ErrorCode.ITEM_NOT_FOUND)
         return await ask(request, "RemoveItem", api.removed, item_id=cart_item_id)
 
-    @app.delete("/api/carts/clear/", tags=["carts"], summary="Empty the cart")
-    @app.delete("/api/cart/clear/", tags=["cart"], summary="Empty the cart")
+    @app.delete("/api/carts/clear/", operation_id="clearCart", response_model=shapes.CartCleared, tags=["carts"], summary="Empty the cart")
+    @app.delete("/api/cart/clear/", operation_id="cartClear", response_model=shapes.CartCleared, tags=["cart"], summary="Empty the cart")
     async def clear(request: Request) -> JSONResponse:
         return await ask(request, "ClearCart", api.cleared)
 
-    @app.post("/api/carts/validate/", tags=["carts"], summary="Validate the cart (or some items) before checkout")
-    @app.post("/api/cart/prepare_checkout/", tags=["cart"], summary="Validate the cart for checkout")
+    @app.post("/api/carts/validate/", operation_id="validateCart", response_model=shapes.ValidationReport, tags=["carts"], summary="Validate the cart (or some items) before checkout")
+    @app.post("/api/cart/prepare_checkout/", operation_id="cartPrepareCheckout", response_model=shapes.ValidationReport, tags=["cart"], summary="Validate the cart for checkout")
     async def validate(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
         return await ask(request, "ValidateCart", api.as_is, item_ids=body.cart_item_ids if body else None)
 
-    @app.post("/api/carts/checkout/single/", status_code=201, tags=["checkout"], summary="Check out one item")
+    @app.post("/api/carts/checkout/single/", operation_id="checkoutSingle", response_model=shapes.CheckoutStarted, status_code=201, tags=["checkout"], summary="Check out one item")
     async def checkout_single(request: Request, body: api.CheckoutSingle) -> JSONResponse:
         fields = body.model_dump(exclude={"cart_item_id"})
         return await ask(request, "CheckoutItem", api.as_is, created=True, item_id=body.cart_item_id, **fields)
 
-    @app.post("/api/carts/checkout/full/", status_code=201, tags=["checkout"], summary="Check out the whole cart")
+    @app.post("/api/carts/checkout/full/", operation_id="checkoutFull", response_model=shapes.CheckoutStarted, status_code=201, tags=["checkout"], summary="Check out the whole cart")
     async def checkout_full(request: Request, body: api.Checkout | None = None) -> JSONResponse:
         fields = (body or api.Checkout()).model_dump()
         return await ask(request, "CheckoutCart", api.as_is, created=True, **fields)
 
     # --- /api/cart/: the viewset set -------------------------------------------------------
 
-    @app.post("/api/cart/", status_code=201, tags=["cart"], summary="Add an item (answers the item)")
+    @app.post("/api/cart/", operation_id="cartCreate", response_model=shapes.ItemCreated, status_code=201, tags=["cart"], summary="Add an item (answers the item)")
     async def cart_create(request: Request, body: api.AddToCart) -> JSONResponse:
         return await ask(request, "AddItem", api.created_item, created=True, **_add_fields(body))
 
-    @app.patch("/api/cart/update_item/", tags=["cart"], summary="Change an item's quantity")
+    @app.patch("/api/cart/update_item/", operation_id="cartUpdateItem", response_model=shapes.QuantityUpdated, tags=["cart"], summary="Change an item's quantity")
     async def cart_update_item(request: Request, body: api.UpdateItem) -> JSONResponse:
         return await ask(request, "UpdateItemQuantity", api.updated, item_id=body.cart_item_id, quantity=body.quantity)
 
-    @app.delete("/api/cart/remove_item/", tags=["cart"], summary="Remove an item (cart_item_id in the body or query)")
+    @app.delete("/api/cart/remove_item/", operation_id="cartRemoveItem", response_model=shapes.ItemRemoved, tags=["cart"], summary="Remove an item (cart_item_id in the body or query)")
     async def cart_remove_item(request: Request, cart_item_id: str | None = None) -> JSONResponse:
         item_id = cart_item_id or await _body_field(request, "cart_item_id")
         if not is_identifier(item_id):
@@ -275,24 +300,28 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
             return JSONResponse(body, status_code=400)
         return await ask(request, "RemoveItem", api.removed, item_id=item_id)
 
-    @app.post("/api/cart/check_changes/", tags=["cart"], summary="Check the items for product changes")
+    @app.post("/api/cart/check_changes/", operation_id="cartCheckChanges", response_model=shapes.ChangesChecked, tags=["cart"], summary="Check the items for product changes")
     async def cart_check_changes(request: Request) -> JSONResponse:
         return await ask(request, "CheckChanges", api.changes_checked)
 
-    @app.post("/api/cart/accept_changes/", tags=["cart"], summary="Accept product changes")
+    @app.post("/api/cart/accept_changes/", operation_id="cartAcceptChanges", response_model=shapes.ChangesAccepted, tags=["cart"], summary="Accept product changes")
     async def cart_accept_changes(request: Request, body: api.SelectItems | None = None) -> JSONResponse:
         return await ask(request, "AcceptChanges", api.changes_accepted, item_ids=body.cart_item_ids if body else None)
 
     # --- beyond the original ---------------------------------------------------------------
 
-    @app.get("/api/products/", tags=["catalog"], summary="A page of the catalog, with the units available")
-    async def products(request: Request, after: str | None = None, limit: int = 20) -> JSONResponse:
+    @app.get("/api/products/", operation_id="listProducts", response_model=shapes.ProductPage, tags=["catalog"], summary="A page of the catalog, with the units available")
+    async def products(
+        request: Request,
+        after: Annotated[str | None, Query(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)] = None,
+        limit: Annotated[int, Query(description="Products per page; taken as 1 to 50")] = 20,
+    ) -> JSONResponse:
         if after is not None and not is_identifier(after):
             body = api.problem("INVALID_MESSAGE", "after must be a product id", "Send the next_after of the last page")
             return JSONResponse(body, status_code=400)
         return await ask(request, "ListProducts", api.as_is, after=after, limit=max(1, min(limit, 50)))
 
-    @app.get("/api/payments/{payment_id}/", tags=["checkout"], summary="Where a checkout's payment stands")
+    @app.get("/api/payments/{payment_id}/", operation_id="getPayment", response_model=shapes.CheckoutStatus, tags=["checkout"], summary="Where a checkout's payment stands")
     async def payment(request: Request, payment_id: str) -> JSONResponse:
         if not is_identifier(payment_id):
             return _not_found(ErrorCode.CHECKOUT_NOT_FOUND)
@@ -300,7 +329,7 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
             request, "GetCheckout", api.as_is, topic=CHECKOUT_QUERIES, key_field="payment_id", payment_id=payment_id
         )
 
-    @app.post("/api/payments/{payment_id}/simulate/", status_code=202, tags=["checkout"],
+    @app.post("/api/payments/{payment_id}/simulate/", operation_id="simulatePayment", response_model=shapes.PaymentSent, status_code=202, tags=["checkout"],
               summary="Development only: pay (or fail to pay) a checkout", include_in_schema=settings.payment_simulator)
     async def simulate(request: Request, payment_id: str, body: api.SimulatePayment) -> JSONResponse:
         if not settings.payment_simulator:
@@ -331,14 +360,15 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
         answer = {"message": f"Payment {body.outcome} sent", "payment_id": payment_id}
         return JSONResponse(answer, status_code=202, headers={"Idempotency-Key": idempotency_key})
 
-    @app.post("/api/payments/webhook/", tags=["payments"], include_in_schema=settings.stripe_webhook_secret is not None,
+    @app.post("/api/payments/webhook/", operation_id="receivePaymentWebhook", response_model=shapes.WebhookReceived,
+              tags=["payments"],
               summary="Stripe's webhook: a payment intent's outcome, signed with the endpoint's secret")
     async def payment_webhook(request: Request) -> JSONResponse:
         if settings.stripe_webhook_secret is None:
             raise StarletteHTTPException(404, "Not Found")
         return await webhook.receive(request)
 
-    @app.post("/api/dev/login/", tags=["development"], include_in_schema=gateway.tokens.development,
+    @app.post("/api/dev/login/", operation_id="developmentLogin", response_model=shapes.DevelopmentToken, tags=["development"], include_in_schema=gateway.tokens.development,
               summary="Development only: a token for any user (while the development secret is in use)")
     async def development_login(request: Request, body: api.DevelopmentLogin) -> JSONResponse:
         if not gateway.tokens.development:

@@ -9,12 +9,61 @@ format (``success: false``, ``error_code``, ``error_message``,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from contracts.cart import Address, Properties, Size, Text
-from contracts.envelope import LooseIdentifier, LooseInt
+from contracts.cart import Address, Properties, Text
+from contracts.envelope import IDENTIFIER_MAX_LENGTH, IDENTIFIER_PATTERN, BoundedInt, Identifier
+
+#: An identifier as the contract has it (``contracts.envelope.Identifier``).
+IDENTIFIER_SCHEMA = {"type": "string", "minLength": 1, "maxLength": IDENTIFIER_MAX_LENGTH, "pattern": IDENTIFIER_PATTERN}
+#: Numeric ids: the integers every JSON reader holds exactly (JavaScript's safe range).
+INT_ID = {"minimum": -(2**53 - 1), "maximum": 2**53 - 1}
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
+def _id_as_text(value: Any) -> Any:
+    """The original app's clients send numeric ids (``"product_id": 123``): read as ``"123"``
+    (within JavaScript's safe integers, as the schema says)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema's integers include 46851.0
+    if isinstance(value, int) and not isinstance(value, bool) and INT_ID["minimum"] <= value <= INT_ID["maximum"]:
+        return str(value)
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """A count as the original's clients send it: an integer, a float with nothing
+    after the point (JSON Schema's integers include ``2.0``), or a string of digits
+    (what a form field gives)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    return value
+
+
+#: An id in a request: a string by the identifier rule, or a 64-bit integer.
+ClientId = Annotated[
+    Identifier,
+    BeforeValidator(_id_as_text),
+    WithJsonSchema({"anyOf": [IDENTIFIER_SCHEMA, {"type": "integer", **INT_ID}]}),
+]
+#: A quantity in a request. Its schema's bounds are the deployment's
+#: (``CARTFLOW_CART_ITEM_MAX_QUANTITY``), set when the document is made.
+Quantity = Annotated[
+    BoundedInt,
+    BeforeValidator(_whole_number),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,19}$"}]}),
+]
+#: A size; an empty string (what a form without a size sends) means none.
+SizeField = Annotated[
+    Identifier | None,
+    BeforeValidator(lambda value: None if value == "" else value),
+    WithJsonSchema({"anyOf": [IDENTIFIER_SCHEMA, {"type": "string", "maxLength": 0}, {"type": "null"}]}),
+]
 
 #: Refusals answered 404 (the thing named does not exist for this user); the rest are 400.
 NOT_FOUND = frozenset({"ITEM_NOT_FOUND", "PRODUCT_INACTIVE", "CHECKOUT_NOT_FOUND"})
@@ -26,27 +75,27 @@ class Body(BaseModel):
 
 
 class AddToCart(Body):
-    product_id: LooseIdentifier
-    quantity: LooseInt = 1
-    size: Size = None
+    product_id: ClientId
+    quantity: Quantity = 1
+    size: SizeField = None
     product_properties: Properties | None = None
 
 
 class UpdateQuantity(Body):
-    quantity: LooseInt
+    quantity: Quantity
 
 
 class UpdateItem(Body):
-    cart_item_id: LooseIdentifier
-    quantity: LooseInt
+    cart_item_id: ClientId
+    quantity: Quantity
 
 
 class NameItem(Body):
-    cart_item_id: LooseIdentifier
+    cart_item_id: ClientId
 
 
 class SelectItems(Body):
-    cart_item_ids: list[LooseIdentifier] | None = Field(default=None, min_length=1, max_length=500)
+    cart_item_ids: list[ClientId] | None = Field(default=None, min_length=1, max_length=500)
 
 
 class Checkout(Body):
@@ -56,7 +105,7 @@ class Checkout(Body):
 
 
 class CheckoutSingle(Checkout):
-    cart_item_id: LooseIdentifier
+    cart_item_id: ClientId
 
 
 class SimulatePayment(Body):
@@ -64,7 +113,7 @@ class SimulatePayment(Body):
 
 
 class DevelopmentLogin(Body):
-    user_id: LooseIdentifier
+    user_id: ClientId
 
 
 def status_of(reply: dict[str, Any], *, created: bool = False) -> int:

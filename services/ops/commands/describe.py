@@ -76,3 +76,14 @@ def acls(
     from services.ops.access import kafka_acls
 
     typer.echo(kafka_acls(Settings().topic_prefix if prefix is None else prefix, bootstrap))
+
+
+@commands.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="Where to write the document.")] = Path("docs/openapi.json"),
+) -> None:
+    """Write the HTTP gateway's OpenAPI 3.1 document (what /openapi.json serves, for a production gateway)."""
+    from services.gateway.openapi import published_document
+
+    output.write_text(published_document())
+    typer.echo(f"wrote {output}")

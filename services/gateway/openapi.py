@@ -1,0 +1,230 @@
+"""The gateway's OpenAPI 3.1 document, as strict as the gateway.
+
+FastAPI writes the paths, the request schemas and the success responses from
+the routes (``operation_id``, ``response_model``); this module adds what it
+cannot know: every error status a route answers, in the original app's error
+format (``responses.Problem``), instead of FastAPI's 422 that is never sent;
+the bearer scheme and which operations need no token; the ``Idempotency-Key``
+header; an example on every operation; the quantity bounds of this deployment.
+It is published at ``/openapi.json`` and committed as ``docs/openapi.json``
+(``cartflow openapi``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from contracts.reply_examples import REPLY_EXAMPLES
+from services.gateway import original_api as api
+from services.gateway.original_api import IDENTIFIER_SCHEMA
+from services.gateway.responses import Problem
+from services.runtime.settings import Settings
+
+#: What every request that asks the workers can be answered besides success.
+ASKING = (400, 401, 404, 408, 413, 500, 503, 504)
+
+DESCRIPTIONS = {
+    400: "Malformed or invalid: the body, a parameter, the Idempotency-Key, or a refusal of the cart's rules "
+         "(INVALID_QUANTITY, INSUFFICIENT_STOCK, SIZE_REQUIRED, CHECKOUT_VALIDATION_FAILED, ...)",
+    401: "No valid bearer token (the body is not read)",
+    403: "Not from this machine (the development login answers a loopback client naming a loopback Host only)",
+    404: "Not found: an unknown or another user's item, product or payment (ITEM_NOT_FOUND, PRODUCT_INACTIVE, "
+         "CHECKOUT_NOT_FOUND), or a development route that is off",
+    408: "The body did not arrive within CARTFLOW_GATEWAY_BODY_TIMEOUT_SECONDS; the connection is closed",
+    413: "The body is larger than CARTFLOW_GATEWAY_MAX_BODY_BYTES",
+    500: "The workers could not carry the command out (INTERNAL_ERROR); it was set aside for an operator",
+    503: "Kafka refused the command: nothing was done; send it again with the Idempotency-Key",
+    504: "No answer in time: the command may still take effect; send it again with the Idempotency-Key",
+}
+
+PROBLEM_EXAMPLES = {
+    400: api.problem("INSUFFICIENT_STOCK", "Not enough stock", "Add at most 4", available_quantity=4),
+    401: api.problem("NOT_AUTHENTICATED", "Authentication credentials were not provided.",
+                     "Sign in and send a valid bearer token", detail="Authentication credentials were not provided."),
+    403: api.problem("FORBIDDEN", "The development login answers on this machine only", "Use localhost"),
+    404: api.problem("ITEM_NOT_FOUND", "Cart item not found", "Check the id in the path"),
+    408: api.problem("REQUEST_TIMEOUT", "The request body did not arrive in time", "Send the request again"),
+    413: api.problem("REQUEST_TOO_LARGE", "The request body is too large", "Send a smaller request"),
+    500: api.problem("INTERNAL_ERROR", "The command could not be processed and was set aside for an operator",
+                     "Retry later with a new message_id"),
+    503: api.problem("SERVICE_UNAVAILABLE", "The request could not be sent; nothing was done",
+                     "Send the same request again with this Idempotency-Key in a moment",
+                     idempotency_key="3f0c6a1e-8d52-4b8e-9a63-1f6a0e2d4c11"),
+    504: api.problem("GATEWAY_TIMEOUT", "No answer in time; the request may still take effect",
+                     "Send the same request again with this Idempotency-Key to get its answer",
+                     idempotency_key="3f0c6a1e-8d52-4b8e-9a63-1f6a0e2d4c11"),
+}
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A retry with the same key (same user, method, path, query string and body) is answered "
+                   "with the first answer and changes nothing",
+    "schema": IDENTIFIER_SCHEMA,
+}
+IDEMPOTENCY_KEY_ANSWERED = {
+    "Idempotency-Key": {"description": "The key the request was taken under", "schema": {"type": "string"}}
+}
+
+ITEM = "7d1a0c6e-4b8f-4c57-9d0e-000000000031"
+PAYMENT = "pay-5e2c4bd1a9f84c3c"
+
+
+def _links(item: str) -> dict[str, Any]:
+    """What a client does next with the line an answer names (``item``: where the
+    answer holds its id)."""
+    line = f"$response.body#/{item}"
+    return {
+        "UpdateTheLine": {"operationId": "updateItemQuantity", "parameters": {"cart_item_id": line}},
+        "RemoveTheLine": {"operationId": "removeItem", "parameters": {"cart_item_id": line}},
+        "CheckOutTheLine": {"operationId": "checkoutSingle", "requestBody": {"cart_item_id": line}},
+    }
+
+
+PAYMENT_LINK = {"SeeThePayment": {"operationId": "getPayment", "parameters": {"payment_id": "$response.body#/payment_id"}}}
+
+
+@dataclass(frozen=True)
+class Operation:
+    #: What the success response looks like.
+    example: Any
+    #: The request body an example sends, if any.
+    request: Any = None
+    errors: tuple[int, ...] = ASKING
+    #: Needs no bearer token (it proves who asks otherwise).
+    public: bool = False
+    #: OpenAPI links of the success response: the operations its answer feeds.
+    links: dict[str, Any] | None = None
+
+
+def _reply(kind: str, shape: Any = api.as_is) -> Any:
+    return shape(copy.deepcopy(REPLY_EXAMPLES[kind]))
+
+
+def _single_checkout() -> Any:
+    """``CheckoutItem`` answers as ``CheckoutCart`` does, with its one ``order``."""
+    started = _reply("CheckoutCart")
+    (order,) = started.pop("orders")
+    return {**started, "checkout_type": "single_item", "order": order}
+
+
+def operations() -> dict[str, Operation]:
+    add = {"product_id": "sku-trail-shoe", "quantity": 2, "size": "42", "product_properties": {"gift": True}}
+    checkout = {"payment_method": "credit_card", "gateway_name": "stripe", "shipping_address": {"city": "Khartoum"}}
+    return {
+        "getCart": Operation(_reply("GetCart", api.cart_view)),
+        "cartList": Operation(_reply("GetCart", api.cart_view)),
+        "getCartCount": Operation(_reply("GetCartCount", api.count)),
+        "addItem": Operation(_reply("AddItem", api.added), add, links=_links("cart_item_id")),
+        "cartCreate": Operation(_reply("AddItem", api.created_item), add, links=_links("id")),
+        "updateItemQuantity": Operation(_reply("UpdateItemQuantity", api.updated), {"quantity": 3}),
+        "cartUpdateItem": Operation(_reply("UpdateItemQuantity", api.updated), {"cart_item_id": ITEM, "quantity": 3}),
+        "removeItem": Operation(_reply("RemoveItem", api.removed)),
+        "cartRemoveItem": Operation(_reply("RemoveItem", api.removed), {"cart_item_id": ITEM}),
+        "clearCart": Operation(_reply("ClearCart", api.cleared)),
+        "cartClear": Operation(_reply("ClearCart", api.cleared)),
+        "validateCart": Operation(_reply("ValidateCart"), {"cart_item_ids": [ITEM]}),
+        "cartPrepareCheckout": Operation(_reply("ValidateCart"), {"cart_item_ids": [ITEM]}),
+        "checkoutSingle": Operation(_single_checkout(), {"cart_item_id": ITEM, **checkout}, links=PAYMENT_LINK),
+        "checkoutFull": Operation(_reply("CheckoutCart"), checkout, links=PAYMENT_LINK),
+        "cartCheckChanges": Operation(_reply("CheckChanges", api.changes_checked)),
+        "cartAcceptChanges": Operation(_reply("AcceptChanges", api.changes_accepted), {"cart_item_ids": [ITEM]}),
+        "listProducts": Operation(_reply("ListProducts")),
+        "getPayment": Operation(_reply("GetCheckout")),
+        "simulatePayment": Operation({"message": "Payment succeeded sent", "payment_id": PAYMENT},
+                                     {"outcome": "succeeded"}),
+        "receivePaymentWebhook": Operation(
+            {"received": True, "payment_id": PAYMENT, "published": "PaymentSucceeded"},
+            errors=(400, 404, 408, 413, 503), public=True,
+        ),
+        "developmentLogin": Operation(
+            {"token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig", "user_id": "ada"}, {"user_id": "ada"},
+            errors=(400, 403, 404, 408, 413), public=True,
+        ),
+    }
+
+
+def document(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """The gateway's OpenAPI document."""
+    doc = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes
+    )
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    doc["components"]["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                       "description": "The user is the token's sub (HS256 or RS256, exp required)"}
+    }
+    known = operations()
+    for item in doc["paths"].values():
+        for operation in item.values():
+            _complete(operation, known[operation["operationId"]])
+    _bound_quantities(doc, settings.cart_item_max_quantity)
+    return doc
+
+
+def _complete(operation: dict[str, Any], spec: Operation) -> None:
+    responses = operation["responses"]
+    responses.pop("422", None)
+    (status,) = responses  # the success FastAPI wrote
+    success = responses[status]
+    success.setdefault("content", {}).setdefault("application/json", {})["example"] = spec.example
+    if spec.links:
+        success["links"] = spec.links
+    if not spec.public:
+        success["headers"] = IDEMPOTENCY_KEY_ANSWERED
+    for code in spec.errors:
+        responses[str(code)] = {
+            "description": DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"},
+                                             "example": PROBLEM_EXAMPLES[code]}},
+            **({"headers": IDEMPOTENCY_KEY_ANSWERED} if code in (503, 504) else {}),
+        }
+    operation["security"] = [] if spec.public else [{"bearerAuth": []}]
+    if not spec.public:
+        operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+    if spec.request is not None and "requestBody" in operation:
+        operation["requestBody"]["content"]["application/json"]["example"] = spec.request
+
+
+def _bound_quantities(node: Any, maximum: int) -> None:
+    """Give every quantity of a request the deployment's bounds (1 to ``maximum``)."""
+    if isinstance(node, dict):
+        choices = node.get("anyOf")
+        if (
+            isinstance(choices, list) and len(choices) == 2
+            and choices[0] == {"type": "integer", "minimum": 1}
+            and choices[1] == {"type": "string", "pattern": "^[0-9]{1,19}$"}
+        ):
+            choices[0] = {"type": "integer", "minimum": 1, "maximum": maximum}
+            choices[1] = {"type": "string", "pattern": f"^0*(?:{'|'.join(str(n) for n in range(maximum, 0, -1))})$",
+                          "maxLength": 19}
+            return
+        for value in node.values():
+            _bound_quantities(value, maximum)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_quantities(value, maximum)
+
+
+def published_document() -> str:
+    """The document of a production gateway (a configured key: no development
+    login; no payment simulator), as ``docs/openapi.json`` holds it."""
+    from services.gateway.app import create_app
+
+    settings = Settings(
+        kafka_bootstrap="kafka:9092", gateway_jwt_secret="a-placeholder-secret-for-the-document-only",
+        payment_simulator=False, cart_item_max_quantity=Settings.model_fields["cart_item_max_quantity"].default,
+    )
+    return json.dumps(create_app(settings).openapi(), indent=2, ensure_ascii=False) + "\n"
