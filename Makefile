@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install browser run test unit integration bench chaos clean
+.PHONY: install browser promtool run test unit integration bench chaos clean
 
 $(BIN)/cartflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,16 @@ browser:
 	      || echo "could not install chromium: the browser test will be skipped"; \
 	  else echo "chromium missing (apt-get install chromium as root): the browser test will be skipped"; fi; }
 
-test: install browser
+# The alert rules are checked with Debian's promtool (package prometheus), installed
+# here when missing and we may (as root).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -q --no-install-recommends prometheus || (apt-get update -q && apt-get install -y -q --no-install-recommends prometheus)) >/dev/null 2>&1 \
+	      || echo "could not install prometheus: the promtool test will be skipped"; \
+	  else echo "promtool missing (apt-get install prometheus as root): the promtool test will be skipped"; fi; }
+
+test: install browser promtool
 	$(BIN)/pytest -q -ra
 
 unit: install
