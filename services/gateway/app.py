@@ -188,6 +188,12 @@ class Gateway:
         user was proven by the authentication middleware. Free-form fields are
         held to the workers' limits (``contracts.free_form``) before anything is sent."""
         user_id: str = request.state.user_id
+        quantity = fields.get("quantity")
+        if isinstance(quantity, int) and not 1 <= quantity <= self.settings.cart_item_max_quantity:
+            # The workers' own limit, as the document states it: refused here at once.
+            top = self.settings.cart_item_max_quantity
+            body = api.problem("INVALID_QUANTITY", "Invalid quantity specified", f"Send a quantity from 1 to {top}")
+            return JSONResponse(body, status_code=400)
         if (problem := self.settings.free_form_limits.first_problem(fields)) is not None:
             # The workers' own limits: refused here at once rather than by them after a round trip.
             body = api.problem("INVALID_MESSAGE", f"Invalid request: {problem}", "Send smaller or flatter values")
@@ -293,8 +299,12 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
         return await ask(request, "UpdateItemQuantity", api.updated, item_id=body.cart_item_id, quantity=body.quantity)
 
     @app.delete("/api/cart/remove_item/", operation_id="cartRemoveItem", response_model=shapes.ItemRemoved, tags=["cart"], summary="Remove an item (cart_item_id in the body or query)")
-    async def cart_remove_item(request: Request, cart_item_id: str | None = None) -> JSONResponse:
-        item_id = cart_item_id or await _body_field(request, "cart_item_id")
+    async def cart_remove_item(
+        request: Request,
+        cart_item_id: Annotated[str | None, Query(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)] = None,
+        body: api.NameItem | None = None,
+    ) -> JSONResponse:
+        item_id = cart_item_id or (body.cart_item_id if body else None)
         if not is_identifier(item_id):
             body = api.problem("INVALID_MESSAGE", "cart_item_id is required", "Name the item to remove")
             return JSONResponse(body, status_code=400)
@@ -314,7 +324,7 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
     async def products(
         request: Request,
         after: Annotated[str | None, Query(min_length=1, max_length=200, pattern=IDENTIFIER_PATTERN)] = None,
-        limit: Annotated[int, Query(description="Products per page; taken as 1 to 50")] = 20,
+        limit: Annotated[int, Query(ge=1, le=1000, description="Products per page; more than 50 is taken as 50")] = 20,
     ) -> JSONResponse:
         if after is not None and not is_identifier(after):
             body = api.problem("INVALID_MESSAGE", "after must be a product id", "Send the next_after of the last page")
@@ -323,6 +333,8 @@ def _routes(app: FastAPI, gateway: Gateway, settings: Settings) -> None:
 
     @app.get("/api/payments/{payment_id}/", operation_id="getPayment", response_model=shapes.CheckoutStatus, tags=["checkout"], summary="Where a checkout's payment stands")
     async def payment(request: Request, payment_id: str) -> JSONResponse:
+        if payment_id == "webhook":  # the webhook's own path: no checkout is called so
+            raise StarletteHTTPException(405, "Method Not Allowed")
         if not is_identifier(payment_id):
             return _not_found(ErrorCode.CHECKOUT_NOT_FOUND)
         return await ask(
@@ -409,11 +421,3 @@ def _add_fields(body: api.AddToCart) -> dict[str, Any]:
         "size": body.size,
         "properties": body.product_properties,
     }
-
-
-async def _body_field(request: Request, name: str) -> Any:
-    try:
-        body = await request.json()
-    except Exception:
-        return None
-    return body.get(name) if isinstance(body, dict) else None

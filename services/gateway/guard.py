@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.gateway.auth import NotAuthenticated
 from services.gateway.original_api import problem
 
+log = logging.getLogger(__name__)
+
 TOO_LARGE = problem("REQUEST_TOO_LARGE", "The request body is too large", "Send a smaller request")
 BAD_LENGTH = problem("INVALID_MESSAGE", "Content-Length is not a length", "Send a valid Content-Length")
 TOO_SLOW = problem("REQUEST_TIMEOUT", "The request body did not arrive in time", "Send the request again")
+FAILED = problem("INTERNAL_ERROR", "The request could not be processed", "Retry later")
 
 #: Requests under /api/ that need no bearer token: they prove who asks otherwise
 #: (every other method on these paths still needs one).
@@ -118,7 +122,21 @@ class Guard:
         except _TooLarge:
             await _answer(send, 413, TOO_LARGE)
             return
-        await self.app(scope, _replay(body, other, receive), send)
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _replay(body, other, receive), sending)
+        except Exception:
+            # Answered here, inside the headers: the error handler outside would send none of them.
+            log.exception("gateway request failed")
+            if started:
+                raise
+            await _answer(send, 500, FAILED)
 
     async def _read_body(self, receive: Receive) -> tuple[Message | None, Message | None]:
         """The whole body as one message, or the first message that is not body

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from contracts import free_form
 from contracts.reply_examples import REPLY_EXAMPLES
 from services.gateway import original_api as api
 from services.gateway.original_api import IDENTIFIER_SCHEMA
@@ -71,6 +72,20 @@ IDEMPOTENCY_KEY = {
 }
 IDEMPOTENCY_KEY_ANSWERED = {
     "Idempotency-Key": {"description": "The key the request was taken under", "schema": {"type": "string"}}
+}
+
+STRIPE_SIGNATURE = {
+    "name": "Stripe-Signature",
+    "in": "header",
+    "required": True,
+    "description": "Stripe's signature of the raw body: t=<unix time>,v1=<HMAC-SHA256 of \"<t>.<body>\">",
+    "schema": {"type": "string", "minLength": 1},
+}
+STRIPE_EVENT = {
+    "type": "object",
+    "description": "A Stripe event (payment_intent.succeeded or payment_intent.payment_failed act; others are ignored)",
+    "required": ["id", "type", "data"],
+    "properties": {"id": {"type": "string"}, "type": {"type": "string"}, "data": {"type": "object"}},
 }
 
 ITEM = "7d1a0c6e-4b8f-4c57-9d0e-000000000031"
@@ -142,11 +157,11 @@ def operations() -> dict[str, Operation]:
                                      {"outcome": "succeeded"}),
         "receivePaymentWebhook": Operation(
             {"received": True, "payment_id": PAYMENT, "published": "PaymentSucceeded"},
-            errors=(400, 404, 408, 413, 503), public=True,
+            errors=(400, 404, 408, 413, 500, 503), public=True,
         ),
         "developmentLogin": Operation(
             {"token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig", "user_id": "ada"}, {"user_id": "ada"},
-            errors=(400, 403, 404, 408, 413), public=True,
+            errors=(400, 403, 404, 408, 413, 500), public=True,
         ),
     }
 
@@ -171,6 +186,9 @@ def document(app: FastAPI, settings: Settings) -> dict[str, Any]:
         for operation in item.values():
             _complete(operation, known[operation["operationId"]])
     _bound_quantities(doc, settings.cart_item_max_quantity)
+    _free_form_at_every_depth(doc, settings)
+    for field in schemas["Problem"].get("properties", {}).values():
+        field.pop("default", None)  # absent when not said: not "always present, maybe null"
     return doc
 
 
@@ -192,10 +210,49 @@ def _complete(operation: dict[str, Any], spec: Operation) -> None:
             **({"headers": IDEMPOTENCY_KEY_ANSWERED} if code in (503, 504) else {}),
         }
     operation["security"] = [] if spec.public else [{"bearerAuth": []}]
+    for parameter in operation.get("parameters", []):
+        if parameter["in"] == "path":
+            parameter["schema"] = {**IDENTIFIER_SCHEMA, "title": parameter["schema"].get("title", parameter["name"])}
     if not spec.public:
         operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+    if operation["operationId"] == "receivePaymentWebhook":
+        operation.setdefault("parameters", []).append(STRIPE_SIGNATURE)
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": STRIPE_EVENT}}}
     if spec.request is not None and "requestBody" in operation:
         operation["requestBody"]["content"]["application/json"]["example"] = spec.request
+
+
+def _free_form_at_every_depth(doc: dict[str, Any], settings: Settings) -> None:
+    """Free-form request fields (an item's properties, a shipping address) as the
+    gateway takes them: the key rule at every depth, at most the configured keys
+    at the top and levels of nesting. (Their size in bytes of JSON, also limited,
+    is more than JSON Schema can say: the description says it.)"""
+    limits = settings.free_form_limits
+    keys = {"pattern": free_form.KEY_PATTERN}
+    schemas = doc["components"]["schemas"]
+    scalar = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"}]}
+    schemas["FreeFormValue0"] = scalar
+    for level in range(1, limits.max_depth):
+        inner = {"$ref": f"#/components/schemas/FreeFormValue{level - 1}"}
+        schemas[f"FreeFormValue{level}"] = {"anyOf": [
+            *scalar["anyOf"], {"type": "array", "items": inner},
+            {"type": "object", "propertyNames": keys, "additionalProperties": inner},
+        ]}
+    schemas["FreeFormObject"] = {
+        "type": "object",
+        "maxProperties": limits.max_keys,
+        "propertyNames": keys,
+        "additionalProperties": {"$ref": f"#/components/schemas/FreeFormValue{limits.max_depth - 1}"},
+        "description": f"Keys non-empty, without NUL, '.' or a leading '$', at every depth; at most "
+                       f"{limits.max_keys} keys at the top, {limits.max_depth} levels, and {limits.max_bytes} bytes "
+                       "as compact UTF-8 JSON (CARTFLOW_PROPERTIES_MAX_*)",
+    }
+    for name in ("AddToCart", "Checkout", "CheckoutSingle"):
+        for field in schemas.get(name, {}).get("properties", {}).values():
+            for choice in field.get("anyOf", []):
+                if choice.get("type") == "object" and "propertyNames" in choice:
+                    choice.clear()
+                    choice["$ref"] = "#/components/schemas/FreeFormObject"
 
 
 def _bound_quantities(node: Any, maximum: int) -> None:

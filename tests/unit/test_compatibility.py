@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from services.ops.compatibility import MESSAGES, OPENAPI, baseline, breaking_changes, current
 
 
@@ -55,5 +57,79 @@ def test_additions_are_not_breaking_changes():
     new[OPENAPI]["paths"]["/api/carts/gift/"] = copy.deepcopy(old[OPENAPI]["paths"]["/api/carts/count/"])
     new[OPENAPI]["paths"]["/api/carts/add/"]["post"]["responses"]["429"] = {"description": "Slow down"}
     new[OPENAPI]["components"]["schemas"]["ItemAdded"]["properties"]["note"] = {"type": "string"}
+
+    assert breaking_changes(old, new) == []
+
+
+def schemas(doc):
+    return doc[OPENAPI]["components"]["schemas"]
+
+
+def operation(doc, path, method):
+    return doc[OPENAPI]["paths"][path][method]
+
+
+def _nullable(field):
+    return {"anyOf": [field, {"type": "null"}]}
+
+
+BREAKING = {
+    "a request string's maxLength lowered": lambda d: schemas(d)["Checkout"]["properties"]["payment_method"].update(
+        maxLength=10),
+    "a request quantity's maximum lowered": lambda d: schemas(d)["AddToCart"]["properties"]["quantity"]["anyOf"][0].update(
+        maximum=5),
+    "a message field's maxLength lowered": lambda d: d[MESSAGES]["AddItem"]["properties"]["product_id"].update(maxLength=5),
+    "other request fields refused": lambda d: schemas(d)["UpdateQuantity"].update(additionalProperties=False),
+    "a parameter removed": lambda d: operation(d, "/api/products/", "get")["parameters"].pop(0),
+    "an optional parameter made required": lambda d: operation(d, "/api/products/", "get")["parameters"][1].update(
+        required=True),
+    "a request body made required": lambda d: operation(d, "/api/carts/checkout/full/", "post").setdefault(
+        "requestBody", {}).update(required=True),
+    "a response no longer JSON": lambda d: operation(d, "/api/carts/count/", "get")["responses"]["200"].update(
+        content={"text/plain": {"schema": {"type": "string"}}}),
+    "a response field made nullable": lambda d: schemas(d)["ItemAdded"]["properties"].update(
+        cart_item_id=_nullable(schemas(d)["ItemAdded"]["properties"]["cart_item_id"])),
+    "a response integer widened to number": lambda d: schemas(d)["CartCount"]["properties"]["count"].update(type="number"),
+    "a response enum value added": lambda d: schemas(d)["CheckoutStatus"]["properties"]["state"]["enum"].append("refunded"),
+    "a request union loses a choice": lambda d: schemas(d)["AddToCart"]["properties"]["size"]["anyOf"].pop(1),
+    "the items of an optional request list narrowed": lambda d: schemas(d)["SelectItems"]["properties"]["cart_item_ids"][
+        "anyOf"][0].update(items={"type": "string", "maxLength": 3}),
+    "a public operation made to need a token": lambda d: operation(d, "/api/payments/webhook/", "post").update(
+        security=[{"bearerAuth": []}]),
+}
+
+
+@pytest.mark.parametrize("change", sorted(BREAKING))
+def test_a_change_that_breaks_a_client_is_caught(change):
+    old = current()
+    new = copy.deepcopy(old)
+    BREAKING[change](new)
+
+    assert breaking_changes(old, new), change
+
+
+HARMLESS = {
+    "a request enum widened to any string": (
+        lambda d: schemas(d)["Checkout"]["properties"]["payment_method"].update(enum=["credit_card", "paypal"]),
+        lambda d: schemas(d)["Checkout"]["properties"]["payment_method"].pop("enum"),
+    ),
+    "a response number narrowed to integer": (
+        lambda d: schemas(d)["CartCount"]["properties"]["count"].update(type="number"),
+        lambda d: schemas(d)["CartCount"]["properties"]["count"].update(type="integer"),
+    ),
+    "a request maxLength raised": (
+        lambda d: None,
+        lambda d: schemas(d)["Checkout"]["properties"]["payment_method"].update(maxLength=500),
+    ),
+}
+
+
+@pytest.mark.parametrize("change", sorted(HARMLESS))
+def test_a_change_no_client_notices_is_not_flagged(change):
+    before, after = HARMLESS[change]
+    old = current()
+    before(old)
+    new = copy.deepcopy(old)
+    after(new)
 
     assert breaking_changes(old, new) == []

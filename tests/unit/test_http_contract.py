@@ -67,3 +67,80 @@ async def test_a_method_a_path_does_not_answer_is_405_naming_every_method_it_doe
 
     assert cart.status_code == 405 and cart.headers["allow"] == "GET, POST"
     assert webhook.status_code == 405 and webhook.headers["allow"] == "POST"
+
+
+def _app(tmp_path):
+    from services.gateway.app import create_app
+    from services.runtime.settings import Settings
+
+    return create_app(Settings(kafka_bootstrap="127.0.0.1:1", data_dir=str(tmp_path),
+                               gateway_jwt_secret="a-test-secret-long-enough-for-hs256-keys"))
+
+
+def _bearer():
+    import time
+
+    import jwt
+
+    token = jwt.encode({"sub": "ada", "exp": int(time.time()) + 60}, "a-test-secret-long-enough-for-hs256-keys")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_quantity_beyond_the_documented_bounds_is_refused_at_once_without_asking_the_workers(tmp_path, monkeypatch):
+    import httpx
+
+    from services.gateway.exchange import Exchange
+
+    asked = []
+
+    async def ask(exchange, topic, command, key):
+        asked.append(command)
+        return {"success": False, "error_code": "ITEM_NOT_FOUND"}
+
+    monkeypatch.setattr(Exchange, "ask", ask)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(tmp_path)), base_url="http://gw") as client:
+        answers = [await client.post("/api/carts/add/", json={"product_id": "p", "quantity": q}, headers=_bearer())
+                   for q in (0, 100, "100")]
+        fine = await client.post("/api/carts/add/", json={"product_id": "p", "quantity": 99.0}, headers=_bearer())
+
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert {a.json()["error_code"] for a in answers} == {"INVALID_QUANTITY"}
+    assert fine.status_code == 404 and [c["quantity"] for c in asked] == [99]
+
+
+async def test_an_unexpected_failure_is_a_500_in_the_error_format_with_the_security_headers(tmp_path, monkeypatch):
+    import httpx
+
+    from services.gateway.exchange import Exchange
+
+    async def broken(exchange, topic, command, key):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Exchange, "ask", broken)
+    transport = httpx.ASGITransport(app=_app(tmp_path), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        failed = await client.get("/api/carts/", headers=_bearer())
+
+    assert failed.status_code == 500 and failed.json()["error_code"] == "INTERNAL_ERROR"
+    assert "frame-ancestors 'none'" in failed.headers["content-security-policy"]
+    assert failed.headers["cache-control"] == "no-store"
+
+
+async def test_the_webhook_s_path_is_not_taken_for_a_payment_id(tmp_path):
+    import httpx
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=_app(tmp_path)), base_url="http://gw") as client:
+        looked_up = await client.get("/api/payments/webhook/", headers=_bearer())
+
+    assert looked_up.status_code == 405 and looked_up.headers["allow"] == "POST"
+
+
+def test_free_form_fields_follow_the_key_rule_at_every_depth_in_the_document():
+    doc = json.loads(published_document())
+    schemas = doc["components"]["schemas"]
+    deepest = schemas["FreeFormValue1"]["anyOf"][-1]
+
+    assert schemas["AddToCart"]["properties"]["product_properties"]["anyOf"][0] == {
+        "$ref": "#/components/schemas/FreeFormObject"}
+    assert deepest["propertyNames"] == schemas["FreeFormObject"]["propertyNames"]
+    assert schemas["FreeFormValue0"]["anyOf"] == [{"type": t} for t in ("string", "number", "boolean", "null")]
