@@ -255,6 +255,21 @@ def _free_form_at_every_depth(doc: dict[str, Any], settings: Settings) -> None:
                     choice["$ref"] = "#/components/schemas/FreeFormObject"
 
 
+def _one_to(top: int) -> str:
+    """A regular expression of the decimal numbers 1 to ``top`` (no leading zero),
+    as long as ``top`` has digits: the shorter numbers, then those of its length
+    that are below it digit by digit, then ``top`` itself."""
+    digits = str(top)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for position, digit in enumerate(map(int, digits)):
+        lowest = 1 if position == 0 else 0
+        if digit > lowest:
+            rest = len(digits) - position - 1
+            parts.append(digits[:position] + f"[{lowest}-{digit - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    parts.append(digits)
+    return "|".join(parts)
+
+
 def _bound_quantities(node: Any, maximum: int) -> None:
     """Give every quantity of a request the deployment's bounds (1 to ``maximum``)."""
     if isinstance(node, dict):
@@ -265,8 +280,7 @@ def _bound_quantities(node: Any, maximum: int) -> None:
             and choices[1] == {"type": "string", "pattern": "^[0-9]{1,19}$"}
         ):
             choices[0] = {"type": "integer", "minimum": 1, "maximum": maximum}
-            choices[1] = {"type": "string", "pattern": f"^0*(?:{'|'.join(str(n) for n in range(maximum, 0, -1))})$",
-                          "maxLength": 19}
+            choices[1] = {"type": "string", "pattern": f"^0*(?:{_one_to(maximum)})$", "maxLength": 19}
             return
         for value in node.values():
             _bound_quantities(value, maximum)
