@@ -23,7 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from contracts import free_form
 from contracts.reply_examples import REPLY_EXAMPLES
 from services.gateway import original_api as api
-from services.gateway.original_api import IDENTIFIER_SCHEMA
+from services.gateway.original_api import IDENTIFIER_SCHEMA, QUANTITY_SCHEMA
 from services.gateway.responses import Problem
 from services.runtime.settings import Settings
 
@@ -273,14 +273,11 @@ def _one_to(top: int) -> str:
 def _bound_quantities(node: Any, maximum: int) -> None:
     """Give every quantity of a request the deployment's bounds (1 to ``maximum``)."""
     if isinstance(node, dict):
-        choices = node.get("anyOf")
-        if (
-            isinstance(choices, list) and len(choices) == 2
-            and choices[0] == {"type": "integer", "minimum": 1}
-            and choices[1] == {"type": "string", "pattern": "^[0-9]{1,19}$"}
-        ):
-            choices[0] = {"type": "integer", "minimum": 1, "maximum": maximum}
-            choices[1] = {"type": "string", "pattern": f"^0*(?:{_one_to(maximum)})$", "maxLength": 19}
+        if node.get("anyOf") == QUANTITY_SCHEMA["anyOf"]:
+            node["anyOf"] = [
+                {"type": "integer", "minimum": 1, "maximum": maximum},
+                {"type": "string", "pattern": f"^0*(?:{_one_to(maximum)})$", "maxLength": 19},
+            ]
             return
         for value in node.values():
             _bound_quantities(value, maximum)

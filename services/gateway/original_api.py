@@ -51,13 +51,11 @@ ClientId = Annotated[
     BeforeValidator(_id_as_text),
     WithJsonSchema({"anyOf": [IDENTIFIER_SCHEMA, {"type": "integer", **INT_ID}]}),
 ]
-#: A quantity in a request. Its schema's bounds are the deployment's
-#: (``CARTFLOW_CART_ITEM_MAX_QUANTITY``), set when the document is made.
-Quantity = Annotated[
-    BoundedInt,
-    BeforeValidator(_whole_number),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,19}$"}]}),
-]
+#: The schema of a quantity in a request, before the document gives it the
+#: deployment's bounds (``CARTFLOW_CART_ITEM_MAX_QUANTITY``; see ``openapi``).
+QUANTITY_SCHEMA = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]{1,19}$"}]}
+#: A quantity in a request.
+Quantity = Annotated[BoundedInt, BeforeValidator(_whole_number), WithJsonSchema(QUANTITY_SCHEMA)]
 #: A size; an empty string (what a form without a size sends) means none.
 SizeField = Annotated[
     Identifier | None,
