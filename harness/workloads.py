@@ -6,7 +6,7 @@ import random
 from collections import defaultdict
 
 from harness.support import command
-from services.cart_worker.unit import new_item_id
+from contracts.derived_ids import new_item_id
 
 USERS = [f"crash-user-{n}" for n in range(15)]
 PRODUCTS = {

@@ -1,19 +1,19 @@
-"""The cart worker's handling as the batch processor drives it: decode each record,
-load what the batch touches, handle each message, save.
+"""The cart worker's handlers, as the batch processor drives them: decode each
+record, load what the batch touches, route each message to its handler, save.
 
-Every cart command gets exactly one ``CommandResult`` on its ``reply_to`` topic,
-and each change to a cart one event on ``cart.events``. What is not a command
-edit lives beside this module: the stock steps (``stock_steps``), the hand-over
-to the checkout worker (``checkout``), catalog events and timers (``upkeep``),
-how answers are written (``answers``) and what a batch works on (``unit``).
-
-Message ids of everything produced are derived from the id of what caused it,
-so handling a message again produces identical messages."""
+Each handler is thin: it picks the cart a message concerns, asks the cart's
+rules (``domain.saga`` for commands, stock answers, timeouts and hand-overs;
+``housekeeping`` for the cart's timers) for a ``Step``, keeps the new cart and
+hands the step's effects to the ``Translator``, the one place they become
+contract messages. Catalog events keep the catalog read model current, and a
+deleted product gives back the units carts held for it."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -28,12 +28,11 @@ from contracts.errors import ErrorCode
 from contracts.holders import parse_cart_line_holder
 from contracts.topics import CART_COMMANDS, CATALOG_EVENTS, CHECKOUT_HANDOVERS, STOCK_EVENTS
 from services.cart_worker import domain, housekeeping, repository
-from services.cart_worker.checkout import CheckoutHandover
-from services.cart_worker.domain import Accepted, Rejected
+from services.cart_worker.domain import Product, Rejected, SizeOption, StockAnswerOverdue, saga
+from services.cart_worker.domain.effects import Cause, Release, Reply, Step
 from services.cart_worker.housekeeping import HousekeepingDue
-from services.cart_worker.stock_steps import StockSteps
-from services.cart_worker.unit import CartUnit, StockAnswerOverdue, new_item_id
-from services.cart_worker.upkeep import CatalogAndHousekeeping
+from services.cart_worker.translator import Translator
+from services.cart_worker.unit import CartUnit
 from services.runtime.clock import Clock
 from services.runtime.decoding import decode_record, invalid_command_reply
 from services.runtime.processing import Work
@@ -43,8 +42,6 @@ from services.runtime.settings import Settings
 
 CATALOG_TYPES = frozenset({"ProductUpserted", "ProductDeleted"})
 HANDOVER_TYPES = frozenset(kind.__name__ for kind in HANDOVER_ANSWER_TYPES)
-#: Most commands that wait behind one cart's stock step (a cart document stays bounded).
-MAX_QUEUED_COMMANDS = 100
 #: Commands that count as the buyer's activity when they change the cart (they restart its timers).
 ACTIVITY = (
     cart_contract.AddItem,
@@ -56,26 +53,53 @@ ACTIVITY = (
     cart_contract.CheckoutCart,
 )
 
-
 #: The contract topics the cart worker consumes (its spec's ``consumes``), for its routes.
 CONSUMED = (CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS, CHECKOUT_HANDOVERS)
 
 
-class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
+class CartLogic:
     """The cart worker's logic as the batch processor drives it: decode, load, handle, save."""
 
+    name = "cart"
+
     def __init__(self, settings: Settings, clock: Clock) -> None:
-        super().__init__(settings, clock)
+        self.settings = settings
+        self.clock = clock
+        self.catalog_topic = settings.topic(CATALOG_EVENTS)
+        self.stock_events_topic = settings.topic(STOCK_EVENTS)
+        self.handovers_topic = settings.topic(CHECKOUT_HANDOVERS)
+        self.translator = Translator(settings, clock)
+        self.rules = saga.Rules(
+            reserving=settings.cart_stock_reservation_enabled,
+            reservation_ttl=timedelta(seconds=settings.cart_reservation_ttl),
+            answer_timeout=timedelta(seconds=settings.stock_reply_timeout_seconds),
+            limits=domain.CartLimits(
+                max_quantity=settings.cart_item_max_quantity,
+                max_lines=settings.cart_max_lines,
+                max_property_keys=settings.properties_max_keys,
+                max_property_bytes=settings.properties_max_bytes,
+            ),
+            default_gateway=settings.checkout_default_gateway,
+            handover_refusal=self.translator.handover_refusal,
+        )
+        self.policy = housekeeping.Policy(
+            remind_after=timedelta(days=settings.cart_abandoned_threshold_days),
+            expire_after=timedelta(days=settings.cart_session_timeout_days),
+            check_every=timedelta(hours=settings.cart_change_check_interval_hours),
+            notify_changes=settings.cart_change_notifications_enabled,
+            notify_abandoned=settings.cart_abandoned_notifications_enabled,
+            auto_remove_unavailable=settings.cart_auto_remove_unavailable,
+        )
         stock_answers = [kind for kind in stock_contract.STOCK_EVENTS if kind is not stock_contract.StockLevelChanged]
         self.routes = Routes(
             {
-                ProductUpserted: self._on_catalog_event,
-                ProductDeleted: self._on_catalog_event,
+                ProductUpserted: self._on_product_upserted,
+                ProductDeleted: self._on_product_deleted,
                 stock_contract.StockLevelChanged: self._on_level_changed,
                 **{kind: self._on_stock_answer for kind in stock_answers},
                 StockAnswerOverdue: self._on_overdue,
-                CheckoutAccepted: self._on_handover,
-                CheckoutRefused: self._on_handover,
+                CheckoutAccepted: self._on_handover_answer,
+                CheckoutRefused: self._on_handover_answer,
                 HousekeepingDue: self._on_housekeeping,
                 Command: self._on_cart_command,
             },
@@ -97,7 +121,7 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             cart_contract.CART_COMMAND_TYPES,
             self.clock,
             settings=self.settings,
-            answer=functools.partial(invalid_command_reply, self.settings, self.clock, self.replies_topic),
+            answer=functools.partial(invalid_command_reply, self.settings, self.clock, self.translator.replies_topic),
         )
 
     def arrange(self, works: list[Work]) -> list[Work]:
@@ -123,9 +147,9 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
         stock_keys.update(domain.stock_key(line.product_id, line.size) for cart in carts.values() for line in cart.lines)
         for cart in carts.values():  # queued adds may name products of their own
             for queued in cart.queue:
-                if isinstance(queued.get("product_id"), str):
-                    product_ids.add(queued["product_id"])
-                    stock_keys.add(domain.stock_key(queued["product_id"], queued.get("size")))
+                if isinstance(product_id := getattr(queued, "product_id", None), str):
+                    product_ids.add(product_id)
+                    stock_keys.add(domain.stock_key(product_id, getattr(queued, "size", None)))
         pages = {
             m.message_id: await repository.list_product_ids(db, m.after, m.limit + 1)
             for m in messages
@@ -152,24 +176,6 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
     def handle(self, unit: CartUnit, message: Any) -> list[Outgoing]:
         return self.routes(unit, message)
 
-    def _on_level_changed(self, unit: CartUnit, message: stock_contract.StockLevelChanged) -> list[Outgoing]:
-        key = domain.stock_key(message.product_id, message.size)
-        unit.stock[key] = message.available
-        unit.dirty_stock.add(key)
-        return []
-
-    def _on_handover(self, unit: CartUnit, answer: CheckoutAccepted | CheckoutRefused) -> list[Outgoing]:
-        return [*self._on_handover_answer(unit, answer), *self._drain(unit, answer.user_id)]
-
-    def _on_cart_command(self, unit: CartUnit, command: Command) -> list[Outgoing]:
-        before = unit.cart(command.user_id)
-        outputs = self._on_command(unit, command)
-        after = unit.cart(command.user_id)
-        if isinstance(command, ACTIVITY) and after is not before:
-            # The buyer changed the cart (a refused command changes nothing, not even this).
-            unit.put_cart(housekeeping.touch(after, self.clock.now(), self.policy))
-        return outputs
-
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         message = work.message
         if not isinstance(message, Command):
@@ -179,108 +185,102 @@ class CartLogic(StockSteps, CheckoutHandover, CatalogAndHousekeeping):
             "The command could not be processed and was set aside for an operator",
             "Retry later with a new message_id; contact support if it persists",
         )
-        return self._answer(message, rejection)
+        return self.translator.records([Reply(message, rejection)])
 
-    def _on_command(self, unit: CartUnit, command: Any, *, late: bool = False) -> list[Outgoing]:
-        cart = unit.cart(command.user_id)
-        if cart.is_busy and not isinstance(command, cart_contract.ListProducts):
-            # The catalog is no part of the cart: listing it waits for nothing.
-            if not cart.queue and (started := self._start_alongside(unit, cart, command)) is not None:
-                return started
-            if len(cart.queue) >= MAX_QUEUED_COMMANDS:
-                busy = Rejected(
-                    ErrorCode.CART_LIMIT_REACHED,
-                    f"{MAX_QUEUED_COMMANDS} commands already wait for this cart",
-                    "Wait for the answers to the commands already sent, then send this one again",
+    def _context(self, unit: CartUnit) -> saga.Context:
+        return saga.Context(self.clock.now(), unit.products, unit.stock, unit.pages)
+
+    def _apply(self, unit: CartUnit, step: Step) -> list[Outgoing]:
+        unit.put_cart(step.cart)
+        return self.translator.records(step.effects)
+
+    # --- the saga's messages ---
+
+    def _on_cart_command(self, unit: CartUnit, command: Command) -> list[Outgoing]:
+        before = unit.cart(command.user_id)
+        step = saga.on_command(before, command, self._context(unit), self.rules)
+        if isinstance(command, ACTIVITY) and step.cart is not before:
+            # The buyer changed the cart (a refused command changes nothing, not even this).
+            step = replace(step, cart=housekeeping.touch(step.cart, self.clock.now(), self.policy))
+        return self._apply(unit, step)
+
+    def _on_stock_answer(self, unit: CartUnit, event: Any) -> list[Outgoing]:
+        holder = parse_cart_line_holder(getattr(event, "holder", None))
+        if holder is None:
+            return []  # a checkout's or a warehouse's: none of the carts' business
+        return self._apply(unit, saga.on_stock_answer(unit.cart(holder[0]), event, self._context(unit), self.rules))
+
+    def _on_overdue(self, unit: CartUnit, overdue: StockAnswerOverdue) -> list[Outgoing]:
+        return self._apply(unit, saga.on_overdue(unit.cart(overdue.user_id), overdue, self._context(unit), self.rules))
+
+    def _on_handover_answer(self, unit: CartUnit, answer: CheckoutAccepted | CheckoutRefused) -> list[Outgoing]:
+        cart = unit.cart(answer.user_id)
+        return self._apply(unit, saga.on_handover_answer(cart, answer, self._context(unit), self.rules))
+
+    # --- the read models ---
+
+    def _on_level_changed(self, unit: CartUnit, message: stock_contract.StockLevelChanged) -> list[Outgoing]:
+        key = domain.stock_key(message.product_id, message.size)
+        unit.stock[key] = message.available
+        unit.dirty_stock.add(key)
+        return []
+
+    def _on_product_upserted(self, unit: CartUnit, event: ProductUpserted) -> list[Outgoing]:
+        unit.put_product(
+            Product(
+                product_id=event.product_id,
+                name=event.name,
+                price=event.price,
+                image_url=event.image_url,
+                is_deleted=event.is_deleted,
+                sizes=tuple(SizeOption(s.size, s.price) for s in event.sizes or ()),
+            )
+        )
+        return []
+
+    def _on_product_deleted(self, unit: CartUnit, event: ProductDeleted) -> list[Outgoing]:
+        """A product that is no longer sold gives back the units carts held for it,
+        whether reserved at add-to-cart or by a checkout that did not go through."""
+        known = unit.products.get(event.product_id)
+        unit.put_product(
+            replace(known, is_deleted=True) if known else Product(event.product_id, name="", price=Decimal(0), is_deleted=True)
+        )
+        now, releases = self.clock.now(), []
+        for cart in list(unit.carts.values()):
+            given_up, lines = domain.give_up_product(cart, event.product_id, now=now)
+            unit.put_cart(given_up)
+            releases.extend(
+                Release(
+                    Cause(f"{event.message_id}:{cart.user_id}:{line.item_id}", event.correlation_id),
+                    cart.user_id, line.item_id, line.reservation_id or "", line.product_id, "product_deleted",
                 )
-                return self._answer(command, busy, late=late)
-            unit.put_cart(replace(cart, queue=(*cart.queue, command.model_dump(mode="json"))))
-            return []
-        if isinstance(command, cart_contract.CheckoutItem | cart_contract.CheckoutCart):
-            return self._checkout(unit, command, late=late)
-        outcome = self._decide(unit, command)
-        if isinstance(outcome, Rejected):
-            return self._answer(command, outcome, late=late)
-        stock_step: list[Outgoing] = []
-        new_cart = outcome.cart
-        # A line that holds units (with reservation at add-to-cart off: from a
-        # checkout that was refused) keeps its reservation in step with it.
-        if self.reserving or any(line.is_reserved for line in cart.lines):
-            pending, stock_step, new_cart = self._stock_step(cart, outcome, command)
-            if pending is not None:
-                unit.put_cart(new_cart)
-                return stock_step
-        if new_cart is not cart:
-            unit.put_cart(new_cart)
-        if isinstance(command, cart_contract.AddItem | cart_contract.UpdateItemQuantity) and (
-            new_cart is not outcome.cart or outcome.data is None or command.include_cart
-        ):
-            # Answered now (not after a stock step), the stock step changed the line
-            # (a shrunk reservation), or the whole cart was asked for: answer with the line as it is now.
-            outcome = self._with_cart_view(unit, replace(outcome, cart=new_cart), command)
-        elif new_cart is not outcome.cart:
-            outcome = replace(outcome, cart=new_cart)
-        return [*self._answer(command, outcome, late=late), *stock_step]
+                for line in lines
+            )
+        return self.translator.records(releases)
 
-    def _decide(self, unit: CartUnit, command: Any, cart: domain.Cart | None = None) -> domain.Outcome:
+    # --- the cart's timers ---
+
+    def _on_housekeeping(self, unit: CartUnit, due: HousekeepingDue) -> list[Outgoing]:
         now = self.clock.now()
-        cart = cart or unit.cart(command.user_id)
-        max_quantity = self.settings.cart_item_max_quantity
-        catalog, stock = unit.products, unit.stock
-        match command:
-            case cart_contract.AddItem():
-                return domain.add_item(
-                    cart,
-                    catalog.get(command.product_id),
-                    product_id=command.product_id,
-                    quantity=command.quantity,
-                    size=command.size,
-                    properties=command.properties,
-                    new_item_id=new_item_id(command.message_id),
-                    now=now,
-                    limits=self.limits,
-                    available=self._units_for(unit, cart.line_for(command.product_id, command.size), command.product_id, command.size),
-                    catalog=catalog,
-                    stock=stock,
-                    view=not self.reserving,  # an add that reserves is answered once the stock worker did
-                )
-            case cart_contract.UpdateItemQuantity():
-                line = cart.line(command.item_id)
-                return domain.update_item_quantity(
-                    cart,
-                    item_id=command.item_id,
-                    quantity=command.quantity,
-                    now=now,
-                    max_quantity=max_quantity,
-                    catalog=catalog,
-                    available=self._units_for(unit, line, line.product_id, line.size) if line else None,
-                    stock=stock,
-                    view=not self.reserving,
-                )
-            case cart_contract.RemoveItem():
-                return domain.remove_item(cart, item_id=command.item_id, now=now, catalog=catalog, stock=stock)
-            case cart_contract.ClearCart():
-                return domain.clear_cart(cart, now=now)
-            case cart_contract.GetCart():
-                return Accepted(cart, (), domain.cart_summary(cart, catalog, stock, now=now))
-            case cart_contract.ListProducts():
-                listed = [unit.products[pid] for pid in unit.pages.get(command.message_id, []) if pid in unit.products]
-                return Accepted(cart, (), domain.product_page(listed, stock, command.limit))
-            case cart_contract.GetCartCount():
-                return Accepted(cart, (), domain.cart_count(cart, catalog, stock))
-            case cart_contract.CheckChanges():
-                return domain.check_changes(cart, catalog, now=now, stock=stock)
-            case cart_contract.AcceptChanges():
-                return domain.accept_changes(cart, catalog, item_ids=command.item_ids, now=now, stock=stock)
-            case cart_contract.ValidateCart():
-                return domain.validate_cart(cart, catalog, item_ids=command.item_ids, stock=stock)
-        raise TypeError(f"no handler for {type(command).__name__}")
-
-    def _units_for(self, unit: CartUnit, line: domain.CartLine | None, product_id: str, size: str | None) -> int | None:
-        """Units a line may grow to by the stock read model, when no stock worker
-        decides at once (reservation at add-to-cart off); None where unknown."""
-        if self.reserving:
-            return None
-        if line is not None:
-            return domain.units_available(line, unit.stock)
-        return unit.stock.get(domain.stock_key(product_id, size))
+        cart = unit.cart(due.user_id)
+        if not housekeeping.is_due(cart, due, now):
+            return []  # the buyer was active since: the timer moved
+        if due.task == housekeeping.CHECK:
+            stock = unit.stock if self.rules.reserving else None
+            result = housekeeping.periodic_check(cart, unit.products, stock, now, self.policy)
+        elif due.task == housekeeping.REMIND:
+            result = housekeeping.remind(cart, now, unit.products, unit.stock)
+        else:
+            result = housekeeping.expire(cart, now, self.rules.answer_timeout)
+        unit.put_cart(result.cart)
+        cause = Cause(due.dedup_key)
+        reason = "cart_expired" if due.task == housekeeping.EXPIRE else "item_unavailable"
+        releases = [
+            Release(cause, cart.user_id, line.item_id, line.reservation_id or "", line.product_id, reason)
+            for line in result.releases
+        ]
+        return [
+            *self.translator.events(result.cart_events, cause, key=cart.user_id),
+            *self.translator.events(result.notifications, cause, key=cart.user_id, notifications=True),
+            *self.translator.records(releases),
+        ]

@@ -9,6 +9,7 @@ overwrite each other's changes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +20,8 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from contracts import cart as cart_contract
+from contracts import stock as stock_contract
 from services.cart_worker.domain import (
     PENDING,
     RESERVED,
@@ -30,6 +33,8 @@ from services.cart_worker.domain import (
     PendingStock,
     Product,
     SizeOption,
+    StockAnswerOverdue,
+    Unreadable,
 )
 from services.runtime.mongo import find_by_ids, replace_all, write_versioned
 
@@ -154,9 +159,63 @@ def _line_from_doc(doc: dict[str, Any]) -> CartLine:
     )
 
 
+# --- commands and answers kept in a cart: typed in memory, contract JSON when stored ---
+#
+# Upcasting happens here and only here: what an earlier release stored and this
+# one no longer reads is loaded as ``Unreadable`` (a command) or as the step's
+# timeout (a held answer), which the saga knows how to answer and undo.
+
+#: How a held timeout is marked among held answers (stock events have a ``type``).
+OVERDUE = "overdue"
+#: Marks a held answer whose reservation the stock worker let go of since.
+RELEASED_SINCE = "released_since"
+
+
+def _command_to_doc(command: Any) -> dict[str, Any]:
+    if isinstance(command, Unreadable):
+        return dict(command.stored)
+    return command.model_dump(mode="json")
+
+
+def command_from_doc(doc: Any) -> Any:
+    """A kept command as this release reads it, or ``Unreadable``."""
+    try:
+        return cart_contract.cart_command_adapter.validate_python(doc)
+    except ValueError:  # pydantic's ValidationError is one
+        return Unreadable(doc if isinstance(doc, dict) else {"stored": repr(doc)[:500]})
+
+
+def _answer_to_doc(step: PendingStock) -> dict[str, Any] | None:
+    if step.answer is None:
+        return None
+    if isinstance(step.answer, StockAnswerOverdue):
+        doc: dict[str, Any] = {OVERDUE: dataclasses.asdict(step.answer)}
+    else:
+        doc = step.answer.model_dump(mode="json")
+    if step.released_since:
+        doc[RELEASED_SINCE] = True
+    return doc
+
+
+def _answer_from_doc(doc: Any, user_id: str, step: PendingStock) -> tuple[Any, bool]:
+    """A held answer as it came, and whether its reservation was let go of since.
+    One that no longer reads counts as the step's timeout, which undoes whatever
+    the stock worker did for the step."""
+    if not isinstance(doc, dict):
+        return (StockAnswerOverdue.of(user_id, step), False) if doc is not None else (None, False)
+    released = bool(doc.get(RELEASED_SINCE))
+    answer = {key: value for key, value in doc.items() if key != RELEASED_SINCE}
+    try:
+        if OVERDUE in answer:
+            return StockAnswerOverdue(**answer[OVERDUE]), released
+        return stock_contract.stock_event_adapter.validate_python(answer), released
+    except (TypeError, ValueError):
+        return StockAnswerOverdue.of(user_id, step), released
+
+
 def _step_to_doc(step: PendingStock) -> dict[str, Any]:
     doc = {
-        "command": dict(step.command),
+        "command": _command_to_doc(step.command),
         "item_id": step.item_id,
         "reservation_id": step.reservation_id,
         "operation": step.operation,
@@ -164,22 +223,23 @@ def _step_to_doc(step: PendingStock) -> dict[str, Any]:
         "deadline": step.deadline,
         "stock_command_id": step.stock_command_id,
     }
-    if step.answer is not None:
-        doc["answer"] = dict(step.answer)
+    if (answer := _answer_to_doc(step)) is not None:
+        doc["answer"] = answer
     return doc
 
 
-def _step_from_doc(doc: dict[str, Any]) -> PendingStock:
-    return PendingStock(
-        command=doc["command"],
+def _step_from_doc(doc: dict[str, Any], user_id: str) -> PendingStock:
+    step = PendingStock(
+        command=command_from_doc(doc["command"]),
         item_id=doc["item_id"],
         reservation_id=doc["reservation_id"],
         operation=doc["operation"],
         previous=_line_from_doc(doc["previous"]) if doc.get("previous") else None,
         deadline=doc["deadline"],
         stock_command_id=doc.get("stock_command_id"),
-        answer=doc.get("answer"),
     )
+    answer, released = _answer_from_doc(doc.get("answer"), user_id, step)
+    return dataclasses.replace(step, answer=answer, released_since=released)
 
 
 def _handover_to_doc(handover: Handover | None) -> dict[str, Any] | None:
@@ -188,7 +248,7 @@ def _handover_to_doc(handover: Handover | None) -> dict[str, Any] | None:
     return {
         "payment_id": handover.payment_id,
         "start_message_id": handover.start_message_id,
-        "command": dict(handover.command),
+        "command": _command_to_doc(handover.command),
         "item_ids": list(handover.item_ids),
         "checkout_type": handover.checkout_type,
         "handed_at": handover.handed_at,
@@ -201,20 +261,20 @@ def _handover_from_doc(doc: dict[str, Any] | None) -> Handover | None:
     return Handover(
         payment_id=doc["payment_id"],
         start_message_id=doc["start_message_id"],
-        command=doc["command"],
+        command=command_from_doc(doc["command"]),
         item_ids=tuple(doc["item_ids"]),
         checkout_type=doc["checkout_type"],
         handed_at=doc["handed_at"],
     )
 
 
-def _steps_from_doc(doc: list[dict[str, Any]] | dict[str, Any] | None) -> tuple[PendingStock, ...]:
+def _steps_from_doc(doc: list[dict[str, Any]] | dict[str, Any] | None, user_id: str) -> tuple[PendingStock, ...]:
     """The steps in flight: a list of them, or (stored by an earlier release) one or none."""
     if not doc:
         return ()
     if isinstance(doc, dict):
-        return (_step_from_doc(doc),)
-    return tuple(_step_from_doc(step) for step in doc)
+        return (_step_from_doc(doc, user_id),)
+    return tuple(_step_from_doc(step, user_id) for step in doc)
 
 
 def _derived_fields(doc: dict[str, Any]) -> dict[str, Any]:
@@ -237,7 +297,7 @@ def cart_to_doc(cart: Cart) -> dict[str, Any]:
         "items": [_line_to_doc(line) for line in cart.lines],
         # Kept under its earlier name (and null when none) for the index and the pruning query.
         "pending": [_step_to_doc(step) for step in cart.steps] or None,
-        "queue": [dict(command) for command in cart.queue],
+        "queue": [_command_to_doc(command) for command in cart.queue],
         "active_at": cart.active_at,
         "check_at": cart.check_at,
         "remind_at": cart.remind_at,
@@ -254,8 +314,8 @@ def cart_from_doc(doc: dict[str, Any]) -> Cart:
         lines=tuple(_line_from_doc(line) for line in doc.get("items") or ()),
         version=doc.get("version", 0),
         updated_at=doc.get("updated_at"),
-        steps=_steps_from_doc(doc.get("pending")),
-        queue=tuple(doc.get("queue") or ()),
+        steps=_steps_from_doc(doc.get("pending"), doc["_id"]),
+        queue=tuple(command_from_doc(command) for command in doc.get("queue") or ()),
         active_at=doc.get("active_at"),
         check_at=doc.get("check_at"),
         remind_at=doc.get("remind_at"),

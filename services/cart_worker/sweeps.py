@@ -7,7 +7,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.cart_worker import housekeeping, repository
 from services.cart_worker.housekeeping import HousekeepingDue
-from services.cart_worker.unit import StockAnswerOverdue
+from services.cart_worker.domain import StockAnswerOverdue
 from services.runtime.clock import Clock
 from services.runtime.settings import Settings
 

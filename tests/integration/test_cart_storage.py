@@ -10,7 +10,8 @@ import pytest
 
 from harness.deployment import open_deployment
 from services.cart_worker import repository
-from services.cart_worker.domain import Cart, PendingStock
+from contracts import cart as cart_contract
+from services.cart_worker.domain import Cart, PendingStock, StockAnswerOverdue
 from services.cart_worker.sweeps import find_housekeeping_due, find_overdue
 from services.runtime.clock import ManualClock
 from services.runtime.settings import Settings
@@ -67,9 +68,10 @@ async def test_carts_of_an_earlier_release_are_found_by_the_sweep_after_start_up
     assert not set(indexes) & set(repository.LEGACY_INDEXES), "the indexes every write kept up are gone"
 
 
-def _step(name: str, deadline: datetime, answer: dict | None = None) -> PendingStock:
+def _step(name: str, deadline: datetime, answer: StockAnswerOverdue | None = None) -> PendingStock:
+    add = cart_contract.AddItem(message_id=f"add-{name}", occurred_at=NOW, user_id="ann", product_id=name, quantity=1)
     return PendingStock(
-        command={"type": "AddItem", "message_id": f"add-{name}"}, item_id=name, reservation_id=f"r-{name}",
+        command=add, item_id=name, reservation_id=f"r-{name}",
         operation="reserve", previous=None, deadline=deadline, answer=answer,
     )
 
@@ -79,7 +81,7 @@ async def test_the_overdue_sweep_times_out_each_unanswered_step_past_its_deadlin
     minute = timedelta(minutes=1)
     carts = [
         # The first step is still within its time; the second's answer came and waits its turn.
-        Cart("waiting-its-turn", steps=(_step("cap", NOW + minute), _step("mug", NOW - minute, {"type": "x"}))),
+        Cart("waiting-its-turn", steps=(_step("cap", NOW + minute), _step("mug", NOW - minute, StockAnswerOverdue("waiting-its-turn", "r-mug", "add-mug")))),
         Cart("two-late", steps=(_step("cap", NOW - minute), _step("mug", NOW - minute), _step("tee", NOW + minute))),
         Cart("in-time", steps=(_step("cap", NOW + minute),)),
     ]

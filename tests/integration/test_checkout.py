@@ -296,7 +296,7 @@ async def test_with_reservation_at_add_to_cart_off_checkout_reserves_or_refuses(
 
 
 async def test_a_payment_parked_before_its_checkout_existed_is_redriven_and_pays(shop):
-    from services.cart_worker.unit import payment_id_for
+    from contracts.derived_ids import payment_id_for
 
     shoe = await stocked(shop, 2, "6.00")
     buyer, _ = await cart_with(shop, (shoe, 1))

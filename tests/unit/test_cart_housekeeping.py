@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from contracts.cart import GetCart
 from services.cart_worker import domain, housekeeping
 from services.cart_worker.domain import Cart, Product
 from services.cart_worker.housekeeping import (
@@ -92,7 +93,7 @@ def test_an_expired_cart_is_emptied_and_gives_back_its_reserved_stock():
 
 
 def test_a_cart_waiting_for_the_stock_worker_expires_a_little_later():
-    cart = replace(cart_with_mug(), queue=({"type": "GetCart"},))
+    cart = replace(cart_with_mug(), queue=(GetCart(message_id="look-1", occurred_at=NOW, user_id="ann"),))
 
     result = housekeeping.expire(cart, later(days=30), timedelta(seconds=10))
 

@@ -114,7 +114,8 @@ def test_every_reply_about_the_largest_cart_with_everything_changed_fits_a_defau
 
 def test_commands_waiting_behind_a_stock_step_are_bounded():
     from contracts import cart as cart_contract
-    from services.cart_worker.handlers import MAX_QUEUED_COMMANDS, CartLogic
+    from services.cart_worker.domain.saga import MAX_QUEUED_COMMANDS
+    from services.cart_worker.handlers import CartLogic
     from services.cart_worker.unit import CartUnit
     from services.runtime.clock import ManualClock
 

@@ -15,7 +15,8 @@ from contracts.catalog import ProductDeleted
 from services.cart_worker.domain import Product
 from services.cart_worker.handlers import CartLogic
 from services.cart_worker.repository import cart_from_doc, cart_to_doc
-from services.cart_worker.unit import CartUnit, StockAnswerOverdue
+from services.cart_worker.domain import StockAnswerOverdue
+from services.cart_worker.unit import CartUnit
 from services.runtime.clock import ManualClock
 from services.runtime.settings import Settings
 

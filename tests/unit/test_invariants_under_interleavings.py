@@ -62,7 +62,8 @@ from hypothesis.stateful import (
 )
 
 from services.cart_worker.handlers import CartLogic
-from services.cart_worker.unit import CartUnit, StockAnswerOverdue
+from services.cart_worker.domain import StockAnswerOverdue
+from services.cart_worker.unit import CartUnit
 from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, PAID
 from services.checkout_worker.deadlines import OverdueDeadline
 from services.checkout_worker.handlers import CheckoutLogic, CheckoutUnit, UnknownPayment

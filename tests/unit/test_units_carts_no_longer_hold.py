@@ -14,7 +14,8 @@ import pytest
 
 from services.cart_worker.domain import RESERVED, Cart, CartLine
 from services.cart_worker.handlers import CartLogic
-from services.cart_worker.unit import CartUnit, StockAnswerOverdue
+from services.cart_worker.domain import StockAnswerOverdue
+from services.cart_worker.unit import CartUnit
 from services.runtime.clock import ManualClock
 from services.runtime.records import Incoming
 from services.runtime.settings import Settings

@@ -64,6 +64,8 @@ from services.cart_worker.domain.model import (
     PENDING,
     PendingStock,
     Product,
+    StockAnswerOverdue,
+    Unreadable,
     RESERVED,
     SizeOption,
     UNRESERVED,
@@ -80,7 +82,6 @@ from services.cart_worker.domain.outcomes import (
     not_enough_stock,
 )
 from services.cart_worker.domain.reservations import (
-    RELEASED_SINCE,
     await_stock,
     before_steps,
     confirm_stock,
@@ -145,6 +146,8 @@ __all__ = [
     "PENDING",
     "PendingStock",
     "Product",
+    "StockAnswerOverdue",
+    "Unreadable",
     "RESERVED",
     "SizeOption",
     "UNRESERVED",
@@ -157,7 +160,6 @@ __all__ = [
     "invalid_quantity",
     "item_not_found",
     "not_enough_stock",
-    "RELEASED_SINCE",
     "await_stock",
     "before_steps",
     "confirm_stock",

@@ -112,6 +112,52 @@ class CartLine:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """A command kept in a cart (waiting, or waiting for stock) that this release
+    no longer reads: stored by an earlier one. It is never carried out; it is
+    answered as not carried out when what is left of it says who sent it."""
+
+    stored: Mapping[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.stored.get("type"))[:100]
+
+    @property
+    def message_id(self) -> str:
+        return str(self.stored.get("message_id"))
+
+    @property
+    def correlation_id(self) -> Any:
+        return self.stored.get("correlation_id")
+
+
+#: A command a cart keeps: a contract command (``contracts.cart.CartCommand``),
+#: or what is left of one stored by an earlier release.
+KeptCommand = Any
+
+
+@dataclass(frozen=True)
+class StockAnswerOverdue:
+    """A cart waited longer than allowed for the stock worker's answer to a step."""
+
+    user_id: str
+    reservation_id: str
+    #: The message_id of the command whose stock step is overdue: two steps on
+    #: one reservation (an increase, later another) time out separately.
+    command_id: str
+
+    @classmethod
+    def of(cls, user_id: str, step: PendingStock) -> StockAnswerOverdue:
+        """The timeout of ``step`` of ``user_id``'s cart."""
+        return cls(user_id, step.reservation_id, step.command.message_id)
+
+    @property
+    def dedup_key(self) -> str:
+        return f"stock-timeout:{self.reservation_id}:{self.command_id}"
+
+
+@dataclass(frozen=True)
 class PendingStock:
     """A command waiting for the stock worker's answer before it is confirmed.
 
@@ -119,7 +165,7 @@ class PendingStock:
     came; they are answered in that order (see ``Cart.steps``).
     """
 
-    command: Mapping[str, Any]  # the command as received (contract JSON)
+    command: KeptCommand
     item_id: str
     reservation_id: str
     operation: str  # "reserve" | "adjust"
@@ -129,9 +175,13 @@ class PendingStock:
     #: caused by it (``causation_id``) resolves the step: two commands about one
     #: reservation (a decrease, then an increase) can be in flight at once.
     stock_command_id: str | None = None
-    #: The answer (a stock event as contract JSON, or an ``overdue`` marker) that
-    #: came while an earlier step was still in flight: taken once this one is first.
-    answer: Mapping[str, Any] | None = None
+    #: The answer (a stock event of the contract, or the step's
+    #: ``StockAnswerOverdue``) that came while an earlier step was still in
+    #: flight: taken once this one is first.
+    answer: Any | None = None
+    #: The stock worker let go of this step's reservation after ``answer`` came:
+    #: taken right after the answer, in the order the stock worker sent them.
+    released_since: bool = False
 
     def is_answered_by(self, causation_id: str | None, reservation_id: str) -> bool:
         if self.stock_command_id is None:  # a step stored before answers were matched by cause
@@ -148,7 +198,7 @@ class Handover:
     payment_id: str
     #: The ``StartCheckout``'s message_id: the answer's ``causation_id``.
     start_message_id: str
-    command: Mapping[str, Any]  # the buyer's checkout command (contract JSON)
+    command: KeptCommand  # the buyer's checkout command
     item_ids: tuple[str, ...]
     checkout_type: str
     handed_at: datetime
@@ -164,9 +214,9 @@ class Cart:
     #: of different lines may run at once; their answers are taken in this order,
     #: so the replies leave in the order the commands came.
     steps: tuple[PendingStock, ...] = ()
-    #: Commands (contract JSON) that came while steps were in flight and could
-    #: not start one of their own, oldest first: they run once no step is left.
-    queue: tuple[Mapping[str, Any], ...] = ()
+    #: Commands that came while steps were in flight and could not start one
+    #: of their own, oldest first: they run once no step is left.
+    queue: tuple[KeptCommand, ...] = ()
     #: Last command of the buyer that touched the cart, and the housekeeping
     #: moments it scheduled (see ``housekeeping``).
     active_at: datetime | None = None

@@ -13,10 +13,6 @@ from services.cart_worker.domain.model import PENDING, RESERVED, UNRESERVED, Car
 from services.cart_worker.domain.outcomes import Rejected, cannot_add_more, not_enough_stock
 
 
-#: Marks a held answer whose reservation the stock worker let go of since.
-RELEASED_SINCE = "released_since"
-
-
 def await_stock(
     cart: Cart, pending: PendingStock, *, now: datetime
 ) -> Cart:
@@ -38,7 +34,7 @@ def _waiting(cart: Cart, pending: PendingStock, now: datetime) -> Cart:
     return cart.with_line(replace(line, reservation_state=PENDING, reservation_id=pending.reservation_id), now)
 
 
-def hold_answer(cart: Cart, index: int, answer: Mapping[str, Any]) -> Cart:
+def hold_answer(cart: Cart, index: int, answer: Any) -> Cart:
     """The cart with ``answer`` kept on its step ``index`` until the steps before it are answered."""
     steps = list(cart.steps)
     steps[index] = replace(steps[index], answer=answer)
@@ -90,7 +86,7 @@ def mark_released(cart: Cart, reservation_id: str, *, now: datetime) -> Cart:
     steps = tuple(
         # Its answer came, and waits for the steps before it: the release is
         # taken right after that answer, in the order the stock worker sent them.
-        replace(step, answer={**step.answer, RELEASED_SINCE: True})
+        replace(step, released_since=True)
         if step.answer is not None and step.reservation_id == reservation_id
         else step
         for step in steps
@@ -138,7 +134,7 @@ def insufficient_stock(pending: PendingStock, command_type: str, requested: int,
     previous = pending.previous
     if command_type == "AddItem" and previous is not None:
         return cannot_add_more(requested - previous.quantity, available - previous.quantity, item_id=previous.item_id)
-    size = previous.size if previous is not None else pending.command.get("size")
+    size = previous.size if previous is not None else getattr(pending.command, "size", None)
     return not_enough_stock(
         available, requested, size if isinstance(size, str) else None, item_id=previous.item_id if previous else None
     )
