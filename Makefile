@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install browser promtool run test unit integration bench chaos clean
+.PHONY: install browser promtool run docs test unit integration bench chaos clean
 
 $(BIN)/cartflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,21 @@ promtool:
 	      || echo "could not install prometheus: the promtool test will be skipped"; \
 	  else echo "promtool missing (apt-get install prometheus as root): the promtool test will be skipped"; fi; }
 
-test: install browser promtool
+# The documentation site (mkdocs.yml, pages in docs/), built into .cartflow/site;
+# --strict fails on a broken link, a missing anchor or a page left out of the nav.
+# Not --quiet: it hides the warnings from --strict too, which then passes anything.
+# The build's output is shown only when it fails. NO_MKDOCS_2_WARNING silences a
+# notice Material for MkDocs prints on every build.
+docs: install
+	@mkdir -p .cartflow
+	@NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict > .cartflow/docs.log 2>&1 \
+	  || { cat .cartflow/docs.log; echo "make docs: the documentation site does not build (see above)"; exit 1; }
+
+test: install docs browser promtool
 	$(BIN)/pytest -q -ra
 
 unit: install
-	$(BIN)/pytest -q -m unit tests/unit
+	$(BIN)/pytest -q -m unit tests
 
 integration: install
 	$(BIN)/pytest -q -ra tests/integration

@@ -44,7 +44,7 @@ class StartCheckout(Command):
     is gone), only from the buyer's own cart line (``cart:<user_id>:<item_id>``).
     Its total must be the sum of its lines, each line's total its unit price
     times its quantity. Only the cart worker may write this topic (see the
-    README's ACLs): it is trusted for prices."""
+    ACL table in docs/security.md): it is trusted for prices."""
 
     type: Literal["StartCheckout"] = "StartCheckout"
     payment_id: Identifier

@@ -13,6 +13,7 @@ SPEC = WorkerSpec(
     consumes=CONSUMED,
     produces=(CART_REPLIES, CART_EVENTS, STOCK_COMMANDS, CHECKOUT_COMMANDS, NOTIFICATIONS_EVENTS),
     make_logic=CartLogic,
+    store=repository.CartStore,
     prepare=repository.prepare,
     sweeps=(
         Sweep(find_overdue, dedup_key, lambda settings: settings.cart_pending_sweep_seconds),

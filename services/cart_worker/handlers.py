@@ -14,10 +14,8 @@ import functools
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
-
-from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
@@ -27,8 +25,8 @@ from contracts.envelope import Command
 from contracts.errors import ErrorCode
 from contracts.holders import parse_cart_line_holder
 from contracts.topics import CART_COMMANDS, CATALOG_EVENTS, CHECKOUT_HANDOVERS, STOCK_EVENTS
-from services.cart_worker import domain, housekeeping, repository
-from services.cart_worker.domain import Product, Rejected, SizeOption, StockAnswerOverdue, saga
+from services.cart_worker import domain, housekeeping
+from services.cart_worker.domain import Cart, Product, Rejected, SizeOption, StockAnswerOverdue, saga
 from services.cart_worker.domain.effects import Cause, Release, Reply, Step
 from services.cart_worker.housekeeping import HousekeepingDue
 from services.cart_worker.translator import Translator
@@ -55,6 +53,18 @@ ACTIVITY = (
 
 #: The contract topics the cart worker consumes (its spec's ``consumes``), for its routes.
 CONSUMED = (CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS, CHECKOUT_HANDOVERS)
+
+
+class CartStore(Protocol):
+    """Where ``CartLogic`` reads and writes carts and its copies of the catalog
+    and of stock (on MongoDB: ``services.cart_worker.repository.CartStore``)."""
+
+    async def carts(self, user_ids: Iterable[str]) -> dict[str, Cart]: ...
+    async def carts_holding(self, product_ids: Iterable[str]) -> dict[str, Cart]: ...
+    async def product_ids(self, after: str | None, limit: int) -> list[str]: ...
+    async def products(self, product_ids: Iterable[str]) -> dict[str, Product]: ...
+    async def stock(self, keys: Iterable[str]) -> dict[str, int]: ...
+    async def save(self, products: Iterable[Product], stock: dict[str, int], carts: Iterable[Cart]) -> None: ...
 
 
 class CartLogic:
@@ -130,17 +140,17 @@ class CartLogic:
         # each partition's own order).
         return sorted(works, key=lambda work: work.record is None or work.record.topic != self.catalog_topic)
 
-    async def load(self, db: AsyncDatabase, messages: list[Any]) -> CartUnit:
+    async def load(self, store: CartStore, messages: list[Any]) -> CartUnit:
         user_ids: set[str] = set()
         for message in messages:
             if isinstance(message, Command | StockAnswerOverdue | HousekeepingDue | CheckoutAccepted | CheckoutRefused):
                 user_ids.add(message.user_id)
             elif (holder := parse_cart_line_holder(getattr(message, "holder", None))) is not None:
                 user_ids.add(holder[0])
-        carts = await repository.load_carts(db, user_ids)
+        carts = await store.carts(user_ids)
         deleted = [m.product_id for m in messages if isinstance(m, ProductDeleted)]
         if deleted:
-            carts.update(await repository.load_carts_holding(db, deleted))
+            carts.update(await store.carts_holding(deleted))
         product_ids = {m.product_id for m in messages if isinstance(m, Command | ProductUpserted | ProductDeleted) and hasattr(m, "product_id")}
         product_ids.update(line.product_id for cart in carts.values() for line in cart.lines)
         stock_keys = {domain.stock_key(m.product_id, m.size) for m in messages if hasattr(m, "product_id") and hasattr(m, "size")}
@@ -151,12 +161,12 @@ class CartLogic:
                     product_ids.add(product_id)
                     stock_keys.add(domain.stock_key(product_id, getattr(queued, "size", None)))
         pages = {
-            m.message_id: await repository.list_product_ids(db, m.after, m.limit + 1)
+            m.message_id: await store.product_ids(m.after, m.limit + 1)
             for m in messages
             if isinstance(m, cart_contract.ListProducts)
         }
         product_ids.update(pid for page in pages.values() for pid in page)
-        products = await repository.load_products(db, product_ids)
+        products = await store.products(product_ids)
         for pid in (pid for page in pages.values() for pid in page):
             product = products.get(pid)
             sizes = [option.size for option in product.sizes] if product and product.has_sizes else [None]
@@ -164,14 +174,16 @@ class CartLogic:
         return CartUnit(
             carts=carts,
             products=products,
-            stock=await repository.load_stock(db, stock_keys),
+            stock=await store.stock(stock_keys),
             pages=pages,
         )
 
-    async def save(self, unit: CartUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
-        await repository.save_products(db, [unit.products[p] for p in sorted(unit.dirty_products)], session)
-        await repository.save_stock(db, {k: unit.stock[k] for k in sorted(unit.dirty_stock)}, session)
-        await repository.save_carts(db, [unit.carts[u] for u in sorted(unit.dirty_carts)], session)
+    async def save(self, unit: CartUnit, store: CartStore) -> None:
+        await store.save(
+            [unit.products[p] for p in sorted(unit.dirty_products)],
+            {k: unit.stock[k] for k in sorted(unit.dirty_stock)},
+            [unit.carts[u] for u in sorted(unit.dirty_carts)],
+        )
 
     def handle(self, unit: CartUnit, message: Any) -> list[Outgoing]:
         return self.routes(unit, message)
@@ -245,18 +257,12 @@ class CartLogic:
         unit.put_product(
             replace(known, is_deleted=True) if known else Product(event.product_id, name="", price=Decimal(0), is_deleted=True)
         )
-        now, releases = self.clock.now(), []
-        for cart in list(unit.carts.values()):
-            given_up, lines = domain.give_up_product(cart, event.product_id, now=now)
-            unit.put_cart(given_up)
-            releases.extend(
-                Release(
-                    Cause(f"{event.message_id}:{cart.user_id}:{line.item_id}", event.correlation_id),
-                    cart.user_id, line.item_id, line.reservation_id or "", line.product_id, "product_deleted",
-                )
-                for line in lines
-            )
-        return self.translator.records(releases)
+        cause = Cause(event.message_id, event.correlation_id)
+        return [
+            record
+            for cart in list(unit.carts.values())
+            for record in self._apply(unit, saga.on_product_deleted(cart, event.product_id, cause, self.clock.now()))
+        ]
 
     # --- the cart's timers ---
 

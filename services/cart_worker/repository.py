@@ -37,6 +37,7 @@ from services.cart_worker.domain import (
     Unreadable,
 )
 from services.runtime.mongo import find_by_ids, replace_all, write_versioned
+from services.runtime.mongo_storage import MongoState
 
 CARTS = "cart.carts"
 CATALOG = "cart.catalog"
@@ -384,3 +385,32 @@ async def save_carts(db: AsyncDatabase, carts: Iterable[Cart], session: AsyncCli
 
 async def save_products(db: AsyncDatabase, products: Iterable[Product], session: AsyncClientSession) -> None:
     await replace_all(db[CATALOG], map(product_to_doc, products), session)
+
+
+class CartStore:
+    """Carts, the catalog copy and the stock copy on MongoDB, as ``CartLogic``
+    loads and saves them (inside the batch's transaction when ``state`` carries
+    its session)."""
+
+    def __init__(self, state: MongoState) -> None:
+        self.db, self.session = state.db, state.session
+
+    async def carts(self, user_ids: Iterable[str]) -> dict[str, Cart]:
+        return await load_carts(self.db, user_ids)
+
+    async def carts_holding(self, product_ids: Iterable[str]) -> dict[str, Cart]:
+        return await load_carts_holding(self.db, product_ids)
+
+    async def product_ids(self, after: str | None, limit: int) -> list[str]:
+        return await list_product_ids(self.db, after, limit)
+
+    async def products(self, product_ids: Iterable[str]) -> dict[str, Product]:
+        return await load_products(self.db, product_ids)
+
+    async def stock(self, keys: Iterable[str]) -> dict[str, int]:
+        return await load_stock(self.db, keys)
+
+    async def save(self, products: Iterable[Product], stock: dict[str, int], carts: Iterable[Cart]) -> None:
+        await save_products(self.db, products, self.session)  # type: ignore[arg-type]
+        await save_stock(self.db, stock, self.session)  # type: ignore[arg-type]
+        await save_carts(self.db, carts, self.session)  # type: ignore[arg-type]

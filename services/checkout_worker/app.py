@@ -13,6 +13,7 @@ SPEC = WorkerSpec(
     consumes=CONSUMED,
     produces=(ORDER_EVENTS, CHECKOUT_TIMEOUTS, STOCK_COMMANDS, CART_REPLIES, CHECKOUT_HANDOVERS),
     make_logic=CheckoutLogic,
+    store=repository.CheckoutStore,
     prepare=repository.prepare,
     sweeps=(Sweep(find_overdue, dedup_key, lambda settings: settings.checkout_deadline_sweep_seconds),),
     background=(fire_deadlines_when_due,),

@@ -8,29 +8,17 @@ lost, as ``OverdueDeadline``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from contracts.topics import CHECKOUT_TIMEOUTS
 from services.checkout_worker import repository
+from services.checkout_worker.domain import OverdueDeadline
 from services.runtime.clock import Clock
 from services.runtime.delayed import DelayedTopicConsumer
 from services.runtime.processing import BatchProcessor
 from services.runtime.settings import Settings
-
-
-@dataclass(frozen=True)
-class OverdueDeadline:
-    """Internal: the safety net found an unpaid checkout past its deadline."""
-
-    payment_id: str
-    due_at: datetime
-
-    @property
-    def dedup_key(self) -> str:
-        return f"overdue:{self.payment_id}"
 
 
 async def fire_deadlines_when_due(

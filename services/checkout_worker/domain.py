@@ -570,3 +570,15 @@ def _order_views(checkout: Checkout) -> list[dict[str, Any]]:
 
 def _seconds_left(checkout: Checkout, now: datetime) -> int:
     return max(0, int((checkout.deadline - now).total_seconds()))
+
+
+@dataclass(frozen=True)
+class OverdueDeadline:
+    """Internal: the safety net found an unpaid checkout past its deadline."""
+
+    payment_id: str
+    due_at: datetime
+
+    @property
+    def dedup_key(self) -> str:
+        return f"overdue:{self.payment_id}"

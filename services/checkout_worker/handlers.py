@@ -17,10 +17,8 @@ import functools
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
-from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from contracts import order as order_contract
 from contracts import stock as stock_contract
@@ -52,12 +50,12 @@ from contracts.topics import (
     STOCK_COMMANDS,
     STOCK_EVENTS,
 )
-from services.checkout_worker import domain, published, repository
-from services.checkout_worker.deadlines import OverdueDeadline
+from services.checkout_worker import domain, published
 from services.checkout_worker.domain import (
     Checkout,
     CommitStock,
     Order,
+    OverdueDeadline,
     ReleaseStock,
     ReserveStock,
     ScheduleDeadline,
@@ -102,6 +100,17 @@ CONSUMED = (CHECKOUT_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS, STOCK_EVENTS)
 
 #: What the answer to a query is derived as (never the id of a command's answer).
 QUERY_RESULT = "QueryResult"
+
+
+class CheckoutStore(Protocol):
+    """Where ``CheckoutLogic`` reads and writes checkouts and answered charges
+    (on MongoDB: ``services.checkout_worker.repository.CheckoutStore``)."""
+
+    async def checkouts(self, payment_ids: Iterable[str]) -> dict[str, Checkout]: ...
+    async def waiting_on(self, command_ids: Iterable[str]) -> dict[str, Checkout]: ...
+    async def holding(self, reservation_ids: Iterable[str]) -> dict[str, Checkout]: ...
+    async def charges(self, references: Iterable[str]) -> dict[str, str]: ...
+    async def save(self, checkouts: Iterable[Checkout], charges: dict[str, str], now: datetime) -> None: ...
 
 
 class CheckoutLogic:
@@ -244,19 +253,17 @@ class CheckoutLogic:
     def arrange(self, works: list[Work]) -> list[Work]:
         return works
 
-    async def load(self, db: AsyncDatabase, messages: list[Any]) -> CheckoutUnit:
+    async def load(self, store: CheckoutStore, messages: list[Any]) -> CheckoutUnit:
         answers = [m.causation_id for m in messages if _is_stock_answer(m) and m.causation_id and not _takes_units_back(m)]
-        checkouts = await repository.load(db, [m.payment_id for m in messages if not _is_stock_answer(m)])
-        checkouts.update(await repository.load_waiting_on(db, answers))
-        checkouts.update(await repository.load_holding(db, [m.reservation_id for m in messages if _takes_units_back(m)]))
+        checkouts = await store.checkouts([m.payment_id for m in messages if not _is_stock_answer(m)])
+        checkouts.update(await store.waiting_on(answers))
+        checkouts.update(await store.holding([m.reservation_id for m in messages if _takes_units_back(m)]))
         # Charges already answered, whether or not their checkout is still kept.
         charges = [_charge(m) for m in messages if isinstance(m, PaymentSucceeded)]
-        return CheckoutUnit(checkouts, charges=await repository.load_charges(db, charges))
+        return CheckoutUnit(checkouts, charges=await store.charges(charges))
 
-    async def save(self, unit: CheckoutUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
-        dirty = [unit.checkouts[p] for p in sorted(unit.dirty)]
-        await repository.save(db, dirty, session)
-        await repository.save_charges(db, unit.answered, self.clock.now(), session)
+    async def save(self, unit: CheckoutUnit, store: CheckoutStore) -> None:
+        await store.save([unit.checkouts[p] for p in sorted(unit.dirty)], unit.answered, self.clock.now())
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:
         message = work.message

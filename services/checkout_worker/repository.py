@@ -13,6 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.checkout_worker.domain import AWAITING_PAYMENT, CANCELLED, HELD, PAID, Checkout, Order
 from services.runtime.mongo import find_by_ids, write_versioned
+from services.runtime.mongo_storage import MongoState
 
 SAGAS = "checkout.sagas"
 #: Every charge a checkout answered, by its reference, kept longer than the
@@ -177,3 +178,27 @@ async def figures(db: AsyncDatabase, now: datetime) -> dict[str, float]:
     )
     overdue = (now - oldest["deadline"]).total_seconds() if oldest else 0.0
     return {"pending_sagas": pending, "oldest_overdue_seconds": overdue}
+
+
+class CheckoutStore:
+    """Checkouts and answered charges on MongoDB, as ``CheckoutLogic`` loads and
+    saves them (inside the batch's transaction when ``state`` carries its session)."""
+
+    def __init__(self, state: MongoState) -> None:
+        self.db, self.session = state.db, state.session
+
+    async def checkouts(self, payment_ids: Iterable[str]) -> dict[str, Checkout]:
+        return await load(self.db, payment_ids)
+
+    async def waiting_on(self, command_ids: Iterable[str]) -> dict[str, Checkout]:
+        return await load_waiting_on(self.db, command_ids)
+
+    async def holding(self, reservation_ids: Iterable[str]) -> dict[str, Checkout]:
+        return await load_holding(self.db, reservation_ids)
+
+    async def charges(self, references: Iterable[str]) -> dict[str, str]:
+        return await load_charges(self.db, references)
+
+    async def save(self, checkouts: Iterable[Checkout], charges: dict[str, str], now: datetime) -> None:
+        await save(self.db, checkouts, self.session)  # type: ignore[arg-type]
+        await save_charges(self.db, charges, now, self.session)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 #: What the gateway reads and writes on Kafka, and nothing else (the ACL table
-#: in the README is derived from these: services.ops.access). It writes its own
+#: in docs/security.md is derived from these: services.ops.access). It writes its own
 #: reply topic too, to see that its consumer is positioned.
 READS = (GATEWAY_REPLIES,)
 WRITES = frozenset({CART_COMMANDS, CHECKOUT_QUERIES, PAYMENT_EVENTS, GATEWAY_REPLIES})

@@ -1,5 +1,5 @@
-"""Who may read and write what on Kafka: the ACL table of the README and its
-``kafka-acls.sh`` commands, derived from the code.
+"""Who may read and write what on Kafka: the ACL table of docs/security.md and
+its ``kafka-acls.sh`` commands, derived from the code.
 
 cartflow's own components say what they consume and produce: each worker in
 its spec (``WorkerSpec.consumes``, ``produces`` and consumer groups; each
@@ -113,7 +113,7 @@ def principals() -> tuple[Principal, ...]:
 
 
 def markdown_table(prefix: str = "P") -> str:
-    """The README's ACL table (``P`` standing for the topic prefix)."""
+    """The ACL table of docs/security.md (``P`` standing for the topic prefix)."""
     rows = [
         "| principal | role | Read (topics) | Write (topics) | groups |",
         "| --- | --- | --- | --- | --- |",

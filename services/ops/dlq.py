@@ -30,7 +30,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from contracts.topics import dead_letter_topic
 from services.runtime.headers import PREFIX, REDRIVE_COUNT, REDRIVE_TOKEN, REDRIVEN_FROM
 from services.runtime.kafka import topic_partitions
-from services.runtime.processing import REDRIVES
+from services.runtime.mongo_storage import REDRIVES
 from services.runtime.records import Incoming
 
 

@@ -23,6 +23,10 @@ from pymongo.errors import (
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from services.runtime.storage import ConcurrentModification
+
+__all__ = ["ConcurrentModification"]  # raised by the writes below; defined by the storage port
+
 #: Acknowledged by a majority and journaled: a reply is only ever sent for state
 #: that survives a crash of the database.
 DURABLE = WriteConcern(w="majority", j=True)
@@ -30,10 +34,6 @@ DURABLE = WriteConcern(w="majority", j=True)
 
 #: The version of a document stored before it carried one.
 LEGACY_VERSION = -1
-
-
-class ConcurrentModification(Exception):
-    """Another consumer changed an aggregate between our read and our write."""
 
 
 class Versioned(Protocol):

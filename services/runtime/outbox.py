@@ -66,6 +66,7 @@ from pymongo.read_concern import ReadConcern
 from services.runtime.clock import Clock, SystemClock
 from services.runtime.records import Outgoing
 from services.runtime.settings import is_topic_name
+from services.runtime.storage import Place
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,6 @@ CHUNK_BYTES = 4 << 20
 
 #: Most bytes of records the relay keeps in memory from the commits it was told of.
 FRESH_BYTES = 64 << 20
-
-#: A record's place in the outbox: its chunk's number and its index in the chunk.
-Place = tuple[int, int]
 
 
 def _chunked(messages: list[Outgoing]) -> list[list[Outgoing]]:

@@ -7,7 +7,8 @@ Per batch of consumed records:
    changes nothing, and only its stored reply is sent again;
 3. let the worker load every aggregate the fresh messages touch, in as few
    queries as it can, and apply the messages in order, in memory;
-4. write state, inbox entries and outbox records in one MongoDB transaction.
+4. write state, inbox entries and outbox records in one transaction of the
+   storage (``services.runtime.storage``: MongoDB in production, memory in tests).
 
 Offsets are committed by the caller only after ``process`` returns, so a crash
 at any point replays the batch, and step 2 turns the replay into a no-op.
@@ -38,9 +39,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from pymongo import UpdateOne
-from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -52,11 +50,10 @@ from contracts.errors import ErrorCode
 from services.runtime.clock import Clock
 from services.runtime.dead_letters import dead_letter
 from services.runtime.headers import REDRIVE_TOKEN
-from services.runtime.mongo import is_transient, transaction_options
 from services.runtime.observability import BATCH_SECONDS, PROCESSED, SKIPPED, handling
-from services.runtime.outbox import Place, find_records, write_outbox
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.routing import Routes
+from services.runtime.storage import InboxEntry, Storage
 
 def _storable(key: object) -> bool:
     """Whether ``key`` can be an inbox ``_id`` (a decoder may pass on what a producer wrote)."""
@@ -68,17 +65,6 @@ def _storable(key: object) -> bool:
         return False
     return True
 
-
-def _inbox_entry(key: str, replies: list[Place], now: datetime) -> dict[str, Any]:
-    """What dedup needs of a processed message: its key, when, and where its replies are."""
-    entry: dict[str, Any] = {"_id": key, "processed_at": now}
-    if replies:
-        entry["replies"] = replies
-    return entry
-
-
-#: Collection of the tokens ``cartflow dlq redrive`` hands out (see services.ops.dlq).
-REDRIVES = "redrives"
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +121,8 @@ class WorkerLogic(Protocol):
     def arrange(self, works: list[Work]) -> list[Work]:
         """The order to apply a batch in; records of one partition keep their order."""
 
-    async def load(self, db: AsyncDatabase, messages: list[Any]) -> Any:
-        """Read every aggregate the messages touch; return a unit of work."""
+    async def load(self, store: Any, messages: list[Any]) -> Any:
+        """Read every aggregate the messages touch from the worker's ``store``; return a unit of work."""
 
     def handle(self, unit: Any, message: Any) -> list[Outgoing]:
         """Apply one message to the unit of work in memory. A unit that is not a
@@ -149,8 +135,9 @@ class WorkerLogic(Protocol):
     # its messages, written in the same transaction (events that sum up several
     # messages, such as one level per product instead of one per change).
 
-    async def save(self, unit: Any, db: AsyncDatabase, session: AsyncClientSession) -> None:
-        """Write what the unit of work changed, refusing to overwrite concurrent changes."""
+    async def save(self, unit: Any, store: Any) -> None:
+        """Write what the unit of work changed to ``store`` (bound to the batch's
+        transaction), refusing to overwrite concurrent changes."""
 
 
 @dataclass
@@ -182,19 +169,20 @@ class BatchProcessor:
     def __init__(
         self,
         logic: WorkerLogic,
-        db: AsyncDatabase,
+        storage: Storage[Any],
         clock: Clock,
         *,
+        store: Callable[[Any], Any] = lambda state: state,
         retry_max_seconds: float = 30.0,
         on_commit: Callable[[dict[int, list[dict[str, Any]]]], None] | None = None,
         max_message_bytes: int | None = None,
     ) -> None:
         self.logic = logic
-        self.db = db
+        self.storage = storage
+        #: The worker's aggregate store, made from the storage's native state
+        #: (outside the transaction to load, inside it to save).
+        self.store = store
         self.clock = clock
-        self.inbox = db[f"{logic.name}.inbox"]
-        self.internal_inbox = db[f"{logic.name}.internal-inbox"]
-        self.outbox_name = f"{logic.name}.outbox"
         self.retry_max_seconds = retry_max_seconds
         #: Told of each batch's commit, with the outbox chunks it wrote (see OutboxRelay.wake).
         self.on_commit = on_commit or (lambda written: None)
@@ -214,8 +202,8 @@ class BatchProcessor:
         tokens = {token for record in records if (token := record.header(REDRIVE_TOKEN))}
         if not tokens:
             return {}
-        cursor = self.db[REDRIVES].find({"_id": {"$in": sorted(tokens)[:1000]}}, {"fingerprint": 1})
-        return {doc["_id"]: doc.get("fingerprint") async for doc in cursor}
+        found = await self.storage.redrive_fingerprints(sorted(tokens)[:1000])
+        return {token: fingerprint for token, fingerprint in found.items() if fingerprint is not None}
 
     def _decode(self, record: Incoming, redrives: dict[str, str]) -> Work:
         if self.max_message_bytes is not None and len(record.value or b"") > self.max_message_bytes:
@@ -254,7 +242,7 @@ class BatchProcessor:
         try:
             failed = await self._retrying(lambda: self._commit(works))
         except Exception as exc:
-            if is_transient(exc):
+            if self.storage.is_transient(exc):
                 raise
             if len(works) > 1:
                 log.warning("batch of %d failed (%r); writing its messages one at a time", len(works), exc)
@@ -271,7 +259,7 @@ class BatchProcessor:
         try:
             return await self._retrying(lambda: self._commit([work]))
         except Exception as exc:
-            if is_transient(exc):
+            if self.storage.is_transient(exc):
                 raise
             log.exception("message %s could not be written; dead-lettering it", work.key)
             if work.record is None:
@@ -280,7 +268,7 @@ class BatchProcessor:
         try:
             return await self._retrying(lambda: self._commit([work], poisoned=poison))
         except Exception as exc:
-            if is_transient(exc):
+            if self.storage.is_transient(exc):
                 raise
         # Not even its dead letter can be written (a record no store accepts in
         # any form): the record stays in its topic at its offset, and the loud
@@ -292,7 +280,7 @@ class BatchProcessor:
 
     async def _retrying(self, attempt: Callable[[], Awaitable[set[str]]]) -> set[str]:
         async for retry in AsyncRetrying(
-            retry=retry_if_exception(is_transient),
+            retry=retry_if_exception(self.storage.is_transient),
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
             stop=stop_after_delay(self.retry_max_seconds),
             reraise=True,
@@ -301,31 +289,31 @@ class BatchProcessor:
                 return await attempt()
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
-    async def _seen(self, works: list[Work]) -> dict[tuple[bool, str], dict[str, Any]]:
+    async def _seen(self, works: list[Work]) -> dict[tuple[bool, str], InboxEntry]:
         """Inbox entries of these works, from the inbox of their namespace."""
-        seen: dict[tuple[bool, str], dict[str, Any]] = {}
-        for internal, collection in ((False, self.inbox), (True, self.internal_inbox)):
+        seen: dict[tuple[bool, str], InboxEntry] = {}
+        for internal in (False, True):
             keys = list(dict.fromkeys(w.key for w in works if (w.record is None) == internal and not w.skip))
             if keys:
-                async for doc in collection.find({"_id": {"$in": keys}}):
-                    seen[(internal, doc["_id"])] = doc
+                for key, entry in (await self.storage.inbox_entries(internal, keys)).items():
+                    seen[(internal, key)] = entry
         return seen
 
-    async def _stored_replies(self, seen: dict[tuple[bool, str], dict[str, Any]]) -> dict[tuple[bool, str], list[Outgoing]]:
+    async def _stored_replies(self, seen: dict[tuple[bool, str], InboxEntry]) -> dict[tuple[bool, str], list[Outgoing]]:
         """The replies of commands seen before, from the outbox chunks their inbox
         entries point at (entries of an earlier release hold copies instead)."""
-        places = [tuple(ref) for doc in seen.values() for ref in doc.get("replies", ()) if isinstance(ref, list)]
-        kept = await find_records(self.db, self.outbox_name, places)  # type: ignore[arg-type]
+        places = [ref for entry in seen.values() for ref in entry.replies if isinstance(ref, tuple)]
+        kept = await self.storage.stored_records(places) if places else {}
         if lost := [place for place in places if place not in kept]:
             # Pruned with the window while its entry was read: the repeat changes nothing, unanswered.
             log.warning("%d stored repl(ies) no longer kept (first at %s); not sent again", len(lost), lost[0])
         return {
             ident: [
-                Outgoing.from_doc(ref) if isinstance(ref, dict) else kept[tuple(ref)]
-                for ref in doc.get("replies", ())
-                if isinstance(ref, dict) or tuple(ref) in kept
+                Outgoing.from_doc(ref) if isinstance(ref, dict) else kept[ref]
+                for ref in entry.replies
+                if isinstance(ref, dict) or ref in kept
             ]
-            for ident, doc in seen.items()
+            for ident, entry in seen.items()
         }
 
     async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> set[str]:
@@ -334,7 +322,7 @@ class BatchProcessor:
         fresh = [
             w.message for w in works if w.ident not in seen and w.message is not None and not w.skip and poisoned is None
         ]
-        unit = await self.logic.load(self.db, fresh)
+        unit = await self.logic.load(self.store(self.storage.state), fresh)
         now = self.clock.now()
 
         # Inbox entries, and the replies each will point at (by position in ``outgoing`` until written).
@@ -387,26 +375,21 @@ class BatchProcessor:
             outgoing.extend(finish(unit))
 
         handled = time.perf_counter()
-        async with self.db.client.start_session() as session:
-            async with await session.start_transaction(**transaction_options()):
-                if poisoned is None:
-                    await self.logic.save(unit, self.db, session)
-                written: dict[int, list[dict[str, Any]]] = {}
-                places = await write_outbox(self.db, self.outbox_name, outgoing, session, now, written) if outgoing else []
-                for internal, collection in ((False, self.inbox), (True, self.internal_inbox)):
-                    if entries[internal]:
-                        await collection.insert_many(
-                            [_inbox_entry(key, [places[p] for p in own], now) for key, own in entries[internal]],
-                            session=session,
-                        )
-                if late_replies:
-                    await self.inbox.bulk_write(
-                        [
-                            UpdateOne({"_id": key}, {"$push": {"replies": {"$each": [places[p] for p in positions]}}})
-                            for key, positions in late_replies.items()
-                        ],
-                        session=session,
+        async with self.storage.transaction() as transaction:
+            if poisoned is None:
+                await self.logic.save(unit, self.store(transaction.state))
+            places = await transaction.append_outbox(outgoing, now) if outgoing else []
+            for internal in (False, True):
+                if entries[internal]:
+                    await transaction.add_inbox_entries(
+                        internal,
+                        [InboxEntry(key, now, tuple(places[p] for p in own)) for key, own in entries[internal]],
                     )
+            if late_replies:
+                await transaction.add_late_replies(
+                    {key: [places[p] for p in positions] for key, positions in late_replies.items()}
+                )
+        written = transaction.written
         self._written.update(written)  # committed
         self.times.add(self.logic.name, read - started, handled - read, time.perf_counter() - handled)
         return failed_internal

@@ -5,7 +5,7 @@ finished aggregates (``WorkerSpec.retention``: paid or cancelled checkouts,
 closed reservations, empty carts) go once older than their own setting.
 
 A message redelivered or replayed after its entry was pruned is processed
-afresh; the README says so and ``cartflow replay`` warns about such ranges.
+afresh; docs/delivery-guarantees.md says so and ``cartflow replay`` warns about such ranges.
 Pruning runs in batches by ``_id`` so that no single delete holds the database
 for long, and uses the worker's clock (deadline tests run in seconds).
 """
@@ -21,7 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.clock import Clock
-from services.runtime.processing import BatchProcessor
+from services.runtime.mongo_storage import inbox_collections
 from services.runtime.settings import Settings
 from services.runtime.spec import WorkerSpec
 
@@ -29,10 +29,6 @@ from services.runtime.spec import WorkerSpec
 PRUNE_BATCH = 1000
 #: Sent outbox chunks stay this much longer than the inbox entries pointing into them.
 OUTBOX_MARGIN = timedelta(hours=1)
-
-
-def inbox_collections(worker: str) -> tuple[str, str]:
-    return f"{worker}.inbox", f"{worker}.internal-inbox"
 
 
 async def prune(collection: AsyncCollection, query: dict[str, Any], *, batch: int = PRUNE_BATCH) -> int:
@@ -69,12 +65,12 @@ async def prune_finished(db: AsyncDatabase, spec: WorkerSpec, settings: Settings
 
 
 async def keep_windows(
-    spec: WorkerSpec, settings: Settings, processor: BatchProcessor, clock: Clock, beat: Callable[[], None]
+    spec: WorkerSpec, settings: Settings, db: AsyncDatabase, clock: Clock, beat: Callable[[], None]
 ) -> None:
     """Forever: prune what is older than its window, then wait."""
     window = timedelta(hours=settings.inbox_retention_hours)
     while True:
-        await prune_inbox(processor.db, processor.logic.name, clock.now() - window)
-        await prune_finished(processor.db, spec, settings, clock.now())
+        await prune_inbox(db, spec.name, clock.now() - window)
+        await prune_finished(db, spec, settings, clock.now())
         beat()
         await asyncio.sleep(settings.inbox_prune_interval_seconds)

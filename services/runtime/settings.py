@@ -1,4 +1,4 @@
-"""Settings, read from ``CARTFLOW_*`` environment variables (documented in the README)."""
+"""Settings, read from ``CARTFLOW_*`` environment variables (documented in docs/settings.md)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.clock import Clock
+from services.runtime.mongo_storage import MongoState
 from services.runtime.processing import BatchProcessor, WorkerLogic
 from services.runtime.settings import Settings
 
@@ -45,6 +46,9 @@ class WorkerSpec:
     #: Topics published to, created at start-up when missing.
     produces: tuple[str, ...]
     make_logic: Callable[[Settings, Clock], WorkerLogic]
+    #: The worker's aggregate store on MongoDB, made from ``MongoState`` (what
+    #: the logic's ``load`` and ``save`` are given).
+    store: Callable[[MongoState], Any]
     #: Create the worker's indexes; safe to run on every start.
     prepare: Callable[[AsyncDatabase], Awaitable[None]]
     #: Work the worker gives itself on timers.

@@ -29,6 +29,7 @@ from services.runtime.kafka import (
     subscribe_batches,
 )
 from services.runtime.mongo import connect, round_trips
+from services.runtime.mongo_storage import MongoStorage, inbox_collections
 from services.runtime.outbox import OutboxRelay, prepare_outbox
 from services.runtime.processing import BatchProcessor
 from services.runtime.records import Incoming
@@ -46,7 +47,8 @@ MAX_DEFERRED = 10_000
 
 
 async def run_sweep(
-    name: str, sweep: Sweep, processor: BatchProcessor, settings: Settings, clock: Clock, health: TaskHealth
+    name: str, sweep: Sweep, processor: BatchProcessor, db: AsyncDatabase, settings: Settings, clock: Clock,
+    health: TaskHealth,
 ) -> None:
     """Find what is due and process it, forever. An item whose handling fails is
     tried again after a growing delay, and the next look asks for that many more
@@ -55,7 +57,7 @@ async def run_sweep(
     deferred: dict[str, tuple[int, datetime]] = {}  # key -> (failures, when to try again)
     while True:
         now = clock.now()
-        due = await sweep.find(processor.db, clock, settings, settings.batch_max_records + len(deferred))
+        due = await sweep.find(db, clock, settings, settings.batch_max_records + len(deferred))
         ready = [item for item in due if sweep.key(item) not in deferred or deferred[sweep.key(item)][1] <= now]
         for start in range(0, len(ready), settings.batch_max_records):
             chunk = ready[start : start + settings.batch_max_records]
@@ -78,8 +80,8 @@ async def prepare_runtime_collections(db: AsyncDatabase, worker: str) -> None:
     # The outbox is read unsent first, in _id order; it and both inboxes are
     # pruned by age (services.runtime.pruning).
     await prepare_outbox(db, f"{worker}.outbox")
-    await db[f"{worker}.inbox"].create_index("processed_at")
-    await db[f"{worker}.internal-inbox"].create_index("processed_at")
+    for inbox in inbox_collections(worker):
+        await db[inbox].create_index("processed_at")
 
 
 @dataclass
@@ -144,8 +146,9 @@ class WorkerLifespan:
         logic.routes.check(received_on(spec.consumed()))
         processor = BatchProcessor(
             logic,
-            db,
+            MongoStorage(db, spec.name),
             clock,
+            store=spec.store,
             retry_max_seconds=settings.retry_max_seconds,
             on_commit=relay.wake,
             max_message_bytes=settings.max_message_bytes,
@@ -154,14 +157,14 @@ class WorkerLifespan:
         pruning = f"{spec.name}-retention"
         health.start(
             pruning,
-            functools.partial(keep_windows, spec, settings, processor, clock, functools.partial(health.beat, pruning)),
+            functools.partial(keep_windows, spec, settings, db, clock, functools.partial(health.beat, pruning)),
             every=settings.inbox_prune_interval_seconds,
         )
         for sweep in spec.sweeps:
             name = f"{spec.name}-{sweep.find.__name__}"
             health.start(
                 name,
-                functools.partial(run_sweep, name, sweep, processor, settings, clock, health),
+                functools.partial(run_sweep, name, sweep, processor, db, settings, clock, health),
                 every=sweep.interval(settings),
             )
         for task in spec.background:

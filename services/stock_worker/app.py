@@ -13,6 +13,7 @@ SPEC = WorkerSpec(
     consumes=(STOCK_COMMANDS,),
     produces=(STOCK_EVENTS,),
     make_logic=StockLogic,
+    store=repository.StockStore,
     prepare=repository.prepare,
     sweeps=(Sweep(find_expired, dedup_key, lambda settings: settings.stock_expiry_sweep_seconds),),
     figures=repository.figures,

@@ -460,3 +460,15 @@ def audit(levels: list[StockLevel], reservations: list[Reservation]) -> list[Dri
         if counted != recorded:
             drifts.append(Drift(key, counted[0], recorded[0], counted[1], recorded[1]))
     return drifts
+
+
+@dataclass(frozen=True)
+class ExpireReservation:
+    """Internal: a reservation's expiry time has passed."""
+
+    reservation_id: str
+    expires_at: datetime
+
+    @property
+    def dedup_key(self) -> str:
+        return f"expire:{self.reservation_id}:{self.expires_at.isoformat()}"

@@ -5,26 +5,12 @@ reservation and expiry time; the stock domain (``domain.expire``) releases it.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.clock import Clock
 from services.runtime.settings import Settings
 from services.stock_worker import repository
-
-
-@dataclass(frozen=True)
-class ExpireReservation:
-    """Internal: a reservation's expiry time has passed."""
-
-    reservation_id: str
-    expires_at: datetime
-
-    @property
-    def dedup_key(self) -> str:
-        return f"expire:{self.reservation_id}:{self.expires_at.isoformat()}"
+from services.stock_worker.domain import ExpireReservation
 
 
 async def find_expired(db: AsyncDatabase, clock: Clock, settings: Settings, limit: int) -> list[ExpireReservation]:

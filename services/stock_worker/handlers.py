@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.database import AsyncDatabase
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from contracts import stock as stock_contract
 from contracts.topics import STOCK_COMMANDS, STOCK_EVENTS
@@ -23,9 +21,8 @@ from services.runtime.processing import UnitOfWork, Work
 from services.runtime.records import Incoming, Outgoing
 from services.runtime.routing import RoutingError, Routes, received_on
 from services.runtime.settings import Settings
-from services.stock_worker import domain, published, repository
-from services.stock_worker.expiry import ExpireReservation
-from services.stock_worker.domain import Reservation, StockLevel, StockOutcome, level_key
+from services.stock_worker import domain, published
+from services.stock_worker.domain import ExpireReservation, Reservation, StockLevel, StockOutcome, level_key
 
 
 @dataclass
@@ -60,6 +57,16 @@ class StockUnit(UnitOfWork):
         ]
 
 
+class StockStore(Protocol):
+    """Where ``StockLogic`` reads and writes levels and reservations (on
+    MongoDB: ``services.stock_worker.repository.StockStore``)."""
+
+    async def reservations(self, ids: Iterable[str]) -> dict[str, Reservation]: ...
+    async def levels(self, keys: Iterable[str]) -> dict[str, StockLevel]: ...
+    async def active_reservations(self, levels: Iterable[StockLevel]) -> dict[str, Reservation]: ...
+    async def save(self, levels: Iterable[StockLevel], reservations: Iterable[Reservation]) -> None: ...
+
+
 class StockLogic:
     name = "stock"
 
@@ -88,24 +95,20 @@ class StockLogic:
     def arrange(self, works: list[Work]) -> list[Work]:
         return works
 
-    async def load(self, db: AsyncDatabase, messages: list[Any]) -> StockUnit:
-        reservations = await repository.load_reservations(
-            db, [m.reservation_id for m in messages if hasattr(m, "reservation_id")]
-        )
+    async def load(self, store: StockStore, messages: list[Any]) -> StockUnit:
+        reservations = await store.reservations([m.reservation_id for m in messages if hasattr(m, "reservation_id")])
         keys = {level_key(m.product_id, m.size) for m in messages if isinstance(m, stock_contract.SetStock | stock_contract.ReserveStock)}
         keys.update(level_key(r.product_id, r.size) for r in reservations.values())
-        levels = await repository.load_levels(db, keys)
+        levels = await store.levels(keys)
         lowered = _levels_a_set_stock_may_lower(messages, levels, reservations)
-        for r in (await repository.load_active_reservations(db, [levels[k] for k in sorted(lowered)])).values():
+        for r in (await store.active_reservations([levels[k] for k in sorted(lowered)])).values():
             reservations.setdefault(r.reservation_id, r)
         return StockUnit(levels=levels, reservations=reservations)
 
-    async def save(self, unit: StockUnit, db: AsyncDatabase, session: AsyncClientSession) -> None:
-        await repository.save(
-            db,
+    async def save(self, unit: StockUnit, store: StockStore) -> None:
+        await store.save(
             [unit.levels[k] for k in sorted(unit.dirty_levels)],
             [unit.reservations[r] for r in sorted(unit.dirty_reservations)],
-            session,
         )
 
     def failed(self, work: Work, error: Exception) -> list[Outgoing]:

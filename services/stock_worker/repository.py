@@ -17,6 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.mongo import LEGACY_VERSION, find_by_ids, write_versioned
+from services.runtime.mongo_storage import MongoState
 from services.stock_worker.domain import ACTIVE, EXPIRED, RELEASED, Reservation, StockLevel
 
 LEVELS = "stock.levels"
@@ -143,3 +144,23 @@ async def all_reservations(db: AsyncDatabase) -> list[Reservation]:
 async def figures(db: AsyncDatabase, now: datetime) -> dict[str, float]:
     """Gauges for status and metrics."""
     return {"active_reservations": await db[RESERVATIONS].count_documents({"state": ACTIVE})}
+
+
+class StockStore:
+    """Levels and reservations on MongoDB, as ``StockLogic`` loads and saves them
+    (inside the batch's transaction when ``state`` carries its session)."""
+
+    def __init__(self, state: MongoState) -> None:
+        self.db, self.session = state.db, state.session
+
+    async def reservations(self, ids: Iterable[str]) -> dict[str, Reservation]:
+        return await load_reservations(self.db, ids)
+
+    async def levels(self, keys: Iterable[str]) -> dict[str, StockLevel]:
+        return await load_levels(self.db, keys)
+
+    async def active_reservations(self, levels: Iterable[StockLevel]) -> dict[str, Reservation]:
+        return await load_active_reservations(self.db, levels)
+
+    async def save(self, levels: Iterable[StockLevel], reservations: Iterable[Reservation]) -> None:
+        await save(self.db, levels, reservations, self.session)  # type: ignore[arg-type]

@@ -141,7 +141,8 @@ async def test_a_charge_announced_again_after_its_paid_checkout_was_pruned_is_no
     from services.checkout_worker import repository as checkout_repository
     from services.checkout_worker.handlers import CheckoutLogic, UnknownPayment
     from services.runtime.clock import ManualClock
-    from services.runtime.mongo import transaction_options
+    from services.checkout_worker.repository import CheckoutStore
+    from services.runtime.mongo_storage import MongoStorage
 
     deployment = await open_deployment(backends)
     clock = ManualClock(NOW)
@@ -156,12 +157,13 @@ async def test_a_charge_announced_again_after_its_paid_checkout_was_pruned_is_no
             message_id=message_id, occurred_at=clock.now(), payment_id=payment_id, amount=Decimal("5.00"), gateway_reference="ch_kept"
         )
 
+    storage = MongoStorage(deployment.db, "checkout")
+
     async def process(message) -> list:
-        unit = await logic.load(deployment.db, [message])
+        unit = await logic.load(CheckoutStore(storage.state), [message])
         out = logic.handle(unit, message)
-        async with deployment.db.client.start_session() as session:
-            async with await session.start_transaction(**transaction_options()):
-                await logic.save(unit, deployment.db, session)
+        async with storage.transaction() as transaction:
+            await logic.save(unit, CheckoutStore(transaction.state))
         return out
 
     try:

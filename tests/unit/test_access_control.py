@@ -1,5 +1,5 @@
 """The Kafka ACL table: derived from what the code consumes and produces, the
-one the README shows, and tight where it matters (who may pay, who may price)."""
+one docs/security.md shows, and tight where it matters (who may pay, who may price)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,20 @@ from services.gateway.exchange import WRITES, Exchange
 from services.ops.access import kafka_acls, markdown_table, principals
 from services.runtime.settings import Settings
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+SECURITY_PAGE = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
 
 
 def between(marker: str) -> str:
-    return README.split(f"<!-- {marker}:start -->\n", 1)[1].split(f"\n<!-- {marker}:end -->", 1)[0]
+    return SECURITY_PAGE.split(f"<!-- {marker}:start -->\n", 1)[1].split(f"\n<!-- {marker}:end -->", 1)[0]
 
 
-def test_the_readme_shows_the_table_the_code_derives():
-    assert between("acl-table") == markdown_table(), "README's ACL table is stale: paste services.ops.access.markdown_table()"
+def test_the_security_page_shows_the_table_the_code_derives():
+    assert between("acl-table") == markdown_table(), (
+        "docs/security.md's ACL table is stale: paste services.ops.access.markdown_table()"
+    )
 
 
-def test_the_readme_s_kafka_acls_commands_grant_exactly_the_table():
+def test_the_security_page_s_kafka_acls_commands_grant_exactly_the_table():
     assert between("acl-commands") == f"```sh\n{kafka_acls('shop.')}\n```"
 
 

@@ -101,7 +101,7 @@ async def test_a_sweep_makes_progress_past_items_that_keep_failing():
 
     sweep = Sweep(find, lambda item: item.key, lambda settings: 0.001)
     health = TaskHealth(clock, unhealthy_after=60)
-    task = asyncio.create_task(run_sweep("sweep", sweep, processor, settings, clock, health))
+    task = asyncio.create_task(run_sweep("sweep", sweep, processor, None, settings, clock, health))
     try:
         async with asyncio.timeout(10):
             while len(processor.done) < 25:

@@ -1,6 +1,7 @@
-"""The README's rule, checked: within contract v1, fields may be added, never
-renamed or removed, and the same for paths and statuses. This release's Kafka
-messages and OpenAPI document against the committed v1 baseline."""
+"""The contract's rule (docs/contract.md), checked: within contract v1, fields
+may be added, never renamed or removed, and the same for paths and statuses.
+This release's Kafka messages and OpenAPI document against the committed v1
+baseline."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def published_kinds(module, names):
     if names is not None:
         return {c for c in classes if c.__name__ in names}
     return {c for c in classes if dataclasses.is_dataclass(c) and "Event" not in c.__name__
-            and c.__name__ not in ("StockLevel", "Reservation", "StockOutcome", "Drift")}
+            and c.__name__ not in ("StockLevel", "Reservation", "StockOutcome", "Drift", "ExpireReservation")}
 
 
 @pytest.mark.parametrize("name", sorted(MAPS))

@@ -75,6 +75,7 @@ from services.cart_worker.domain.reservations import (
     await_stock,
     before_steps,
     confirm_stock,
+    give_up_product,
     hold_answer,
     insufficient_stock,
     mark_released,
@@ -612,6 +613,23 @@ def _checkout(cart: Cart, command: Any, context: Context, rules: Rules, *, late:
         handed_at=now,
     )
     return Step(hand_over(cart, kept), (handover,))
+
+
+def on_product_deleted(cart: Cart, product_id: str, cause: Cause, now: datetime) -> Step:
+    """A product no longer sold: the cart's lines of it give back the units they
+    hold, whether reserved at add-to-cart or by a checkout that did not go
+    through (one release per line, each with a cause of its own)."""
+    given_up, lines = give_up_product(cart, product_id, now=now)
+    return Step(
+        given_up,
+        tuple(
+            Release(
+                Cause(f"{cause.message_id}:{cart.user_id}:{line.item_id}", cause.correlation_id),
+                cart.user_id, line.item_id, line.reservation_id or "", line.product_id, "product_deleted",
+            )
+            for line in lines
+        ),
+    )
 
 
 def on_handover_answer(cart: Cart, answer: Any, context: Context, rules: Rules) -> Step:

@@ -72,7 +72,7 @@ def acls(
     prefix: Annotated[str | None, typer.Option(help="Topic prefix (default: CARTFLOW_TOPIC_PREFIX).")] = None,
     bootstrap: Annotated[str, typer.Option(help="The --bootstrap-server of the commands.")] = "kafka:9092",
 ) -> None:
-    """Print the kafka-acls.sh commands that grant each principal exactly what the README's table says."""
+    """Print the kafka-acls.sh commands that grant each principal exactly what docs/security.md's table says."""
     from services.ops.access import kafka_acls
 
     typer.echo(kafka_acls(Settings().topic_prefix if prefix is None else prefix, bootstrap))
