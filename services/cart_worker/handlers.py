@@ -91,6 +91,7 @@ class CartLogic:
             ),
             default_gateway=settings.checkout_default_gateway,
             handover_refusal=self.translator.handover_refusal,
+            check_effects=self.translator.records,
         )
         self.policy = housekeeping.Policy(
             remind_after=timedelta(days=settings.cart_abandoned_threshold_days),

@@ -67,7 +67,7 @@ class Translator:
                 case HandOver():
                     out.append(self._handover(effect))
                 case Announce():
-                    out.extend(self.events(effect.events, effect.cause, key=None))
+                    out.extend(self.events(effect.events, effect.cause, key=None, derived_from=effect.derived_from))
                 case _:
                     raise TypeError(f"{type(effect).__name__} is translated into nothing")
         return out
@@ -105,15 +105,19 @@ class Translator:
         reply = Outgoing(reply_to, command.user_id.encode(), result.to_json_bytes(), is_reply=True, answers=answers)
         return [reply, *events]
 
-    def events(self, events: Iterable[Any], cause: Cause, *, key: str | None, notifications: bool = False) -> list[Outgoing]:
-        """Domain events as ``cart.events`` (or ``notifications.events``) messages, keyed by their user."""
+    def events(
+        self, events: Iterable[Any], cause: Cause, *, key: str | None, notifications: bool = False,
+        derived_from: str | None = None,
+    ) -> list[Outgoing]:
+        """Domain events as ``cart.events`` (or ``notifications.events``) messages,
+        keyed by their user, their ids derived from ``derived_from`` (by default the cause's id)."""
         envelope = causal_envelope(cause.message_id, cause.correlation_id, self.clock.now())
         return event_records(
             events,
             published.NOTIFICATIONS if notifications else published.CART_EVENTS,
             topic=self.notifications_topic if notifications else self.events_topic,
             key=key if key is not None else (lambda event: event.user_id),
-            cause_id=cause.message_id,
+            cause_id=derived_from or cause.message_id,
             envelope=envelope,
         )
 
@@ -178,7 +182,7 @@ class Translator:
         fingerprint = "|".join([handover.payment_id, *(line.order_id for line in handover.lines), str(handover.total)])
         return StartCheckout(
             message_id=start_checkout_id(command.message_id, handover.payment_id),
-            **causal_envelope(command.message_id, command.correlation_id, self.clock.now()),
+            **causal_envelope(command.message_id, command.correlation_id, handover.occurred_at),
             reply_to=command.reply_to or self.replies_topic,
             payment_id=handover.payment_id,
             payment_hash=hashlib.sha256(fingerprint.encode()).hexdigest(),

@@ -1,7 +1,8 @@
 """The storage port in memory: the same dedup entries, outbox and
 all-or-nothing transactions as on MongoDB, held in dicts, so that the batch
-processor and a worker's handling can be tested in milliseconds without a
-server.
+processor can be tested in milliseconds without a server. Documents put
+through ``MemoryState`` are upserted without a version check: an aggregate
+store on it that needs optimistic concurrency checks versions itself.
 
 Reads and writes copy documents, as a database would: nothing a caller keeps
 aliases what is stored. A transaction stages its writes and applies them when
@@ -57,7 +58,7 @@ class MemoryTransaction:
     async def append_outbox(self, records: Sequence[Outgoing], now: datetime) -> list[Place]:
         if not records:
             return []
-        number = self.storage.next_chunk + len(self.written)
+        number = self.storage.take_chunk_number()
         self.written[number] = [record.to_doc() for record in records]
         return [(number, index) for index in range(len(records))]
 
@@ -81,6 +82,12 @@ class MemoryStorage:
         self.redrives: dict[str, str] = {}
         self.commits = 0
         self._faults: list[BaseException] = []
+
+    def take_chunk_number(self) -> int:
+        """The next outbox chunk's number, never handed out twice (an aborted
+        transaction leaves a gap, as a sequence does)."""
+        self.next_chunk += 1
+        return self.next_chunk - 1
 
     def fail_commits(self, *errors: BaseException) -> None:
         """Make the next commits raise ``errors``, one each, in order."""
@@ -120,7 +127,6 @@ class MemoryStorage:
         for collection, document in transaction.state.staged or ():
             self.collections.setdefault(collection, {})[document["_id"]] = document
         self.chunks.update(transaction.written)
-        self.next_chunk += len(transaction.written)
         for internal, entry in transaction.entries:
             self.inboxes[internal][entry.key] = entry
         for key, places in transaction.late:

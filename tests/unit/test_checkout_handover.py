@@ -70,7 +70,9 @@ def test_handed_over_lines_stay_in_the_cart_and_later_commands_wait_until_the_ch
 
     accepted = logic.handle(unit, answer(CheckoutAccepted, start))
     assert unit.carts["ada"].lines == () and unit.carts["ada"].handover is None
-    assert [e["payment_id"] for e in sent(accepted, "CartCheckedOut")] == [start["payment_id"]]
+    (checked_out,) = sent(accepted, "CartCheckedOut")
+    assert checked_out["payment_id"] == start["payment_id"]
+    assert checked_out["causation_id"] == f"CheckoutAccepted-{start['message_id']}", "caused by the acceptance"
     (look,) = sent(accepted, "CommandResult")
     assert look["command_message_id"] == "look" and look["data"]["items"] == []
 

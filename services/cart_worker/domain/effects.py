@@ -130,6 +130,9 @@ class HandOver:
     lines: tuple[HandedLine, ...]
     total: Decimal
     gateway_name: str
+    #: When the hand-over was decided: the message's ``occurred_at``, the same
+    #: in the size check as in the record sent.
+    occurred_at: datetime
     late: bool = False
 
 
@@ -137,8 +140,12 @@ class HandOver:
 class Announce:
     """Events that answer no command of this batch (a hand-over accepted)."""
 
+    #: The message that caused the events (their ``causation_id``).
     cause: Cause
     events: tuple[DomainEvent, ...]
+    #: The id the events' own ids derive from, when it is not the cause's (so
+    #: that every answer to one hand-over announces the same events).
+    derived_from: str | None = None
 
 
 Effect = Reply | ReplyUnreadable | Reserve | Adjust | Release | HandOver | Announce

@@ -111,6 +111,9 @@ class Rules:
     #: Why a hand-over could not be sent (too large, not storable), as the
     #: refusal to answer with; None when it can. Supplied by the translator.
     handover_refusal: Callable[[HandOver], Rejected | None] = lambda handover: None
+    #: Raises when effects cannot become messages. Supplied by the translator;
+    #: a held answer whose step fails it times out instead (see ``_take_held``).
+    check_effects: Callable[[tuple[Any, ...]], object] = lambda effects: None
 
 
 @dataclass(frozen=True)
@@ -359,7 +362,7 @@ def _to_hold(cart: Cart, index: int, event: Any) -> Any:
     """What the cart keeps of an answer that waits its turn: the event, or, when
     it is larger than any the stock worker sends (a long free-text field),
     the step's timeout, which undoes whatever the stock worker did for it."""
-    if len(event.model_dump_json()) <= MAX_HELD_ANSWER_BYTES:
+    if len(event.model_dump_json().encode()) <= MAX_HELD_ANSWER_BYTES:
         return event
     return StockAnswerOverdue.of(cart.user_id, cart.steps[index])
 
@@ -492,6 +495,7 @@ def _take_held(cart: Cart, first: PendingStock, context: Context, rules: Rules) 
     moves on rather than failing every answer that comes after."""
     try:
         step = _take_first(cart, first.answer, context, rules)
+        rules.check_effects(step.effects)
     except Exception:
         log.exception("taking the held answer of step %s failed; it times out instead", first.reservation_id)
         try:
@@ -597,6 +601,7 @@ def _checkout(cart: Cart, command: Any, context: Context, rules: Rules, *, late:
         lines=handed,
         total=sum((line.total_price for line in handed), Decimal(0)),
         gateway_name=command.gateway_name or rules.default_gateway,
+        occurred_at=context.now,
         late=late,
     )
     if (refusal := rules.handover_refusal(handover)) is not None:
@@ -645,8 +650,8 @@ def on_handover_answer(cart: Cart, answer: Any, context: Context, rules: Rules) 
     command = handover.command
     if accepted:
         checked_out = CartCheckedOut(answer.user_id, handover.payment_id, handover.checkout_type, list(handover.item_ids))
-        cause = Cause(handover.start_message_id, answer.correlation_id)
-        effects: tuple[Any, ...] = (Announce(cause, (checked_out,)),)
+        cause = Cause(answer.message_id, answer.correlation_id)
+        effects: tuple[Any, ...] = (Announce(cause, (checked_out,), derived_from=handover.start_message_id),)
     elif isinstance(command, Unreadable):
         code = ErrorCode.CHECKOUT_NOT_AVAILABLE
         effects = (ReplyUnreadable(command.stored, code, ERROR_MESSAGES[code]),)
