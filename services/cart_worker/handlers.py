@@ -10,6 +10,7 @@ deleted product gives back the units carts held for it."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from dataclasses import replace
 from datetime import timedelta
@@ -167,17 +168,17 @@ class CartLogic:
             if isinstance(m, cart_contract.ListProducts)
         }
         product_ids.update(pid for page in pages.values() for pid in page)
-        products = await store.products(product_ids)
-        for pid in (pid for page in pages.values() for pid in page):
-            product = products.get(pid)
-            sizes = [option.size for option in product.sizes] if product and product.has_sizes else [None]
-            stock_keys.update(domain.stock_key(pid, size) for size in sizes)
-        return CartUnit(
-            carts=carts,
-            products=products,
-            stock=await store.stock(stock_keys),
-            pages=pages,
-        )
+        if pages:
+            # A page's stock keys depend on its products' sizes: read them first.
+            products = await store.products(product_ids)
+            for pid in (pid for page in pages.values() for pid in page):
+                product = products.get(pid)
+                sizes = [option.size for option in product.sizes] if product and product.has_sizes else [None]
+                stock_keys.update(domain.stock_key(pid, size) for size in sizes)
+            stock = await store.stock(stock_keys)
+        else:
+            products, stock = await asyncio.gather(store.products(product_ids), store.stock(stock_keys))
+        return CartUnit(carts=carts, products=products, stock=stock, pages=pages)
 
     async def save(self, unit: CartUnit, store: CartStore) -> None:
         await store.save(

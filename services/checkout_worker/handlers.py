@@ -12,6 +12,7 @@ payment) or release (on cancellation).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -255,12 +256,15 @@ class CheckoutLogic:
 
     async def load(self, store: CheckoutStore, messages: list[Any]) -> CheckoutUnit:
         answers = [m.causation_id for m in messages if _is_stock_answer(m) and m.causation_id and not _takes_units_back(m)]
-        checkouts = await store.checkouts([m.payment_id for m in messages if not _is_stock_answer(m)])
-        checkouts.update(await store.waiting_on(answers))
-        checkouts.update(await store.holding([m.reservation_id for m in messages if _takes_units_back(m)]))
-        # Charges already answered, whether or not their checkout is still kept.
-        charges = [_charge(m) for m in messages if isinstance(m, PaymentSucceeded)]
-        return CheckoutUnit(checkouts, charges=await store.charges(charges))
+        # Four independent reads, side by side. Charges already answered are read
+        # whether or not their checkout is still kept.
+        by_payment, waiting, holding, charges = await asyncio.gather(
+            store.checkouts([m.payment_id for m in messages if not _is_stock_answer(m)]),
+            store.waiting_on(answers),
+            store.holding([m.reservation_id for m in messages if _takes_units_back(m)]),
+            store.charges([_charge(m) for m in messages if isinstance(m, PaymentSucceeded)]),
+        )
+        return CheckoutUnit({**by_payment, **waiting, **holding}, charges=charges)
 
     async def save(self, unit: CheckoutUnit, store: CheckoutStore) -> None:
         await store.save([unit.checkouts[p] for p in sorted(unit.dirty)], unit.answered, self.clock.now())

@@ -73,10 +73,12 @@ def make_producer(settings: Settings, bootstrap: str) -> AIOKafkaProducer:
     # acks=all for durability; no transactions: the outbox plus consumer-side
     # dedup give exactly-once effects without them. The idempotent producer is
     # optional (it keeps a key's order even when a batch must be retried long).
+    # No linger: a record leaves at once, and records sent while a request is in
+    # flight still go together in the next one.
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        linger_ms=2,
+        linger_ms=0,
         max_batch_size=1 << 20,
         # The relay parks larger records itself, with a reason, before they get here.
         max_request_size=settings.producer_max_request_bytes + (64 << 10),

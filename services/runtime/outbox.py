@@ -277,7 +277,9 @@ class OutboxRelay:
         while not self._stopping:
             # Cleared before the round, not after: a commit during the round wakes the next one.
             self._wake.clear()
-            leading = await self.lease.acquire()
+            # Renewed once half of it has run, not every round: a round that
+            # publishes a fresh commit costs no write before the first record.
+            leading = await self.lease.keep()
             if not leading and self._fresh:
                 self._fresh, self._fresh_bytes = {}, 0  # the leading process publishes them
             busy = leading and await self.relay_once()

@@ -5,8 +5,8 @@ Per batch of consumed records:
 1. decode every record (malformed ones already know their reply or dead letter);
 2. look their dedup keys up in the inbox with one query: a message seen before
    changes nothing, and only its stored reply is sent again;
-3. let the worker load every aggregate the fresh messages touch, in as few
-   queries as it can, and apply the messages in order, in memory;
+3. at the same time, let the worker load every aggregate the messages touch,
+   in as few queries as it can; then apply the fresh messages in order, in memory;
 4. write state, inbox entries and outbox records in one transaction of the
    storage (``services.runtime.storage``: MongoDB in production, memory in tests).
 
@@ -30,6 +30,7 @@ again; the sweep backs off from it so that it cannot starve the items behind it.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import logging
@@ -318,11 +319,11 @@ class BatchProcessor:
 
     async def _commit(self, works: list[Work], poisoned: Exception | None = None) -> set[str]:
         started = time.perf_counter()
-        seen = await self._seen(works)
-        fresh = [
-            w.message for w in works if w.ident not in seen and w.message is not None and not w.skip and poisoned is None
-        ]
-        unit = await self.logic.load(self.store(self.storage.state), fresh)
+        # Dedup entries and the state the batch touches, read side by side: the
+        # state of every message with a body, as most are fresh (what a repeat
+        # loads as well is only read, never written).
+        candidates = [w.message for w in works if w.message is not None and not w.skip] if poisoned is None else []
+        seen, unit = await asyncio.gather(self._seen(works), self.logic.load(self.store(self.storage.state), candidates))
         now = self.clock.now()
 
         # Inbox entries, and the replies each will point at (by position in ``outgoing`` until written).

@@ -57,9 +57,9 @@ class Settings(BaseSettings):
     #: How long a fetch may wait for records. Brokers that answer a fetch only
     #: when this runs out, not when data arrives (Tansu), add up to this much to
     #: every hop; real Kafka answers early, so a low value costs only idle requests.
-    kafka_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=0, le=10_000)
     batch_max_records: int = Field(default=500, ge=1)
-    batch_timeout_ms: int = Field(default=20, ge=0)
+    batch_timeout_ms: int = Field(default=2, ge=0)
     retry_max_seconds: float = Field(default=30.0, gt=0)
 
     # Outbox relay.

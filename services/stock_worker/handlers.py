@@ -7,6 +7,7 @@ a malformed stock command is dead-lettered.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from collections.abc import Iterable
@@ -96,10 +97,14 @@ class StockLogic:
         return works
 
     async def load(self, store: StockStore, messages: list[Any]) -> StockUnit:
-        reservations = await store.reservations([m.reservation_id for m in messages if hasattr(m, "reservation_id")])
+        # The levels the messages name and the reservations they name, read side
+        # by side; then the levels of those reservations not read yet (usually none).
         keys = {level_key(m.product_id, m.size) for m in messages if isinstance(m, stock_contract.SetStock | stock_contract.ReserveStock)}
-        keys.update(level_key(r.product_id, r.size) for r in reservations.values())
-        levels = await store.levels(keys)
+        reservations, levels = await asyncio.gather(
+            store.reservations([m.reservation_id for m in messages if hasattr(m, "reservation_id")]), store.levels(keys)
+        )
+        if missing := {level_key(r.product_id, r.size) for r in reservations.values()} - set(levels):
+            levels.update(await store.levels(missing))
         lowered = _levels_a_set_stock_may_lower(messages, levels, reservations)
         for r in (await store.active_reservations([levels[k] for k in sorted(lowered)])).values():
             reservations.setdefault(r.reservation_id, r)
