@@ -13,7 +13,8 @@ writes ``docs/bench/report.md`` with PNG charts beside it.
    adds for every look at the cart, published as an upstream would and timed
    to their replies, all at once with batches of 500 and of one, then at a
    steady half of the batched rate; and a storefront's steady rate, adds only,
-   20 a second from 40 buyers. Each row states what a command cost the
+   20 a second from 40 buyers, straight over Kafka and through the HTTP
+   gateway. Each row states what a command cost the
    database: round trips, documents and bytes written (all workers together).
 3. Stock contention: many buyers for a few units, and the oversell count.
 4. The HTTP gateway against the same adds straight to Kafka.
@@ -396,6 +397,59 @@ async def gateway_against_direct(backends, adds: int, concurrency: int, results:
     )
 
 
+async def storefront_through_gateway(backends, results: Results, mode: str, *, reserving: bool) -> None:
+    """The storefront's steady rate through the HTTP gateway: AddItem at 20 a
+    second from 40 buyers for 20 s, open loop (each request leaves at its time,
+    whatever the ones before it wait), timed from request to response."""
+    import httpx
+    import jwt
+
+    from harness.deployment import free_port, gateway_answering
+
+    secret = "bench-secret-" + uuid.uuid4().hex * 2
+    port = free_port()
+    prefix, env = await deployment(
+        backends, **pipeline_env(reserving, 500), CARTFLOW_GATEWAY_JWT_SECRET=secret, CARTFLOW_GATEWAY_PORT=str(port)
+    )
+    names = ("cart", "stock") if reserving else ("cart",)
+    workers = [WorkerProcess(name, env, OUT / f".{prefix}{name}.log").start() for name in names]
+    gateway = WorkerProcess("gateway", env, OUT / f".{prefix}gateway.log", command=("gateway",)).start()
+    products = [f"bench-product-{n}" for n in range(20)]
+    await stocked_catalog(backends, prefix, products, reserving)
+    tokens = [jwt.encode({"sub": f"buyer-{n}", "exp": int(time.time()) + 3600}, secret) for n in range(40)]
+    rng = random.Random(7)
+    latencies: list[float] = []
+
+    async with httpx.AsyncClient(base_url=await gateway_answering(gateway, port), timeout=60) as http:
+        await http.get("/api/carts/count/", headers={"Authorization": f"Bearer {tokens[0]}"})  # warm
+
+        async def add(n: int) -> None:
+            body = {"product_id": rng.choice(products), "quantity": 1}
+            started = time.perf_counter()
+            response = await http.post("/api/carts/add/", json=body, headers={"Authorization": f"Bearer {tokens[n % 40]}"})
+            latencies.append(time.perf_counter() - started)
+            if response.status_code >= 300:
+                raise RuntimeError(f"the gateway answered {response.status_code}: {response.text[:200]}")
+
+        pending, started = [], time.perf_counter()
+        for n in range(STOREFRONT_ADDS):
+            if (wait := started + n / STOREFRONT_RATE - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            pending.append(asyncio.create_task(add(n)))
+        await asyncio.gather(*pending)
+    for process in (gateway, *workers):
+        process.stop()
+        process.log_path.unlink(missing_ok=True)
+    q = statistics.quantiles(sorted(latencies), n=100)
+    name = f"gateway, {mode}, {STOREFRONT}"
+    results.quantiles[name] = (q[49], q[98])
+    results.add(
+        name,
+        f"{STOREFRONT_RATE} adds/s for {STOREFRONT_ADDS / STOREFRONT_RATE:.0f} s",
+        f"p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms (HTTP request to response)",
+    )
+
+
 async def publish_catalog(bootstrap: str, prefix: str, products: list[str]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
@@ -582,6 +636,9 @@ def report(results: Results, scale: int, kind: str) -> None:
 MODES = {"reservation on": True, "reservation off": False}
 #: The storefront's steady rate: AddItem only, 20 a second from 40 buyers, for 20 s.
 STOREFRONT = "storefront: adds at 20/s from 40 buyers"
+STOREFRONT_RATE, STOREFRONT_ADDS = 20, 400
+#: Most the gateway may add to the storefront's p50, against straight over Kafka.
+GATEWAY_P50_MARGIN = 0.010
 #: Its latency goals (p50, p99 in seconds) with reservation on and off.
 STOREFRONT_GOALS = {"reservation on": (0.050, 0.150), "reservation off": (0.020, 0.060)}
 CEILING = "storage, transactions of 500"
@@ -612,6 +669,13 @@ def goals(results: Results) -> list[str]:
             (p50, p99), (p50_goal, p99_goal) = steady, STOREFRONT_GOALS[mode]
             row(f"{mode}, {STOREFRONT}: p50 under {p50_goal * 1000:.0f} ms", f"{p50 * 1000:.0f} ms", p50 < p50_goal)
             row(f"{mode}, {STOREFRONT}: p99 under {p99_goal * 1000:.0f} ms", f"{p99 * 1000:.0f} ms", p99 < p99_goal)
+            if over_http := results.quantiles.get(f"gateway, {mode}, {STOREFRONT}"):
+                extra = over_http[0] - p50
+                row(
+                    f"{mode}, {STOREFRONT} through the gateway: p50 at most {GATEWAY_P50_MARGIN * 1000:.0f} ms above straight",
+                    f"{over_http[0] * 1000:.0f} ms against {p50 * 1000:.0f} ms ({extra * 1000:+.0f} ms)",
+                    extra <= GATEWAY_P50_MARGIN,
+                )
         grown = results.rates.get(f"cart pipeline, {mode}, batches of 500, 10x volume")
         if batched and grown:
             row(f"{mode}, 10x the volume: throughput at least 0.9x", f"{grown / batched:.2f}x", grown >= 0.9 * batched)
@@ -631,8 +695,10 @@ async def run_all(backends, scale: int) -> None:
     await storage_ceiling(backends.mongo_url, 300 * scale, 1, results)
     for mode, reserving in MODES.items():
         await pipeline(
-            backends, 400, 40, 500, results, f"{mode}, {STOREFRONT}", reserving=reserving, pace=20, adds_only=True
+            backends, STOREFRONT_ADDS, 40, 500, results, f"{mode}, {STOREFRONT}", reserving=reserving,
+            pace=STOREFRONT_RATE, adds_only=True,
         )
+        await storefront_through_gateway(backends, results, mode, reserving=reserving)
     for mode, reserving in MODES.items():
         await pipeline(backends, 3_000 * scale, 300, 500, results, f"{mode}, batches of 500", reserving=reserving)
         await pipeline(backends, 300 * scale, 30, 1, results, f"{mode}, batches of 1", reserving=reserving)
