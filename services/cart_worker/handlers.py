@@ -56,6 +56,16 @@ ACTIVITY = (
 CONSUMED = (CATALOG_EVENTS, CART_COMMANDS, STOCK_EVENTS, CHECKOUT_HANDOVERS)
 
 
+#: The stock worker's answers to a cart's own stock commands, each matched to
+#: the step that sent the command: a cart needs no dedup entry for them.
+STEP_ANSWERS = (
+    stock_contract.StockReserved,
+    stock_contract.ReservationAdjusted,
+    stock_contract.StockReservationRejected,
+    stock_contract.StockCommandRejected,
+)
+
+
 class CartStore(Protocol):
     """Where ``CartLogic`` reads and writes carts and its copies of the catalog
     and of stock (on MongoDB: ``services.cart_worker.repository.CartStore``)."""
@@ -126,7 +136,12 @@ class CartLogic:
             return decode_record(record, handover_answer_adapter, HANDOVER_TYPES, self.clock)
         if record.topic == self.stock_events_topic:
             adapter, types = stock_contract.stock_event_adapter, stock_contract.STOCK_EVENT_TYPES
-            return decode_record(record, adapter, types, self.clock)
+            work = decode_record(record, adapter, types, self.clock)
+            if isinstance(work.message, STEP_ANSWERS):
+                # It resolves only the step that waits for it (matched by the stock
+                # command's id): a repeat finds no step and changes nothing.
+                work = replace(work, idempotent=True)
+            return work
         return decode_record(
             record,
             cart_contract.cart_command_adapter,

@@ -85,6 +85,10 @@ class Work:
     #: A record that is none of this worker's business (an event of a topic it
     #: reads for a few types only): no effect, no inbox entry.
     skip: bool = False
+    #: A message whose repeat the worker's rules already ignore (an answer that
+    #: resolves only the step waiting for it): handled without a dedup entry,
+    #: unless its handling failed (so that its dead letter is not written twice).
+    idempotent: bool = False
 
     @property
     def ident(self) -> tuple[bool, str]:
@@ -340,8 +344,10 @@ class BatchProcessor:
                 # Seen before (in an earlier batch or earlier in this one): answer again, change nothing.
                 outgoing.extend(replies_of[work.ident])
                 continue
+            needs_entry = not work.idempotent
             if poisoned is not None:
                 outputs = self._dead(work, poisoned, now)
+                needs_entry = True
             elif work.message is None:
                 outputs = list(work.outputs)
             else:
@@ -360,6 +366,7 @@ class BatchProcessor:
                         continue
                     log.exception("handling %s failed; dead-lettering it", work.key)
                     outputs = self._dead(work, exc, now)
+                    needs_entry = True
             own: list[int] = []
             for position, output in enumerate(outputs, start=len(outgoing)):
                 if not output.is_reply:
@@ -368,8 +375,9 @@ class BatchProcessor:
                     own.append(position)
                 else:
                     late_replies.setdefault(output.answers, []).append(position)
-            replies_of[work.ident] = [outputs[p - len(outgoing)] for p in own]
-            entries[work.record is None].append((work.key, own))
+            if needs_entry:
+                replies_of[work.ident] = [outputs[p - len(outgoing)] for p in own]
+                entries[work.record is None].append((work.key, own))
             outgoing.extend(outputs)
         finish = getattr(self.logic, "finish", None)
         if finish is not None and poisoned is None:

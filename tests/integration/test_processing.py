@@ -40,13 +40,14 @@ class CountingLogic:
     """Adds each message's amount to its counter and answers with the message;
     an amount of 13 fails after changing the counter; a counter reaching 99 is a
     write the storage always refuses; a message naming ``answers`` also sends a
-    deferred reply to that earlier command."""
+    deferred reply to that earlier command; an ``idempotent`` one sets its
+    counter instead, so that its repeat changes nothing."""
 
     name = "counting"
 
     def decode(self, record: Incoming) -> Work:
         body = json.loads(record.value or b"")
-        return Work(record, body["message_id"], body)
+        return Work(record, body["message_id"], body, idempotent=body.get("idempotent", False))
 
     def arrange(self, works: list[Work]) -> list[Work]:
         return works
@@ -57,7 +58,10 @@ class CountingLogic:
         return Counters({i: found.get(i, 0) for i in ids})
 
     def handle(self, unit: Counters, message: dict) -> list[Outgoing]:
-        unit.values[message["counter"]] += message["amount"]
+        if message.get("idempotent"):
+            unit.values[message["counter"]] = message["amount"]  # a repeat sets the same value again
+        else:
+            unit.values[message["counter"]] += message["amount"]
         unit.dirty.add(message["counter"])
         if message["amount"] == 13:
             raise RuntimeError("unlucky")
@@ -285,6 +289,28 @@ async def test_a_deferred_reply_joins_the_entry_of_the_command_it_answers(backen
     assert await backend.values() == {"a": 1, "b": 2}
     late = [json.loads(r["value"]) for r in await backend.records() if "late_answer_to" in json.loads(r["value"])]
     assert late == [{"late_answer_to": first_id}] * 2
+
+
+async def test_a_message_whose_repeat_changes_nothing_is_handled_without_a_dedup_entry(backend):
+    processor = processor_on(backend)
+    answer = record(0, "a", 5, idempotent=True)
+    await processor.process([answer])
+    await processor.process([answer])  # delivered again: handled again, to the same effect
+
+    assert await backend.values() == {"a": 5}
+    assert await backend.processed() == [], "no entry kept for it"
+    assert amounts(await backend.records()) == [5, 5]
+
+
+async def test_such_a_message_whose_handling_fails_keeps_its_entry_and_is_dead_lettered_once(backend):
+    processor = processor_on(backend)
+    poison = record(0, "a", 13, idempotent=True)
+    await processor.process([poison])
+    await processor.process([poison])
+
+    dead = [doc for doc in await backend.records() if doc["topic"] == "counting.commands.dlq"]
+    assert [doc["value"] for doc in dead] == [poison.value]
+    assert await backend.processed() == [json.loads(poison.value)["message_id"]]
 
 
 async def test_internal_work_that_fails_is_not_recorded_as_done_and_is_tried_again(backend):

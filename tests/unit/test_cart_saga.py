@@ -128,3 +128,13 @@ def test_with_reservation_off_an_add_is_answered_at_once_and_asks_nothing_of_sto
     assert isinstance(reply.outcome, Accepted)
     assert not [effect for effect in step.effects if isinstance(effect, Reserve | Adjust | Release)]
     assert [type(event) for event in step.events] == [ItemAdded]
+
+
+def test_an_answer_delivered_twice_confirms_once_and_its_repeat_changes_nothing():
+    started = saga.on_command(Cart("ada"), add(), context(), rules())
+    answer = answer_to(started.cart, only(started.effects, Reserve), 2)
+    confirmed = saga.on_stock_answer(started.cart, answer, context(), rules())
+
+    repeat = saga.on_stock_answer(confirmed.cart, answer, context(), rules())
+
+    assert repeat.cart == confirmed.cart and repeat.effects == ()

@@ -14,6 +14,7 @@ from services.cart_worker.domain import RESERVED, Cart, CartLine, Product
 from services.cart_worker.handlers import CartLogic
 from services.cart_worker.unit import CartUnit
 from services.runtime.clock import ManualClock
+from services.runtime.records import Incoming
 from services.runtime.settings import Settings
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -64,3 +65,18 @@ def test_the_answer_to_a_decrease_does_not_confirm_a_later_increase_of_the_same_
     assert reply["command_message_id"] == "increase" and reply["error_code"] == "INSUFFICIENT_STOCK"
     line = unit.carts["ada"].lines[0]
     assert (line.quantity, line.reserved_quantity) == (2, 2), "the cart promises what the stock worker holds"
+
+
+def test_the_cart_keeps_no_dedup_entry_for_answers_to_its_steps_but_does_for_other_stock_events():
+    logic, _ = shop_with_a_reserved_line(1)
+
+    def decoded(kind: str, **fields):
+        body = {"message_id": f"m-{kind}", "type": kind, "occurred_at": "2026-11-26T12:00:00Z", **fields}
+        return logic.decode(Incoming(logic.stock_events_topic, 0, 0, b"shoe", json.dumps(body).encode()))
+
+    answer = decoded("StockReserved", causation_id="c-1", reservation_id="R", product_id="shoe",
+                     holder="cart:ada:item-1", quantity=1, available_after=3)
+    level = decoded("StockLevelChanged", product_id="shoe", on_hand=4, reserved=1, sold=0, available=3)
+
+    assert answer.idempotent, "its repeat finds no step waiting and changes nothing"
+    assert not level.idempotent
