@@ -22,6 +22,7 @@ from pymongo.errors import OperationFailure
 
 from contracts import cart as cart_contract
 from contracts import stock as stock_contract
+from contracts.derived_ids import stock_command_id
 from services.cart_worker.domain import (
     PENDING,
     RESERVED,
@@ -230,14 +231,21 @@ def _step_to_doc(step: PendingStock) -> dict[str, Any]:
 
 
 def _step_from_doc(doc: dict[str, Any], user_id: str) -> PendingStock:
+    command = command_from_doc(doc["command"])
+    command_id = doc.get("stock_command_id")
+    if command_id is None and not isinstance(command, Unreadable):
+        # Stored before steps kept it: the id their stock command was sent with,
+        # derived as it was then, so that only the answer to it resolves the step.
+        kind = "ReserveStock" if doc["operation"] == "reserve" else "AdjustReservation"
+        command_id = stock_command_id(command.message_id, kind, doc["reservation_id"])
     step = PendingStock(
-        command=command_from_doc(doc["command"]),
+        command=command,
         item_id=doc["item_id"],
         reservation_id=doc["reservation_id"],
         operation=doc["operation"],
         previous=_line_from_doc(doc["previous"]) if doc.get("previous") else None,
         deadline=doc["deadline"],
-        stock_command_id=doc.get("stock_command_id"),
+        stock_command_id=command_id,
     )
     answer, released = _answer_from_doc(doc.get("answer"), user_id, step)
     return dataclasses.replace(step, answer=answer, released_since=released)

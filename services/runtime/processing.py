@@ -11,7 +11,8 @@ Per batch of consumed records:
    storage (``services.runtime.storage``: MongoDB in production, memory in tests).
 
 Offsets are committed by the caller only after ``process`` returns, so a crash
-at any point replays the batch, and step 2 turns the replay into a no-op.
+at any point replays the batch, and step 2 turns the replay into a no-op (for
+a message marked ``Work.idempotent``, the worker's own rules do).
 
 What a record holds is checked to be storable when it is decoded
 (``codec.unstorable``), so nothing a producer sends can fail a batch's write.

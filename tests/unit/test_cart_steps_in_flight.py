@@ -366,3 +366,17 @@ def test_an_add_with_the_longest_allowed_message_id_is_still_undone_when_its_ans
     (release,) = sent(outputs, "ReleaseReservation")
     assert release["reservation_id"] == first["reservation_id"] and len(release["causation_id"]) <= 200
     assert unit.carts["ada"].steps == () and unit.carts["ada"].lines == ()
+
+
+def test_a_step_stored_before_steps_kept_their_stock_command_id_is_answered_only_by_the_answer_to_its_command():
+    logic, unit, _ = shop()
+    request = sent(logic.handle(unit, add("cap", "add-cap")), "ReserveStock")[0]
+    doc = cart_to_doc(unit.carts["ada"])
+    for step in doc["pending"]:
+        del step["stock_command_id"]  # as an earlier release stored it
+
+    unit.carts["ada"] = cart_from_doc(doc)
+
+    (step,) = unit.carts["ada"].steps
+    assert step.stock_command_id == request["message_id"]
+    assert not step.is_answered_by("an-earlier-command-about-the-same-reservation", request["reservation_id"])

@@ -91,6 +91,17 @@ def test_a_refused_hand_over_leaves_the_cart_and_its_stock_as_they_were_and_answ
     assert sent(refused, "ReleaseReservation") == [] and sent(refused, "CartCheckedOut") == []
 
 
+def test_a_refusal_without_words_of_its_own_is_still_answered_to_the_buyer():
+    logic, unit = cart_with_two_lines()
+    start = hand_over(logic, unit)
+
+    refused = logic.handle(unit, answer(CheckoutRefused, start, error_code="CART_LIMIT_REACHED"))
+
+    (reply,) = sent(refused, "CommandResult")
+    assert reply["error_code"] == "CART_LIMIT_REACHED" and reply["error_message"] == "The checkout could not be started"
+    assert unit.carts["ada"].handover is None, "the cart is free for the buyer's next command"
+
+
 def test_an_answer_to_a_hand_over_the_cart_does_not_wait_for_changes_nothing():
     logic, unit = cart_with_two_lines()
     start = hand_over(logic, unit)

@@ -94,6 +94,8 @@ MAX_STEPS_IN_FLIGHT = 20
 MAX_QUEUED_COMMANDS = 100
 #: Largest answer a step holds as it came; one larger counts as its timeout.
 MAX_HELD_ANSWER_BYTES = 4096
+#: What a buyer is told of a checkout the checkout worker refused to start.
+CHECKOUT_NOT_STARTED = "The checkout could not be started"
 
 CHECKOUTS = (cart_contract.CheckoutItem, cart_contract.CheckoutCart)
 CHANGES = (cart_contract.AddItem, cart_contract.UpdateItemQuantity)
@@ -654,12 +656,13 @@ def on_handover_answer(cart: Cart, answer: Any, context: Context, rules: Rules) 
         effects: tuple[Any, ...] = (Announce(cause, (checked_out,), derived_from=handover.start_message_id),)
     elif isinstance(command, Unreadable):
         code = ErrorCode.CHECKOUT_NOT_AVAILABLE
-        effects = (ReplyUnreadable(command.stored, code, ERROR_MESSAGES[code]),)
+        effects = (ReplyUnreadable(command.stored, code, ERROR_MESSAGES.get(code, CHECKOUT_NOT_STARTED)),)
     else:
         code = ErrorCode(answer.error_code) if answer.error_code in ErrorCode.__members__ else ErrorCode.CHECKOUT_NOT_AVAILABLE
         rejection = Rejected(
             code,
-            f"The checkout could not be started: {answer.message}"[:500] if answer.message else ERROR_MESSAGES[code],
+            # Not every code has words of the original app's: a refusal without a message gets these.
+            f"{CHECKOUT_NOT_STARTED}: {answer.message}"[:500] if answer.message else ERROR_MESSAGES.get(code, CHECKOUT_NOT_STARTED),
             "Your cart is as it was; check the details and check out again",
         )
         effects = (Reply(command, rejection, late=True),)
