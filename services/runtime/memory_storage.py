@@ -6,9 +6,7 @@ store on it that needs optimistic concurrency checks versions itself.
 
 Reads and writes copy documents, as a database would: nothing a caller keeps
 aliases what is stored. A transaction stages its writes and applies them when
-its block ends without an exception; a failed commit applies nothing. Faults
-are injected with ``fail_commits``: ``Unavailable`` passes (the processor
-retries it), any other exception does not.
+its block ends without an exception; a failed commit applies nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +20,6 @@ from typing import Any
 
 from services.runtime.records import Outgoing
 from services.runtime.storage import ConcurrentModification, InboxEntry, Place
-
-
-class Unavailable(Exception):
-    """The stand-in for a database that is away for a moment: worth retrying."""
 
 
 @dataclass
@@ -80,18 +74,12 @@ class MemoryStorage:
         self.next_chunk = 1
         #: Redrive tokens an operator was handed, with the fingerprint of their record.
         self.redrives: dict[str, str] = {}
-        self.commits = 0
-        self._faults: list[BaseException] = []
 
     def take_chunk_number(self) -> int:
         """The next outbox chunk's number, never handed out twice (an aborted
         transaction leaves a gap, as a sequence does)."""
         self.next_chunk += 1
         return self.next_chunk - 1
-
-    def fail_commits(self, *errors: BaseException) -> None:
-        """Make the next commits raise ``errors``, one each, in order."""
-        self._faults.extend(errors)
 
     def records(self) -> list[Outgoing]:
         """Every record in the outbox, in the order it was written."""
@@ -119,8 +107,6 @@ class MemoryStorage:
         self._commit(transaction)
 
     def _commit(self, transaction: MemoryTransaction) -> None:
-        if self._faults:
-            raise self._faults.pop(0)
         keys = [(internal, entry.key) for internal, entry in transaction.entries]
         if len(set(keys)) != len(keys) or any(key in self.inboxes[internal] for internal, key in keys):
             raise ConcurrentModification("a message was recorded as processed concurrently")
@@ -132,7 +118,6 @@ class MemoryStorage:
         for key, places in transaction.late:
             if (entry := self.inboxes[False].get(key)) is not None:
                 self.inboxes[False][key] = replace(entry, replies=(*entry.replies, *places))
-        self.commits += 1
 
     def is_transient(self, error: BaseException) -> bool:
-        return isinstance(error, Unavailable | ConcurrentModification)
+        return isinstance(error, ConcurrentModification)
